@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Installs everything the tests need that cargo does not: promtool (Debian's prometheus
+# package) and a Python virtualenv with the openai SDK and pytest (integration/requirements.txt).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+if ! command -v promtool >/dev/null 2>&1; then
+  echo "== installing promtool (Debian package prometheus)"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+fi
+if [ ! -x .venv/bin/python ] || ! cmp -s integration/requirements.txt .venv/.requirements; then
+  echo "== creating .venv from integration/requirements.txt"
+  python3 -m venv .venv
+  .venv/bin/pip install -q --disable-pip-version-check -r integration/requirements.txt
+  cp integration/requirements.txt .venv/.requirements
+fi
