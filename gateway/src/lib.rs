@@ -1,1 +1,21 @@
-//! gateway crate.
+//! tuneguard gateway: the OpenAI-compatible API, auth and tenants, durable store, job
+//! pipeline, metrics and server. See ARCHITECTURE.md for the code map.
+#![forbid(unsafe_code)]
+
+pub mod api;
+pub mod auth;
+pub mod config;
+pub mod error;
+pub mod ids;
+pub mod jobs;
+pub mod metrics;
+pub mod screen;
+pub mod serve;
+pub mod server;
+pub mod state;
+pub mod store;
+pub mod sweep;
+pub mod transform;
+pub mod upstream;
+#[cfg(test)]
+pub(crate) mod testutil;

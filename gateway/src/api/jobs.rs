@@ -1,0 +1,199 @@
+//! /v1/fine_tuning/jobs: list, retrieve, cancel, pause, resume, events, checkpoints.
+
+use super::query::ListParams;
+use super::wire;
+use crate::auth::Caller;
+use crate::error::ApiError;
+use crate::ids::{new_id, now_unix, IdKind};
+use crate::state::AppState;
+use crate::store::*;
+use axum::extract::{Path, Query, State};
+use axum::Json;
+use serde_json::Value;
+
+pub(crate) async fn get_job(
+    state: &AppState,
+    tenant: &str,
+    id: &str,
+) -> Result<JobRecord, ApiError> {
+    let (t, i) = (tenant.to_string(), id.to_string());
+    run_blocking(&state.store, move |s| s.get_job(&t, &i))
+        .await?
+        .ok_or_else(|| ApiError::not_found("FineTuningJob", id))
+}
+
+pub async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+    Query(pairs): Query<Vec<(String, String)>>,
+) -> Result<Json<Value>, ApiError> {
+    let p = ListParams::parse(&pairs, 100)?;
+    let q = JobQuery {
+        after: p.after,
+        limit: p.limit.unwrap_or(20),
+        metadata: p.metadata,
+    };
+    let page = run_blocking(&state.store, move |s| s.list_jobs(&caller.tenant, &q)).await?;
+    Ok(Json(wire::page(&page, wire::job)))
+}
+
+pub async fn retrieve(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    Ok(Json(wire::job(
+        &get_job(&state, &caller.tenant, &id).await?,
+    )))
+}
+
+/// Applies `change` to the job's current state and writes it conditionally, retrying when a
+/// concurrent step changed the status in between.
+async fn transition(
+    state: &AppState,
+    tenant: &str,
+    id: &str,
+    change: impl Fn(&JobRecord) -> Result<Option<(JobRecord, String)>, ApiError>,
+) -> Result<JobRecord, ApiError> {
+    for _ in 0..8 {
+        let job = get_job(state, tenant, id).await?;
+        let Some((next, message)) = change(&job)? else {
+            return Ok(job);
+        };
+        let ev = EventRecord {
+            id: new_id(IdKind::Event),
+            job_id: job.id.clone(),
+            created_at: now_unix(),
+            level: EventLevel::Info,
+            message,
+            kind: "message".into(),
+            data: None,
+        };
+        let (n, old) = (next.clone(), job.status);
+        if run_blocking(&state.store, move |s| s.update_job(&n, old, &[ev])).await? {
+            state.metrics.job_entered(next.status);
+            state.runner.wake();
+            return Ok(next);
+        }
+    }
+    Err(ApiError::conflict(format!(
+        "Job {id} is changing state; retry the request."
+    )))
+}
+
+pub async fn cancel(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let job = transition(&state, &caller.tenant, &id, |j| match j.status {
+        JobStatus::Cancelled => Ok(None),
+        s if s.is_terminal() => Err(ApiError::invalid(
+            "fine_tuning_job_id",
+            format!(
+                "Job {} has already {}; it cannot be cancelled.",
+                j.id,
+                s.as_str()
+            ),
+        )),
+        _ => {
+            let mut n = j.clone();
+            n.status = JobStatus::Cancelled;
+            n.step = JobStep::Done;
+            n.finished_at = Some(now_unix());
+            Ok(Some((n, "Job cancelled".to_string())))
+        }
+    })
+    .await?;
+    if let Some(exec) = job.pipeline.get("exec_state").cloned() {
+        let executor = state.seams.executor.clone();
+        let j = job.clone();
+        tokio::spawn(async move {
+            if let Err(f) = executor.cancel(j.clone(), exec).await {
+                tracing::warn!(job = %j.id, code = %f.code, "backend cancel failed");
+            }
+        });
+    }
+    Ok(Json(wire::job(&job)))
+}
+
+pub async fn pause(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let job = transition(&state, &caller.tenant, &id, |j| match j.status {
+        JobStatus::Paused => Ok(None),
+        s if s.is_terminal() => Err(ApiError::invalid(
+            "fine_tuning_job_id",
+            format!(
+                "Job {} has already {}; it cannot be paused.",
+                j.id,
+                s.as_str()
+            ),
+        )),
+        _ => {
+            let mut n = j.clone();
+            n.status = JobStatus::Paused;
+            Ok(Some((n, "Job paused".to_string())))
+        }
+    })
+    .await?;
+    Ok(Json(wire::job(&job)))
+}
+
+pub async fn resume(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let job = transition(&state, &caller.tenant, &id, |j| match j.status {
+        JobStatus::Paused => {
+            let mut n = j.clone();
+            n.status = j.step.status();
+            Ok(Some((n, "Job resumed".to_string())))
+        }
+        s => Err(ApiError::invalid(
+            "fine_tuning_job_id",
+            format!(
+                "Job {} is {}, not paused; it cannot be resumed.",
+                j.id,
+                s.as_str()
+            ),
+        )),
+    })
+    .await?;
+    Ok(Json(wire::job(&job)))
+}
+
+pub async fn events(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    Query(pairs): Query<Vec<(String, String)>>,
+) -> Result<Json<Value>, ApiError> {
+    let job = get_job(&state, &caller.tenant, &id).await?;
+    let p = ListParams::parse(&pairs, 100)?;
+    let limit = p.limit.unwrap_or(20);
+    let page = run_blocking(&state.store, move |s| {
+        s.list_events(&job.id, p.after.as_deref(), limit)
+    })
+    .await?;
+    Ok(Json(wire::page(&page, wire::event)))
+}
+
+pub async fn checkpoints(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    Query(pairs): Query<Vec<(String, String)>>,
+) -> Result<Json<Value>, ApiError> {
+    let job = get_job(&state, &caller.tenant, &id).await?;
+    let p = ListParams::parse(&pairs, 100)?;
+    let limit = p.limit.unwrap_or(10);
+    let page = run_blocking(&state.store, move |s| {
+        s.list_checkpoints(&job.id, p.after.as_deref(), limit)
+    })
+    .await?;
+    Ok(Json(wire::page(&page, wire::checkpoint)))
+}

@@ -1,0 +1,75 @@
+//! Request observation (one log line and the request metrics per request, with the request
+//! id and never a key), health, readiness, /metrics, and the fallback for unknown routes.
+
+use crate::error::{ApiError, InternalDetail};
+use crate::state::AppState;
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{header, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use std::time::Instant;
+
+pub async fn observe(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let start = Instant::now();
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|m| m.as_str().to_string())
+        .unwrap_or_else(|| "unmatched".to_string());
+    let method = req.method().clone();
+    let request_id = req
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    let resp = next.run(req).await;
+    let status = resp.status();
+    let elapsed = start.elapsed();
+    let m = &state.metrics;
+    m.http_requests
+        .with_label_values(&[route.as_str(), method.as_str(), status.as_str()])
+        .inc();
+    m.http_latency
+        .with_label_values(&[route.as_str(), method.as_str()])
+        .observe(elapsed.as_secs_f64());
+    if let Some(InternalDetail(detail)) = resp.extensions().get::<InternalDetail>() {
+        tracing::error!(request_id, %method, route, status = status.as_u16(), detail, "request failed");
+    } else {
+        tracing::info!(request_id, %method, route, status = status.as_u16(), ms = elapsed.as_millis() as u64, "request");
+    }
+    resp
+}
+
+pub async fn healthz() -> impl IntoResponse {
+    axum::Json(serde_json::json!({"status": "ok"}))
+}
+
+pub async fn readyz(State(state): State<AppState>) -> Response {
+    if state.is_ready() {
+        axum::Json(serde_json::json!({"status": "ready"})).into_response()
+    } else {
+        ApiError::unavailable("The gateway is starting or shutting down.").into_response()
+    }
+}
+
+pub async fn metrics(State(state): State<AppState>) -> Response {
+    (
+        StatusCode::OK,
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        state.metrics.render(),
+    )
+        .into_response()
+}
+
+pub async fn fallback(State(state): State<AppState>, req: Request) -> Response {
+    if let Some(proxy) = state.proxy.clone() {
+        if req.uri().path().starts_with("/v1/") {
+            return proxy.forward(req).await;
+        }
+    }
+    ApiError::unknown_route(req.method().as_str(), req.uri().path()).into_response()
+}

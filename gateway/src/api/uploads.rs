@@ -1,0 +1,296 @@
+//! /v1/uploads: create, parts (each streamed to its own durable blob), complete (parts
+//! concatenated in `part_ids` order into a new file, optional md5), cancel, expiry.
+
+use super::files::{check_purpose, multipart_err, quick_check};
+use super::{json_rejection, wire};
+use crate::auth::Caller;
+use crate::error::ApiError;
+use crate::ids::{new_id, now_unix, IdKind};
+use crate::state::AppState;
+use crate::store::{run_blocking, FileRecord, PartRecord, UploadRecord, UploadStatus};
+use axum::extract::multipart::Multipart;
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{Path, State};
+use axum::Json;
+use serde::Deserialize;
+use serde_json::Value;
+use tokio::io::AsyncReadExt;
+
+#[derive(Deserialize)]
+pub struct CreateBody {
+    bytes: Option<i64>,
+    filename: Option<String>,
+    mime_type: Option<String>,
+    purpose: Option<String>,
+}
+
+pub async fn create(
+    State(state): State<AppState>,
+    caller: Caller,
+    body: Result<Json<CreateBody>, JsonRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let Json(b) = body.map_err(json_rejection)?;
+    let max = state.config.limits.upload_max_bytes;
+    let bytes = b
+        .bytes
+        .ok_or_else(|| ApiError::invalid("bytes", "Missing required parameter: 'bytes'."))?;
+    if bytes <= 0 || bytes as u64 > max {
+        return Err(ApiError::invalid(
+            "bytes",
+            format!("'bytes' must be between 1 and {max}."),
+        ));
+    }
+    let filename = b
+        .filename
+        .filter(|f| !f.is_empty())
+        .ok_or_else(|| ApiError::invalid("filename", "Missing required parameter: 'filename'."))?;
+    let mime_type = b.mime_type.filter(|m| !m.is_empty()).ok_or_else(|| {
+        ApiError::invalid("mime_type", "Missing required parameter: 'mime_type'.")
+    })?;
+    let purpose = b
+        .purpose
+        .ok_or_else(|| ApiError::invalid("purpose", "Missing required parameter: 'purpose'."))?;
+    check_purpose(&purpose)?;
+    let now = now_unix();
+    let rec = UploadRecord {
+        id: new_id(IdKind::Upload),
+        tenant: caller.tenant,
+        bytes: bytes as u64,
+        created_at: now,
+        expires_at: now + state.config.limits.upload_expiry_seconds,
+        filename,
+        mime_type,
+        purpose,
+        status: UploadStatus::Pending,
+        file_id: None,
+    };
+    let r = rec.clone();
+    run_blocking(&state.store, move |s| s.insert_upload(&r)).await?;
+    Ok(Json(wire::upload(&rec, None)))
+}
+
+/// The caller's upload, still pending and unexpired (expiring it on the spot if due).
+async fn pending_upload(
+    state: &AppState,
+    tenant: &str,
+    id: &str,
+) -> Result<UploadRecord, ApiError> {
+    let (t, i) = (tenant.to_string(), id.to_string());
+    let u = run_blocking(&state.store, move |s| s.get_upload(&t, &i))
+        .await?
+        .ok_or_else(|| ApiError::not_found("Upload", id))?;
+    if u.status == UploadStatus::Pending && u.expires_at <= now_unix() {
+        crate::sweep::expire_uploads(state).await?;
+        return Err(ApiError::invalid(
+            "upload_id",
+            format!("Upload {id} has expired."),
+        ));
+    }
+    if u.status != UploadStatus::Pending {
+        return Err(ApiError::invalid(
+            "upload_id",
+            format!("Upload {id} is already {}.", u.status.as_str()),
+        ));
+    }
+    Ok(u)
+}
+
+pub async fn add_part(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    mut mp: Multipart,
+) -> Result<Json<Value>, ApiError> {
+    let upload = pending_upload(&state, &caller.tenant, &id).await?;
+    let max = state.config.limits.upload_part_max_bytes;
+    while let Some(mut field) = mp.next_field().await.map_err(multipart_err)? {
+        if field.name() != Some("data") {
+            continue;
+        }
+        let mut w = state.blobs.create().await?;
+        loop {
+            let chunk = match field.chunk().await {
+                Ok(Some(c)) => c,
+                Ok(None) => break,
+                Err(e) => {
+                    w.abort().await;
+                    return Err(multipart_err(e));
+                }
+            };
+            if w.bytes() + chunk.len() as u64 > max {
+                w.abort().await;
+                return Err(ApiError::too_large(
+                    "data",
+                    format!("Upload parts are limited to {max} bytes."),
+                ));
+            }
+            if let Err(e) = w.write(&chunk).await {
+                w.abort().await;
+                return Err(e.into());
+            }
+        }
+        state
+            .metrics
+            .upload_bytes
+            .with_label_values(&["part"])
+            .inc_by(w.bytes());
+        let part_id = new_id(IdKind::Part);
+        let blob = w.commit(&part_id).await?;
+        let rec = PartRecord {
+            id: part_id,
+            upload_id: upload.id.clone(),
+            created_at: now_unix(),
+            bytes: blob.bytes,
+            blob_key: blob.key,
+        };
+        let r = rec.clone();
+        run_blocking(&state.store, move |s| s.insert_part(&r)).await?;
+        return Ok(Json(wire::part(&rec)));
+    }
+    Err(ApiError::invalid(
+        "data",
+        "Missing required parameter: 'data'.",
+    ))
+}
+
+#[derive(Deserialize)]
+pub struct CompleteBody {
+    part_ids: Option<Vec<String>>,
+    md5: Option<String>,
+}
+
+pub async fn complete(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    body: Result<Json<CompleteBody>, JsonRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let Json(b) = body.map_err(json_rejection)?;
+    let upload = pending_upload(&state, &caller.tenant, &id).await?;
+    let part_ids = b
+        .part_ids
+        .ok_or_else(|| ApiError::invalid("part_ids", "Missing required parameter: 'part_ids'."))?;
+    let uid = upload.id.clone();
+    let parts = run_blocking(&state.store, move |s| s.list_parts(&uid)).await?;
+    let mut ordered = Vec::with_capacity(part_ids.len());
+    for (i, pid) in part_ids.iter().enumerate() {
+        let p = parts.iter().find(|p| &p.id == pid).ok_or_else(|| {
+            ApiError::invalid(
+                format!("part_ids[{i}]"),
+                format!("Part {pid} does not belong to upload {id}."),
+            )
+        })?;
+        if ordered.iter().any(|o: &&PartRecord| o.id == p.id) {
+            return Err(ApiError::invalid(
+                format!("part_ids[{i}]"),
+                format!("Part {pid} is listed twice."),
+            ));
+        }
+        ordered.push(p);
+    }
+    let total: u64 = ordered.iter().map(|p| p.bytes).sum();
+    if total != upload.bytes {
+        return Err(ApiError::invalid(
+            "part_ids",
+            format!(
+                "The parts add up to {total} bytes but the upload was created with bytes={}.",
+                upload.bytes
+            ),
+        ));
+    }
+    let mut w = state.blobs.create().await?;
+    let mut buf = vec![0u8; 1 << 20];
+    for p in &ordered {
+        let mut f = match state.blobs.open_read(&p.blob_key).await {
+            Ok(f) => f,
+            Err(e) => {
+                w.abort().await;
+                return Err(e.into());
+            }
+        };
+        loop {
+            let n = match f.read(&mut buf).await {
+                Ok(n) => n,
+                Err(e) => {
+                    w.abort().await;
+                    return Err(ApiError::internal(format!("reading part {}: {e}", p.id)));
+                }
+            };
+            if n == 0 {
+                break;
+            }
+            if let Err(e) = w.write(&buf[..n]).await {
+                w.abort().await;
+                return Err(e.into());
+            }
+        }
+    }
+    if let Err(e) = quick_check(&state, &mut w, &upload.purpose).await {
+        w.abort().await;
+        return Err(e);
+    }
+    let file_id = new_id(IdKind::File);
+    let blob = w.commit(&file_id).await?;
+    if let Some(expected) = b.md5.as_deref().filter(|m| !m.is_empty()) {
+        if !expected.eq_ignore_ascii_case(&blob.md5_hex) {
+            let _ = state.blobs.remove(&blob.key).await;
+            return Err(ApiError::invalid(
+                "md5",
+                format!(
+                    "md5 mismatch: expected {expected}, the parts hash to {}.",
+                    blob.md5_hex
+                ),
+            ));
+        }
+    }
+    let file = FileRecord {
+        id: file_id,
+        tenant: caller.tenant.clone(),
+        bytes: blob.bytes,
+        created_at: now_unix(),
+        filename: upload.filename.clone(),
+        purpose: upload.purpose.clone(),
+        expires_at: None,
+        blob_key: blob.key.clone(),
+    };
+    let (f, uid) = (file.clone(), upload.id.clone());
+    let done = run_blocking(&state.store, move |s| {
+        s.finish_upload(&uid, UploadStatus::Completed, Some(&f))
+    })
+    .await?;
+    if !done {
+        let _ = state.blobs.remove(&blob.key).await;
+        return Err(ApiError::invalid(
+            "upload_id",
+            format!("Upload {id} is no longer pending."),
+        ));
+    }
+    crate::sweep::drop_parts(&state, &upload.id).await;
+    let mut u = upload;
+    u.status = UploadStatus::Completed;
+    u.file_id = Some(file.id.clone());
+    Ok(Json(wire::upload(&u, Some(&file))))
+}
+
+pub async fn cancel(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let upload = pending_upload(&state, &caller.tenant, &id).await?;
+    let uid = upload.id.clone();
+    let done = run_blocking(&state.store, move |s| {
+        s.finish_upload(&uid, UploadStatus::Cancelled, None)
+    })
+    .await?;
+    if !done {
+        return Err(ApiError::invalid(
+            "upload_id",
+            format!("Upload {id} is no longer pending."),
+        ));
+    }
+    crate::sweep::drop_parts(&state, &upload.id).await;
+    let mut u = upload;
+    u.status = UploadStatus::Cancelled;
+    Ok(Json(wire::upload(&u, None)))
+}

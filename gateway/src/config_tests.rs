@@ -1,0 +1,73 @@
+use super::*;
+
+fn load(text: &str, env: &[(&str, &str)]) -> Result<Config, ConfigError> {
+    Config::from_sources(
+        Some(("test.toml", text)),
+        env.iter().map(|(k, v)| (k.to_string(), v.to_string())),
+    )
+}
+
+fn err(text: &str) -> String {
+    load(text, &[]).unwrap_err().to_string()
+}
+
+const HASH: &str = "sha256:9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08";
+
+#[test]
+fn embedded_defaults_load() {
+    let c = Config::from_sources(None, Vec::new()).unwrap();
+    assert_eq!(c.server.listen.to_string(), "127.0.0.1:8080");
+    assert_eq!(c.execution, ExecutionMode::Local);
+    assert_eq!(c.limits.upload_part_max_bytes, 64 * 1024 * 1024);
+    assert_eq!(c.limits.upload_max_bytes, 8 * 1024 * 1024 * 1024);
+    assert_eq!(c.screening.min_examples, 10);
+    assert!(c.tenants.is_empty());
+}
+
+#[test]
+fn file_and_env_override() {
+    let text = format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\n[[tenants]]\nname = \"acme\"\napi_key_hashes = [\"{HASH}\"]\n[upstream]\nbase_url = \"http://127.0.0.1:9/v1/\"\napi_key = \"sk-up\"\n[screening.tokenizers]\n\"Qwen/Qwen2.5-*\" = \"/models/q\"\n"
+    );
+    let c = load(&text, &[("TUNEGUARD__LIMITS__UPLOAD_EXPIRY_SECONDS", "60")]).unwrap();
+    assert_eq!(c.server.listen.port(), 0);
+    assert_eq!(c.tenants[0].name, "acme");
+    assert_eq!(c.tenants[0].api_key_hashes[0].len(), 64);
+    assert_eq!(c.execution, ExecutionMode::Upstream);
+    assert_eq!(
+        c.upstream.as_ref().unwrap().base_url,
+        "http://127.0.0.1:9/v1"
+    );
+    assert_eq!(c.limits.upload_expiry_seconds, 60);
+    assert_eq!(c.screening.tokenizers[0].0, "Qwen/Qwen2.5-*");
+    assert!(!format!("{:?}", c.upstream).contains("sk-up"));
+}
+
+#[test]
+fn rejections_name_the_key() {
+    assert!(err("[server]\nlisten = \"nope\"").contains("server.listen"));
+    assert!(err("[server]\ntls_cert_path = \"/c.pem\"").contains("server.tls_key_path"));
+    assert!(err("[auth]\nadmin_key_hashes = [\"md5:00\"]").contains("auth.admin_key_hashes[0]"));
+    assert!(err("[[tenants]]\nname = \"a b\"\napi_key_hashes = []").contains("tenants[0].name"));
+    assert!(err("[execution]\nmode = \"upstream\"").contains("execution.mode"));
+    assert!(err("[execution]\nmode = \"gpu\"").contains("execution.mode"));
+    assert!(err("[limits]\nupload_part_max_bytes = 99999999999")
+        .contains("limits.upload_part_max_bytes"));
+    assert!(err("[policies]\nreload_interval_ms = 0").contains("policies.reload_interval_ms"));
+}
+
+#[test]
+fn unknown_keys_are_rejected() {
+    let e = err("[server]\nlisten_addr = \"127.0.0.1:1\"");
+    assert!(e.contains("listen_addr"), "{e}");
+    let e = err("[bogus]\nx = 1");
+    assert!(e.contains("bogus"), "{e}");
+}
+
+#[test]
+fn duplicate_key_hash_rejected() {
+    let text = format!(
+        "[[tenants]]\nname = \"a\"\napi_key_hashes = [\"{HASH}\"]\n[[tenants]]\nname = \"b\"\napi_key_hashes = [\"{HASH}\"]\n"
+    );
+    assert!(err(&text).contains("tenants[1].api_key_hashes[0]"));
+}

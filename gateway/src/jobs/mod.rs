@@ -1,0 +1,10 @@
+//! The job pipeline: durable steps (screen → plan → transform → queue → run → done), the
+//! runner task that drives them, and the seams other modules plug into.
+
+pub mod builtin;
+mod runner;
+pub mod seams;
+mod steps;
+
+pub use runner::{Runner, RunnerHandle};
+pub use seams::*;

@@ -1,0 +1,160 @@
+//! The seams the job pipeline calls through, one small trait per step. The gateway core owns
+//! the pipeline; screening, policy resolution, dataset transforms and execution (upstream or
+//! local) are implemented in their own modules and plugged in through [`Seams`].
+
+use crate::store::{JobError, JobRecord};
+use futures::future::BoxFuture;
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// A deliberate, stated failure of a step: it fails the job with this error.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StepFailure {
+    pub code: String,
+    pub message: String,
+    pub param: Option<String>,
+}
+
+impl StepFailure {
+    pub fn new(code: &str, message: impl Into<String>) -> Self {
+        StepFailure {
+            code: code.to_string(),
+            message: message.into(),
+            param: None,
+        }
+    }
+    pub fn param(mut self, p: &str) -> Self {
+        self.param = Some(p.to_string());
+        self
+    }
+}
+
+impl From<StepFailure> for JobError {
+    fn from(f: StepFailure) -> JobError {
+        JobError {
+            code: f.code,
+            message: f.message,
+            param: f.param,
+        }
+    }
+}
+
+pub type StepResult<T> = Result<T, StepFailure>;
+
+/// Input of the screening step: the job and local paths of its committed files.
+#[derive(Debug, Clone)]
+pub struct ScreenInput {
+    pub job: JobRecord,
+    pub training_path: PathBuf,
+    pub validation_path: Option<PathBuf>,
+}
+
+/// Screening outcome: statistics to record (examples, tokens, percentiles…).
+pub trait Screener: Send + Sync {
+    fn screen(&self, input: ScreenInput) -> BoxFuture<'static, StepResult<Value>>;
+    /// A short name for events ("builtin", "screen").
+    fn name(&self) -> &'static str;
+    /// Upload-time check of a fine-tune file (is it JSONL at all?); a failure is a 400.
+    /// The default accepts everything.
+    fn quick_check(&self, _path: PathBuf) -> BoxFuture<'static, StepResult<()>> {
+        Box::pin(async { Ok(()) })
+    }
+}
+
+/// The resolved policy for a job.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PlanOutcome {
+    pub policy_name: String,
+    pub version_hash: String,
+    /// The resolved plan, recorded on the job and shown to operators.
+    pub plan: Value,
+    /// The whole policy set as JSON, snapshotted under `version_hash` for audit.
+    pub snapshot: Value,
+}
+
+pub trait Planner: Send + Sync {
+    fn plan(
+        &self,
+        tenant: &str,
+        model: &str,
+        metadata: &BTreeMap<String, String>,
+    ) -> StepResult<PlanOutcome>;
+    /// The current policy set for operators: name/version, policies, last reload error.
+    fn describe(&self) -> Value;
+}
+
+/// Input of the transform step. The transformer writes the final dataset to `dataset_out` and
+/// returns the manifest; the pipeline commits both as blobs.
+#[derive(Debug, Clone)]
+pub struct TransformInput {
+    pub job: JobRecord,
+    pub training_path: PathBuf,
+    pub plan: Value,
+    pub dataset_out: PathBuf,
+}
+
+pub trait Transformer: Send + Sync {
+    fn transform(&self, input: TransformInput) -> BoxFuture<'static, StepResult<Value>>;
+}
+
+/// What the execution backend reports on each poll.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RunState {
+    /// Still running; `state` is persisted and handed back on the next poll.
+    Running {
+        state: Value,
+    },
+    Succeeded {
+        fine_tuned_model: Option<String>,
+        trained_tokens: Option<i64>,
+        state: Value,
+    },
+    Failed(StepFailure),
+    Cancelled,
+}
+
+/// One mirrored observation (event or checkpoint) from the backend.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Observation {
+    Event {
+        level: crate::store::EventLevel,
+        message: String,
+        data: Option<Value>,
+    },
+    Checkpoint {
+        fine_tuned_model_checkpoint: String,
+        step_number: i64,
+        metrics: Value,
+    },
+}
+
+/// Where a job trains: an upstream provider or the local trainer.
+pub trait Executor: Send + Sync {
+    /// Starts the job on `dataset_path`; returns the backend state to persist.
+    fn start(&self, job: JobRecord, dataset_path: PathBuf)
+        -> BoxFuture<'static, StepResult<Value>>;
+    /// Polls progress from the persisted state; new observations are recorded once each.
+    fn poll(
+        &self,
+        job: JobRecord,
+        state: Value,
+    ) -> BoxFuture<'static, StepResult<(RunState, Vec<Observation>)>>;
+    /// Best-effort cancel on the backend.
+    fn cancel(&self, job: JobRecord, state: Value) -> BoxFuture<'static, StepResult<()>>;
+}
+
+/// The implementations the runner uses.
+#[derive(Clone)]
+pub struct Seams {
+    pub screener: Arc<dyn Screener>,
+    pub planner: Arc<dyn Planner>,
+    pub transformer: Arc<dyn Transformer>,
+    pub executor: Arc<dyn Executor>,
+}
+
+/// Transparent forwarding of every `/v1` route the gateway does not serve itself.
+pub trait Proxy: Send + Sync {
+    fn forward(&self, req: axum::extract::Request) -> BoxFuture<'static, axum::response::Response>;
+}

@@ -1,0 +1,361 @@
+//! One durable pipeline step at a time: each step computes the job's next state and its
+//! event, and writes both in one transaction, conditional on the status it read (so a
+//! concurrent cancel or pause wins).
+
+use super::seams::*;
+use crate::ids::{new_id, now_unix, IdKind};
+use crate::metrics::Metrics;
+use crate::store::*;
+use serde_json::{json, Value};
+use std::sync::Arc;
+
+pub(crate) struct Ctx {
+    pub store: Arc<dyn Store>,
+    pub blobs: BlobStore,
+    pub seams: Seams,
+    pub metrics: Arc<Metrics>,
+}
+
+/// What the driver does after a step.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Next {
+    /// Run the next step now.
+    Continue,
+    /// Nothing to do until the next poll tick (backend still running).
+    Wait,
+    /// Terminal, paused, or gone: stop driving this job.
+    Stop,
+}
+
+pub(crate) fn event(
+    job_id: &str,
+    level: EventLevel,
+    message: impl Into<String>,
+    data: Option<Value>,
+) -> EventRecord {
+    EventRecord {
+        id: new_id(IdKind::Event),
+        job_id: job_id.to_string(),
+        created_at: now_unix(),
+        level,
+        message: message.into(),
+        // OpenAI's "metrics" events carry training metrics (a `step`); everything else is a message.
+        kind: if data.as_ref().is_some_and(|d| d.get("step").is_some()) {
+            "metrics".into()
+        } else {
+            "message".into()
+        },
+        data,
+    }
+}
+
+fn message_event(job_id: &str, level: EventLevel, message: impl Into<String>) -> EventRecord {
+    event(job_id, level, message, None)
+}
+
+/// The job failed with `f`: terminal status, error, finished_at, an error event.
+pub(crate) fn failed(mut job: JobRecord, f: StepFailure) -> (JobRecord, Vec<EventRecord>) {
+    let ev = message_event(
+        &job.id,
+        EventLevel::Error,
+        format!("Job failed: {}", f.message),
+    );
+    job.status = JobStatus::Failed;
+    job.step = JobStep::Done;
+    job.finished_at = Some(now_unix());
+    job.error = Some(f.into());
+    (job, vec![ev])
+}
+
+fn set_pipeline(job: &mut JobRecord, key: &str, value: Value) {
+    if !job.pipeline.is_object() {
+        job.pipeline = json!({});
+    }
+    if let Some(obj) = job.pipeline.as_object_mut() {
+        obj.insert(key.to_string(), value);
+    }
+}
+
+async fn commit(
+    ctx: &Ctx,
+    old: JobStatus,
+    job: &JobRecord,
+    events: Vec<EventRecord>,
+) -> StoreResult<Next> {
+    let store = Arc::clone(&ctx.store);
+    let j = job.clone();
+    let written = run_blocking(&store, move |s| s.update_job(&j, old, &events)).await?;
+    if !written {
+        return Ok(Next::Continue); // status changed under us: the driver re-reads
+    }
+    if job.status != old {
+        ctx.metrics.job_entered(job.status);
+    }
+    Ok(if job.status.is_terminal() {
+        Next::Stop
+    } else {
+        Next::Continue
+    })
+}
+
+async fn file_path(ctx: &Ctx, tenant: &str, id: &str) -> StoreResult<Option<std::path::PathBuf>> {
+    let (t, i) = (tenant.to_string(), id.to_string());
+    let rec = run_blocking(&ctx.store, move |s| s.get_file(&t, &i)).await?;
+    rec.map(|r| ctx.blobs.path(&r.blob_key)).transpose()
+}
+
+/// Runs the job's current step once.
+pub(crate) async fn step(ctx: &Ctx, job: JobRecord) -> StoreResult<Next> {
+    if job.status.is_terminal() || job.status == JobStatus::Paused {
+        return Ok(Next::Stop);
+    }
+    let old = job.status;
+    match job.step {
+        JobStep::Screen => screen(ctx, job, old).await,
+        JobStep::Plan => plan(ctx, job, old).await,
+        JobStep::Transform => transform(ctx, job, old).await,
+        JobStep::Queue => {
+            let mut job = job;
+            job.step = JobStep::Run;
+            job.status = JobStatus::Running;
+            let ev = message_event(&job.id, EventLevel::Info, "Fine-tuning job started");
+            commit(ctx, old, &job, vec![ev]).await
+        }
+        JobStep::Run => run(ctx, job, old).await,
+        JobStep::Done => Ok(Next::Stop),
+    }
+}
+
+async fn screen(ctx: &Ctx, mut job: JobRecord, old: JobStatus) -> StoreResult<Next> {
+    let Some(training_path) = file_path(ctx, &job.tenant, &job.training_file).await? else {
+        let f = StepFailure::new(
+            "invalid_training_file",
+            format!("Training file {} no longer exists.", job.training_file),
+        )
+        .param("training_file");
+        let (job, evs) = failed(job, f);
+        return commit(ctx, old, &job, evs).await;
+    };
+    let validation_path = match &job.validation_file {
+        Some(v) => match file_path(ctx, &job.tenant, v).await? {
+            Some(p) => Some(p),
+            None => {
+                let f = StepFailure::new(
+                    "invalid_validation_file",
+                    format!("Validation file {v} no longer exists."),
+                )
+                .param("validation_file");
+                let (job, evs) = failed(job, f);
+                return commit(ctx, old, &job, evs).await;
+            }
+        },
+        None => None,
+    };
+    let input = ScreenInput {
+        job: job.clone(),
+        training_path,
+        validation_path,
+    };
+    match ctx.seams.screener.screen(input).await {
+        Err(f) => {
+            ctx.metrics.screening_rejected(&f.code);
+            let (job, evs) = failed(job, f);
+            commit(ctx, old, &job, evs).await
+        }
+        Ok(stats) => {
+            let mut evs = Vec::new();
+            if let Some(w) = stats.get("warning").and_then(Value::as_str) {
+                evs.push(message_event(&job.id, EventLevel::Warn, w.to_string()));
+            }
+            evs.push(event(
+                &job.id,
+                EventLevel::Info,
+                "Training file validated",
+                Some(stats.clone()),
+            ));
+            set_pipeline(&mut job, "screening", stats);
+            job.step = JobStep::Plan;
+            commit(ctx, old, &job, evs).await
+        }
+    }
+}
+
+async fn plan(ctx: &Ctx, mut job: JobRecord, old: JobStatus) -> StoreResult<Next> {
+    let metadata = job.metadata.clone().unwrap_or_default();
+    match ctx.seams.planner.plan(&job.tenant, &job.model, &metadata) {
+        Err(f) => {
+            let (job, evs) = failed(job, f);
+            commit(ctx, old, &job, evs).await
+        }
+        Ok(p) => {
+            let snap = PolicySnapshot {
+                version_hash: p.version_hash.clone(),
+                created_at: now_unix(),
+                body: p.snapshot,
+            };
+            run_blocking(&ctx.store, move |s| s.save_policy_snapshot(&snap)).await?;
+            let short: String = p.version_hash.chars().take(12).collect();
+            let ev = event(
+                &job.id,
+                EventLevel::Info,
+                format!(
+                    "Policy `{}` (version {short}) applied to this job",
+                    p.policy_name
+                ),
+                Some(
+                    json!({"policy": p.policy_name, "version_hash": p.version_hash, "plan": p.plan}),
+                ),
+            );
+            set_pipeline(
+                &mut job,
+                "policy",
+                json!({"name": p.policy_name, "version_hash": p.version_hash}),
+            );
+            set_pipeline(&mut job, "plan", p.plan);
+            job.step = JobStep::Transform;
+            commit(ctx, old, &job, vec![ev]).await
+        }
+    }
+}
+
+async fn transform(ctx: &Ctx, mut job: JobRecord, old: JobStatus) -> StoreResult<Next> {
+    let Some(training_path) = file_path(ctx, &job.tenant, &job.training_file).await? else {
+        let f = StepFailure::new(
+            "invalid_training_file",
+            format!("Training file {} no longer exists.", job.training_file),
+        )
+        .param("training_file");
+        let (job, evs) = failed(job, f);
+        return commit(ctx, old, &job, evs).await;
+    };
+    let dataset_out = ctx.blobs.temp_path();
+    let plan = job.pipeline.get("plan").cloned().unwrap_or(Value::Null);
+    let input = TransformInput {
+        job: job.clone(),
+        training_path,
+        plan,
+        dataset_out: dataset_out.clone(),
+    };
+    let manifest = match ctx.seams.transformer.transform(input).await {
+        Ok(m) => m,
+        Err(f) => {
+            let _ = tokio::fs::remove_file(&dataset_out).await;
+            let (job, evs) = failed(job, f);
+            return commit(ctx, old, &job, evs).await;
+        }
+    };
+    let dataset_key = format!("dataset-{}", job.id);
+    let manifest_key = format!("manifest-{}", job.id);
+    let ds = ctx.blobs.adopt(&dataset_out, &dataset_key).await?;
+    let mut w = ctx.blobs.create().await?;
+    w.write(manifest.to_string().as_bytes()).await?;
+    w.commit(&manifest_key).await?;
+    set_pipeline(&mut job, "dataset_blob", json!(dataset_key));
+    set_pipeline(&mut job, "manifest_blob", json!(manifest_key));
+    job.step = JobStep::Queue;
+    job.status = JobStatus::Queued;
+    let ev = event(
+        &job.id,
+        EventLevel::Info,
+        "Files validated, moving job to queued state",
+        Some(json!({"dataset_bytes": ds.bytes})),
+    );
+    commit(ctx, old, &job, vec![ev]).await
+}
+
+async fn run(ctx: &Ctx, mut job: JobRecord, old: JobStatus) -> StoreResult<Next> {
+    let exec_state = job.pipeline.get("exec_state").cloned();
+    let Some(state) = exec_state else {
+        let key = job
+            .pipeline
+            .get("dataset_blob")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
+        let path = ctx.blobs.path(&key)?;
+        return match ctx.seams.executor.start(job.clone(), path).await {
+            Err(f) => {
+                let (job, evs) = failed(job, f);
+                commit(ctx, old, &job, evs).await
+            }
+            Ok(state) => {
+                set_pipeline(&mut job, "exec_state", state);
+                commit(ctx, old, &job, Vec::new()).await
+            }
+        };
+    };
+    let (run_state, observations) = match ctx.seams.executor.poll(job.clone(), state).await {
+        Ok(x) => x,
+        Err(f) => {
+            let (job, evs) = failed(job, f);
+            return commit(ctx, old, &job, evs).await;
+        }
+    };
+    let mut evs = Vec::new();
+    for o in observations {
+        match o {
+            Observation::Event {
+                level,
+                message,
+                data,
+            } => evs.push(event(&job.id, level, message, data)),
+            Observation::Checkpoint {
+                fine_tuned_model_checkpoint,
+                step_number,
+                metrics,
+            } => {
+                let c = CheckpointRecord {
+                    id: new_id(IdKind::Checkpoint),
+                    job_id: job.id.clone(),
+                    created_at: now_unix(),
+                    fine_tuned_model_checkpoint,
+                    step_number,
+                    metrics,
+                };
+                run_blocking(&ctx.store, move |s| s.insert_checkpoint(&c)).await?;
+            }
+        }
+    }
+    let next = match run_state {
+        RunState::Running { state } => {
+            set_pipeline(&mut job, "exec_state", state);
+            let _ = commit(ctx, old, &job, evs).await?;
+            return Ok(Next::Wait);
+        }
+        RunState::Succeeded {
+            fine_tuned_model,
+            trained_tokens,
+            state,
+        } => {
+            set_pipeline(&mut job, "exec_state", state);
+            job.status = JobStatus::Succeeded;
+            job.step = JobStep::Done;
+            job.finished_at = Some(now_unix());
+            job.fine_tuned_model = fine_tuned_model;
+            job.trained_tokens = trained_tokens;
+            evs.push(message_event(
+                &job.id,
+                EventLevel::Info,
+                "The job has successfully completed",
+            ));
+            job
+        }
+        RunState::Failed(f) => {
+            let (j, mut e) = failed(job, f);
+            evs.append(&mut e);
+            j
+        }
+        RunState::Cancelled => {
+            job.status = JobStatus::Cancelled;
+            job.step = JobStep::Done;
+            job.finished_at = Some(now_unix());
+            evs.push(message_event(
+                &job.id,
+                EventLevel::Info,
+                "The job was cancelled upstream",
+            ));
+            job
+        }
+    };
+    commit(ctx, old, &next, evs).await
+}

@@ -1,0 +1,81 @@
+//! Screening with a real (tiny, hand-written) tokenizer.json.
+use super::*;
+
+const TOKENIZER_JSON: &str = r#"{
+  "version": "1.0", "truncation": null, "padding": null,
+  "added_tokens": [
+    {"id": 0, "content": "<|im_start|>", "single_word": false, "lstrip": false, "rstrip": false, "normalized": false, "special": true},
+    {"id": 1, "content": "<|im_end|>", "single_word": false, "lstrip": false, "rstrip": false, "normalized": false, "special": true},
+    {"id": 2, "content": "<|fim_suffix|>", "single_word": false, "lstrip": false, "rstrip": false, "normalized": false, "special": true}
+  ],
+  "normalizer": null, "pre_tokenizer": {"type": "Whitespace"}, "post_processor": null, "decoder": null,
+  "model": {"type": "WordLevel", "vocab": {"<|im_start|>": 0, "<|im_end|>": 1, "<|fim_suffix|>": 2, "<unk>": 3, "user": 4, "assistant": 5, "hi": 6}, "unk_token": "<unk>"}
+}"#;
+
+fn model_dir() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("tokenizer.json"), TOKENIZER_JSON).unwrap();
+    dir
+}
+
+fn line(user: &str, assistant: &str) -> String {
+    format!(
+        r#"{{"messages":[{{"role":"user","content":"{user}"}},{{"role":"assistant","content":"{assistant}"}}]}}"#
+    )
+}
+
+#[test]
+fn counts_chatml_tokens_with_the_tokenizer() {
+    let dir = model_dir();
+    let tok = load_tokenizer(dir.path()).unwrap();
+    let mut text = String::new();
+    for i in 0..10 {
+        // user turn: im_start user hi…hi im_end; assistant: im_start assistant hi im_end.
+        text.push_str(&line(&"hi ".repeat(i + 1), "hi"));
+        text.push('\n');
+    }
+    let opts = ScreenOptions {
+        tokenizer: Some(&tok),
+        max_length: 12,
+        ..ScreenOptions::default()
+    };
+    let r = screen(text.as_bytes(), &opts).unwrap();
+    assert_eq!(r.token_source, TokenSource::Tokenizer);
+    // Example i has (i + 1) + 7 tokens: 8..=17.
+    assert_eq!(r.tokens_total, (8..=17).sum::<u64>());
+    assert_eq!(r.tokens_p5, 8);
+    assert_eq!(r.tokens_p50, 12);
+    assert_eq!(r.tokens_p95, 17);
+    assert_eq!(r.too_long, 5);
+}
+
+#[test]
+fn rejects_the_tokenizers_own_added_tokens() {
+    let dir = model_dir();
+    let tok = load_tokenizer(dir.path()).unwrap();
+    let mut text = String::new();
+    for i in 0..10 {
+        let a = if i == 6 { "see <|fim_suffix|>" } else { "ok" };
+        text.push_str(&line("hi", a));
+        text.push('\n');
+    }
+    let opts = ScreenOptions {
+        tokenizer: Some(&tok),
+        ..ScreenOptions::default()
+    };
+    let f = screen(text.as_bytes(), &opts).unwrap_err();
+    assert_eq!(f.reason, FailReason::InvalidToken);
+    assert_eq!(
+        f.message,
+        "Invalid file format. Example 7 message contains an invalid token: <|fim_suffix|> (line 7)."
+    );
+    // Without the tokenizer that token is not known to be special.
+    assert!(screen(text.as_bytes(), &ScreenOptions::default()).is_ok());
+}
+
+#[test]
+fn missing_tokenizer_names_the_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let e = load_tokenizer(dir.path()).unwrap_err();
+    assert!(e.to_string().contains("tokenizer.json"), "{e}");
+}

@@ -1,0 +1,369 @@
+//! Borrowed, allocation-light views of one training line for serde_json: strings borrow from
+//! the line unless they contain escapes, and values the checks do not read are skipped.
+
+use serde::de::{self, Deserialize, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use std::borrow::Cow;
+use std::fmt;
+
+/// An object key, borrowed from the line unless escaped.
+pub(crate) struct Key<'a>(pub Cow<'a, str>);
+
+impl<'de> Deserialize<'de> for Key<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Key<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("an object key")
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(Key(Cow::Borrowed(v)))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(Key(Cow::Owned(v.to_owned())))
+            }
+        }
+        d.deserialize_str(V)
+    }
+}
+
+/// A JSON value reduced to what the checks need.
+#[derive(Debug)]
+pub(crate) enum Scalar<'a> {
+    Str(Cow<'a, str>),
+    Num(f64),
+    Null,
+    /// bool, array or object.
+    Other(&'static str),
+}
+
+impl<'de> Deserialize<'de> for Scalar<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(ScalarVisitor)
+    }
+}
+
+struct ScalarVisitor;
+
+impl<'de> Visitor<'de> for ScalarVisitor {
+    type Value = Scalar<'de>;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+    fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
+        Ok(Scalar::Str(Cow::Borrowed(v)))
+    }
+    fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(Scalar::Str(Cow::Owned(v.to_owned())))
+    }
+    fn visit_string<E>(self, v: String) -> Result<Self::Value, E> {
+        Ok(Scalar::Str(Cow::Owned(v)))
+    }
+    fn visit_f64<E>(self, v: f64) -> Result<Self::Value, E> {
+        Ok(Scalar::Num(v))
+    }
+    fn visit_i64<E>(self, v: i64) -> Result<Self::Value, E> {
+        Ok(Scalar::Num(v as f64))
+    }
+    fn visit_u64<E>(self, v: u64) -> Result<Self::Value, E> {
+        Ok(Scalar::Num(v as f64))
+    }
+    fn visit_unit<E>(self) -> Result<Self::Value, E> {
+        Ok(Scalar::Null)
+    }
+    fn visit_none<E>(self) -> Result<Self::Value, E> {
+        Ok(Scalar::Null)
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
+        Ok(Scalar::Other("a boolean"))
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut s: A) -> Result<Self::Value, A::Error> {
+        while s.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(Scalar::Other("an array"))
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut m: A) -> Result<Self::Value, A::Error> {
+        while m.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+        Ok(Scalar::Other("an object"))
+    }
+}
+
+/// Message content: a string, null, or an array of content parts (text parts kept).
+#[derive(Debug)]
+pub(crate) enum Content<'a> {
+    Str(Cow<'a, str>),
+    Null,
+    /// Texts of the `{"type":"text","text":…}` parts; `parts` counts all parts.
+    Parts { texts: Vec<Cow<'a, str>>, parts: usize },
+    Other(&'static str),
+}
+
+impl<'de> Deserialize<'de> for Content<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Content<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("message content")
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut s: A) -> Result<Self::Value, A::Error> {
+                let mut texts = Vec::new();
+                let mut parts = 0;
+                while let Some(p) = s.next_element::<Part<'de>>()? {
+                    parts += 1;
+                    if let Some(t) = p.text {
+                        texts.push(t);
+                    }
+                }
+                Ok(Content::Parts { texts, parts })
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(Content::Str(Cow::Borrowed(v)))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(Content::Str(Cow::Owned(v.to_owned())))
+            }
+            fn visit_unit<E>(self) -> Result<Self::Value, E> {
+                Ok(Content::Null)
+            }
+            fn visit_none<E>(self) -> Result<Self::Value, E> {
+                Ok(Content::Null)
+            }
+            fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
+                Ok(Content::Other("a boolean"))
+            }
+            fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
+                Ok(Content::Other("a number"))
+            }
+            fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
+                Ok(Content::Other("a number"))
+            }
+            fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
+                Ok(Content::Other("a number"))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut m: A) -> Result<Self::Value, A::Error> {
+                while m.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+                Ok(Content::Other("an object"))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// One content part; only a text part's `text` is kept.
+struct Part<'a> {
+    text: Option<Cow<'a, str>>,
+}
+
+impl<'de> Deserialize<'de> for Part<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Part<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a content part")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut m: A) -> Result<Self::Value, A::Error> {
+                let mut text = None;
+                while let Some(k) = m.next_key::<Key<'de>>()? {
+                    if k.0 == "text" {
+                        if let Scalar::Str(s) = m.next_value::<Scalar<'de>>()? {
+                            text = Some(s);
+                        }
+                    } else {
+                        m.next_value::<IgnoredAny>()?;
+                    }
+                }
+                Ok(Part { text })
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut s: A) -> Result<Self::Value, A::Error> {
+                while s.next_element::<IgnoredAny>()?.is_some() {}
+                Ok(Part { text: None })
+            }
+            fn visit_str<E: de::Error>(self, _: &str) -> Result<Self::Value, E> {
+                Ok(Part { text: None })
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+
+/// One message: the fields the checks read, plus the first key outside OpenAI's set
+/// (role, content, name, function_call, weight, tool_calls, tool_call_id).
+#[derive(Debug, Default)]
+pub(crate) struct Message<'a> {
+    pub role: Option<Scalar<'a>>,
+    pub content: Option<Content<'a>>,
+    pub weight: Option<Scalar<'a>>,
+    pub has_calls: bool,
+    pub unknown_key: Option<Cow<'a, str>>,
+    /// Not a JSON object at all (its kind).
+    pub not_object: Option<&'static str>,
+}
+
+impl<'de> Deserialize<'de> for Message<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Message<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a message object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut m: A) -> Result<Self::Value, A::Error> {
+                let mut msg = Message::default();
+                while let Some(k) = m.next_key::<Key<'de>>()? {
+                    match k.0.as_ref() {
+                        "role" => msg.role = Some(m.next_value()?),
+                        "content" => msg.content = Some(m.next_value()?),
+                        "weight" => msg.weight = Some(m.next_value()?),
+                        "function_call" | "tool_calls" => {
+                            let v: Scalar<'de> = m.next_value()?;
+                            msg.has_calls |= !matches!(v, Scalar::Null);
+                        }
+                        "name" | "tool_call_id" => {
+                            m.next_value::<IgnoredAny>()?;
+                        }
+                        _ => {
+                            m.next_value::<IgnoredAny>()?;
+                            if msg.unknown_key.is_none() {
+                                msg.unknown_key = Some(k.0);
+                            }
+                        }
+                    }
+                }
+                Ok(msg)
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut s: A) -> Result<Self::Value, A::Error> {
+                while s.next_element::<IgnoredAny>()?.is_some() {}
+                Ok(not_object("an array"))
+            }
+            fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
+                Ok(not_object("a string"))
+            }
+            fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
+                Ok(not_object("a number"))
+            }
+            fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
+                Ok(not_object("a number"))
+            }
+            fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
+                Ok(not_object("a number"))
+            }
+            fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
+                Ok(not_object("a boolean"))
+            }
+            fn visit_unit<E>(self) -> Result<Self::Value, E> {
+                Ok(not_object("null"))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+fn not_object(kind: &'static str) -> Message<'static> {
+    Message {
+        not_object: Some(kind),
+        ..Message::default()
+    }
+}
+
+/// The `messages` field: an array of messages, or something else (its kind).
+pub(crate) enum Messages<'a> {
+    List(Vec<Message<'a>>),
+    NotArray(&'static str),
+}
+
+impl<'de> Deserialize<'de> for Messages<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Messages<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a list of messages")
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut s: A) -> Result<Self::Value, A::Error> {
+                let mut v = Vec::with_capacity(s.size_hint().unwrap_or(4));
+                while let Some(m) = s.next_element::<Message<'de>>()? {
+                    v.push(m);
+                }
+                Ok(Messages::List(v))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut m: A) -> Result<Self::Value, A::Error> {
+                while m.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+                Ok(Messages::NotArray("an object"))
+            }
+            fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
+                Ok(Messages::NotArray("a string"))
+            }
+            fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
+                Ok(Messages::NotArray("a number"))
+            }
+            fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
+                Ok(Messages::NotArray("a number"))
+            }
+            fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
+                Ok(Messages::NotArray("a number"))
+            }
+            fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
+                Ok(Messages::NotArray("a boolean"))
+            }
+            fn visit_unit<E>(self) -> Result<Self::Value, E> {
+                Ok(Messages::NotArray("null"))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// A whole line: an object whose `messages` is kept (other top-level keys such as `tools`
+/// are skipped), or not an object.
+pub(crate) enum Line<'a> {
+    Object(Option<Messages<'a>>),
+    NotObject(&'static str),
+}
+
+impl<'de> Deserialize<'de> for Line<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Line<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut m: A) -> Result<Self::Value, A::Error> {
+                let mut messages = None;
+                while let Some(k) = m.next_key::<Key<'de>>()? {
+                    if k.0 == "messages" {
+                        messages = Some(m.next_value()?);
+                    } else {
+                        m.next_value::<IgnoredAny>()?;
+                    }
+                }
+                Ok(Line::Object(messages))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut s: A) -> Result<Self::Value, A::Error> {
+                while s.next_element::<IgnoredAny>()?.is_some() {}
+                Ok(Line::NotObject("an array"))
+            }
+            fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
+                Ok(Line::NotObject("a string"))
+            }
+            fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
+                Ok(Line::NotObject("a number"))
+            }
+            fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
+                Ok(Line::NotObject("a number"))
+            }
+            fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
+                Ok(Line::NotObject("a number"))
+            }
+            fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
+                Ok(Line::NotObject("a boolean"))
+            }
+            fn visit_unit<E>(self) -> Result<Self::Value, E> {
+                Ok(Line::NotObject("null"))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}

@@ -1,0 +1,139 @@
+//! `tuneguard serve`: opens the store, sweeps, binds, prints the one stdout line, and runs
+//! the server, the job runner and upload expiry until a shutdown signal.
+
+use crate::auth::{demo_key, Auth};
+use crate::config::{Config, TenantConfig};
+use crate::jobs::{Runner, Seams};
+use crate::metrics::Metrics;
+use crate::server::{self, ServeOptions};
+use crate::state::AppState;
+use crate::store::{BlobStore, SqliteStore, Store};
+use std::future::Future;
+use std::io::Write;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("storage under {path}: {source}")]
+    Store {
+        path: String,
+        source: crate::store::StoreError,
+    },
+    #[error("demo tenant key under {path}: {source}")]
+    DemoKey {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("binding {addr} (config key `server.listen`): {source}")]
+    Bind {
+        addr: String,
+        source: std::io::Error,
+    },
+    #[error("TLS (config keys `server.tls_cert_path`/`server.tls_key_path`): {0}")]
+    Tls(#[from] server::TlsError),
+    #[error("metrics registry: {0}")]
+    Metrics(#[from] prometheus::Error),
+    #[error("writing to stdout: {0}")]
+    Stdout(std::io::Error),
+}
+
+/// Builds the state from a validated config: demo tenant when none is configured (its key
+/// printed to stderr), store, blobs, metrics, seams.
+pub fn build_state(mut config: Config, seams: Seams) -> Result<AppState, ServeError> {
+    let data_dir = config.data_dir.clone();
+    let store_err = |source| ServeError::Store {
+        path: data_dir.display().to_string(),
+        source,
+    };
+    if config.tenants.is_empty() {
+        let key = demo_key(&data_dir).map_err(|source| ServeError::DemoKey {
+            path: data_dir.display().to_string(),
+            source,
+        })?;
+        eprintln!("tuneguard demo tenant key: {key}");
+        config.tenants.push(TenantConfig {
+            name: "demo".into(),
+            api_key_hashes: vec![crate::auth::hash_key(&key)],
+        });
+    }
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&data_dir).map_err(store_err)?);
+    let blobs = BlobStore::open(&data_dir).map_err(store_err)?;
+    let metrics = Arc::new(Metrics::new(prometheus::Registry::new())?);
+    let auth = Arc::new(Auth::new(&config.tenants, &config.admin_key_hashes));
+    Ok(AppState::new(
+        Arc::new(config),
+        store,
+        blobs,
+        auth,
+        metrics,
+        seams,
+    ))
+}
+
+/// Runs everything on `state` until `shutdown`; prints `tuneguard listening on …` once bound.
+pub async fn serve(state: AppState, shutdown: impl Future<Output = ()>) -> Result<(), ServeError> {
+    let cfg = Arc::clone(&state.config);
+    let report = crate::sweep::startup(&state)
+        .await
+        .map_err(|source| ServeError::Store {
+            path: cfg.data_dir.display().to_string(),
+            source,
+        })?;
+    tracing::info!(?report, "startup sweep done");
+    let tls = match &cfg.server.tls {
+        Some(t) => Some(server::load_tls(&t.cert, &t.key)?),
+        None => None,
+    };
+    let addr = cfg.server.listen;
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|source| ServeError::Bind {
+            addr: addr.to_string(),
+            source,
+        })?;
+    let local = listener.local_addr().map_err(|source| ServeError::Bind {
+        addr: addr.to_string(),
+        source,
+    })?;
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    {
+        let mut out = std::io::stdout().lock();
+        writeln!(out, "tuneguard listening on {scheme}://{local}").map_err(ServeError::Stdout)?;
+        out.flush().map_err(ServeError::Stdout)?;
+    }
+    let stop = CancellationToken::new();
+    let runner = Runner::new(
+        Arc::clone(&state.store),
+        state.blobs.clone(),
+        state.seams.clone(),
+        Arc::clone(&state.metrics),
+        state.runner.clone(),
+        Duration::from_secs(2),
+    );
+    let runner_task = tokio::spawn(runner.run(stop.clone()));
+    let expiry_task = tokio::spawn(crate::sweep::expiry_loop(state.clone(), stop.clone()));
+    state.set_ready(true);
+    let app = crate::api::app(state.clone());
+    let ready = state.clone();
+    let shutdown = async move {
+        shutdown.await;
+        ready.set_ready(false);
+    };
+    server::run_with(
+        listener,
+        app,
+        ServeOptions {
+            tls,
+            grace: cfg.server.shutdown_grace,
+        },
+        shutdown,
+    )
+    .await;
+    stop.cancel();
+    let _ = runner_task.await;
+    let _ = expiry_task.await;
+    tracing::info!("stopped");
+    Ok(())
+}

@@ -1,0 +1,120 @@
+//! Durable state behind a narrow trait ([`Store`]) so a PostgreSQL backend can replace the
+//! embedded SQLite one, plus the local-disk [`BlobStore`]. Store calls are blocking; async
+//! callers go through [`run_blocking`].
+
+mod blob;
+mod records;
+mod sqlite;
+mod sqlite_jobs;
+
+pub use blob::{BlobStore, BlobWriter, WrittenBlob};
+pub use records::*;
+pub use sqlite::SqliteStore;
+
+use std::sync::Arc;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("sqlite: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("io at {path}: {source}")]
+    Io {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("corrupt row {table}.{column} for {id}: {message}")]
+    Corrupt {
+        table: &'static str,
+        column: &'static str,
+        id: String,
+        message: String,
+    },
+    #[error("store task failed: {0}")]
+    Task(String),
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// Every durable record the gateway keeps. All reads are tenant-scoped where the object
+/// belongs to a tenant; a foreign id reads as absent.
+pub trait Store: Send + Sync + 'static {
+    // files
+    fn insert_file(&self, file: &FileRecord) -> StoreResult<()>;
+    fn get_file(&self, tenant: &str, id: &str) -> StoreResult<Option<FileRecord>>;
+    fn list_files(&self, tenant: &str, q: &FileQuery) -> StoreResult<Page<FileRecord>>;
+    /// Removes the row and returns it (the caller removes the blob afterwards).
+    fn delete_file(&self, tenant: &str, id: &str) -> StoreResult<Option<FileRecord>>;
+    /// Every blob key referenced by a file, part, or job (for the orphan sweep).
+    fn referenced_blob_keys(&self) -> StoreResult<Vec<String>>;
+
+    // uploads
+    fn insert_upload(&self, upload: &UploadRecord) -> StoreResult<()>;
+    fn get_upload(&self, tenant: &str, id: &str) -> StoreResult<Option<UploadRecord>>;
+    fn insert_part(&self, part: &PartRecord) -> StoreResult<()>;
+    fn list_parts(&self, upload_id: &str) -> StoreResult<Vec<PartRecord>>;
+    /// Sets a pending upload's status (and file id); false when it was no longer pending.
+    fn finish_upload(
+        &self,
+        upload_id: &str,
+        status: UploadStatus,
+        file: Option<&FileRecord>,
+    ) -> StoreResult<bool>;
+    /// Pending uploads whose expiry is at or before `now`, marked expired; returns them.
+    fn expire_uploads(&self, now: i64) -> StoreResult<Vec<UploadRecord>>;
+    /// Removes part rows of a finished upload, returning their blob keys.
+    fn delete_parts(&self, upload_id: &str) -> StoreResult<Vec<String>>;
+
+    // jobs
+    /// Inserts the job and its first event unless an idempotency record in `keys` already
+    /// names a job; then returns that job's id instead.
+    fn create_job(
+        &self,
+        job: &JobRecord,
+        event: &EventRecord,
+        keys: &[IdempotencyKey],
+    ) -> StoreResult<CreateOutcome>;
+    fn get_job(&self, tenant: &str, id: &str) -> StoreResult<Option<JobRecord>>;
+    fn get_job_any(&self, id: &str) -> StoreResult<Option<JobRecord>>;
+    fn list_jobs(&self, tenant: &str, q: &JobQuery) -> StoreResult<Page<JobRecord>>;
+    /// Writes `job` only if its stored status is still `expected`; appends `events` in the
+    /// same transaction. False when the status had changed (cancel/pause raced).
+    fn update_job(
+        &self,
+        job: &JobRecord,
+        expected: JobStatus,
+        events: &[EventRecord],
+    ) -> StoreResult<bool>;
+    /// Jobs not in a terminal status.
+    fn active_jobs(&self) -> StoreResult<Vec<JobRecord>>;
+    fn insert_event(&self, event: &EventRecord) -> StoreResult<()>;
+    fn list_events(
+        &self,
+        job_id: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> StoreResult<Page<EventRecord>>;
+    fn insert_checkpoint(&self, ckpt: &CheckpointRecord) -> StoreResult<()>;
+    fn list_checkpoints(
+        &self,
+        job_id: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> StoreResult<Page<CheckpointRecord>>;
+
+    // policy snapshots
+    fn save_policy_snapshot(&self, snap: &PolicySnapshot) -> StoreResult<()>;
+    fn get_policy_snapshot(&self, version_hash: &str) -> StoreResult<Option<PolicySnapshot>>;
+}
+
+/// Runs a blocking store call on tokio's blocking pool.
+pub async fn run_blocking<T, F>(store: &Arc<dyn Store>, f: F) -> StoreResult<T>
+where
+    T: Send + 'static,
+    F: FnOnce(&dyn Store) -> StoreResult<T> + Send + 'static,
+{
+    let store = Arc::clone(store);
+    tokio::task::spawn_blocking(move || f(store.as_ref()))
+        .await
+        .map_err(|e| StoreError::Task(e.to_string()))?
+}

@@ -1,0 +1,288 @@
+//! Plain records the store reads and writes. These are storage types, not wire types:
+//! `crate::api` maps them to OpenAI's objects.
+
+use serde_json::Value;
+use std::collections::BTreeMap;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Page<T> {
+    pub data: Vec<T>,
+    pub has_more: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SortOrder {
+    Asc,
+    Desc,
+}
+
+#[derive(Debug, Clone)]
+pub struct FileQuery {
+    pub after: Option<String>,
+    pub limit: usize,
+    pub order: SortOrder,
+    pub purpose: Option<String>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct JobQuery {
+    pub after: Option<String>,
+    pub limit: usize,
+    /// Every pair must match the job's metadata exactly.
+    pub metadata: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct FileRecord {
+    pub id: String,
+    pub tenant: String,
+    pub bytes: u64,
+    pub created_at: i64,
+    pub filename: String,
+    pub purpose: String,
+    pub expires_at: Option<i64>,
+    pub blob_key: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UploadStatus {
+    Pending,
+    Completed,
+    Cancelled,
+    Expired,
+}
+
+impl UploadStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UploadStatus::Pending => "pending",
+            UploadStatus::Completed => "completed",
+            UploadStatus::Cancelled => "cancelled",
+            UploadStatus::Expired => "expired",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "pending" => UploadStatus::Pending,
+            "completed" => UploadStatus::Completed,
+            "cancelled" => UploadStatus::Cancelled,
+            "expired" => UploadStatus::Expired,
+            _ => return None,
+        })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct UploadRecord {
+    pub id: String,
+    pub tenant: String,
+    pub bytes: u64,
+    pub created_at: i64,
+    pub expires_at: i64,
+    pub filename: String,
+    pub mime_type: String,
+    pub purpose: String,
+    pub status: UploadStatus,
+    pub file_id: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct PartRecord {
+    pub id: String,
+    pub upload_id: String,
+    pub created_at: i64,
+    pub bytes: u64,
+    pub blob_key: String,
+}
+
+/// Public job status (OpenAI's, plus `paused`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum JobStatus {
+    ValidatingFiles,
+    Queued,
+    Running,
+    Paused,
+    Succeeded,
+    Failed,
+    Cancelled,
+}
+
+impl JobStatus {
+    pub const ALL: [JobStatus; 7] = [
+        JobStatus::ValidatingFiles,
+        JobStatus::Queued,
+        JobStatus::Running,
+        JobStatus::Paused,
+        JobStatus::Succeeded,
+        JobStatus::Failed,
+        JobStatus::Cancelled,
+    ];
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobStatus::ValidatingFiles => "validating_files",
+            JobStatus::Queued => "queued",
+            JobStatus::Running => "running",
+            JobStatus::Paused => "paused",
+            JobStatus::Succeeded => "succeeded",
+            JobStatus::Failed => "failed",
+            JobStatus::Cancelled => "cancelled",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Self> {
+        JobStatus::ALL.into_iter().find(|x| x.as_str() == s)
+    }
+    pub fn is_terminal(self) -> bool {
+        matches!(
+            self,
+            JobStatus::Succeeded | JobStatus::Failed | JobStatus::Cancelled
+        )
+    }
+}
+
+/// The durable pipeline step a job will run next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JobStep {
+    Screen,
+    Plan,
+    Transform,
+    Queue,
+    Run,
+    Done,
+}
+
+impl JobStep {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobStep::Screen => "screen",
+            JobStep::Plan => "plan",
+            JobStep::Transform => "transform",
+            JobStep::Queue => "queue",
+            JobStep::Run => "run",
+            JobStep::Done => "done",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Self> {
+        [
+            JobStep::Screen,
+            JobStep::Plan,
+            JobStep::Transform,
+            JobStep::Queue,
+            JobStep::Run,
+            JobStep::Done,
+        ]
+        .into_iter()
+        .find(|x| x.as_str() == s)
+    }
+    /// The public status a job shows while this step is next.
+    pub fn status(self) -> JobStatus {
+        match self {
+            JobStep::Screen | JobStep::Plan | JobStep::Transform => JobStatus::ValidatingFiles,
+            JobStep::Queue => JobStatus::Queued,
+            JobStep::Run | JobStep::Done => JobStatus::Running,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct JobError {
+    pub code: String,
+    pub message: String,
+    pub param: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct JobRecord {
+    pub id: String,
+    pub tenant: String,
+    pub created_at: i64,
+    pub model: String,
+    pub training_file: String,
+    pub validation_file: Option<String>,
+    /// Resolved hyperparameters object (batch_size, learning_rate_multiplier, n_epochs).
+    pub hyperparameters: Value,
+    /// The method object as the job reports it.
+    pub method: Value,
+    pub suffix: Option<String>,
+    pub seed: i64,
+    pub metadata: Option<BTreeMap<String, String>>,
+    pub status: JobStatus,
+    pub step: JobStep,
+    pub error: Option<JobError>,
+    pub fine_tuned_model: Option<String>,
+    pub finished_at: Option<i64>,
+    pub trained_tokens: Option<i64>,
+    pub result_files: Vec<String>,
+    pub estimated_finish: Option<i64>,
+    /// Pipeline state: screening stats, plan, policy, dataset/manifest blobs, upstream ids.
+    pub pipeline: Value,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventLevel {
+    Info,
+    Warn,
+    Error,
+}
+
+impl EventLevel {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventLevel::Info => "info",
+            EventLevel::Warn => "warn",
+            EventLevel::Error => "error",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "info" => EventLevel::Info,
+            "warn" => EventLevel::Warn,
+            "error" => EventLevel::Error,
+            _ => return None,
+        })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct EventRecord {
+    pub id: String,
+    pub job_id: String,
+    pub created_at: i64,
+    pub level: EventLevel,
+    pub message: String,
+    /// "message" or "metrics".
+    pub kind: String,
+    pub data: Option<Value>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct CheckpointRecord {
+    pub id: String,
+    pub job_id: String,
+    pub created_at: i64,
+    pub fine_tuned_model_checkpoint: String,
+    pub step_number: i64,
+    pub metrics: Value,
+}
+
+/// An idempotency record: `scope` is the tenant (explicit `Idempotency-Key`) or
+/// tenant + key hash (body dedupe); a record only counts while `created_at >= not_before`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct IdempotencyKey {
+    pub scope: String,
+    pub key: String,
+    pub not_before: i64,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum CreateOutcome {
+    Created,
+    Existing(String),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct PolicySnapshot {
+    pub version_hash: String,
+    pub created_at: i64,
+    /// The policy set (or resolved plan) as JSON, for audit.
+    pub body: Value,
+}

@@ -1,0 +1,473 @@
+//! The embedded SQLite [`Store`]: WAL journal, `synchronous=FULL` (an acknowledged object
+//! survives power loss, not only `kill -9`; write volume is small), schema migrations keyed
+//! on `PRAGMA user_version`. One connection behind a mutex; callers run on the blocking pool.
+
+use super::*;
+use rusqlite::{params, Connection, OptionalExtension, Row};
+use std::path::Path;
+use std::sync::{Mutex, MutexGuard};
+
+const MIGRATIONS: &[&str] = &[r#"
+CREATE TABLE files (
+  seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL UNIQUE, tenant TEXT NOT NULL,
+  bytes INTEGER NOT NULL, created_at INTEGER NOT NULL, filename TEXT NOT NULL,
+  purpose TEXT NOT NULL, expires_at INTEGER, blob_key TEXT NOT NULL);
+CREATE INDEX files_tenant ON files(tenant, seq);
+CREATE TABLE uploads (
+  id TEXT PRIMARY KEY, tenant TEXT NOT NULL, bytes INTEGER NOT NULL, created_at INTEGER NOT NULL,
+  expires_at INTEGER NOT NULL, filename TEXT NOT NULL, mime_type TEXT NOT NULL,
+  purpose TEXT NOT NULL, status TEXT NOT NULL, file_id TEXT);
+CREATE TABLE parts (
+  seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL UNIQUE, upload_id TEXT NOT NULL,
+  created_at INTEGER NOT NULL, bytes INTEGER NOT NULL, blob_key TEXT NOT NULL);
+CREATE INDEX parts_upload ON parts(upload_id);
+CREATE TABLE jobs (
+  seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL UNIQUE, tenant TEXT NOT NULL,
+  created_at INTEGER NOT NULL, model TEXT NOT NULL, training_file TEXT NOT NULL,
+  validation_file TEXT, hyperparameters TEXT NOT NULL, method TEXT NOT NULL, suffix TEXT,
+  seed INTEGER NOT NULL, metadata TEXT, status TEXT NOT NULL, step TEXT NOT NULL, error TEXT,
+  fine_tuned_model TEXT, finished_at INTEGER, trained_tokens INTEGER,
+  result_files TEXT NOT NULL, estimated_finish INTEGER, pipeline TEXT NOT NULL);
+CREATE INDEX jobs_tenant ON jobs(tenant, seq);
+CREATE INDEX jobs_status ON jobs(status);
+CREATE TABLE events (
+  seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL UNIQUE, job_id TEXT NOT NULL,
+  created_at INTEGER NOT NULL, level TEXT NOT NULL, message TEXT NOT NULL, kind TEXT NOT NULL,
+  data TEXT);
+CREATE INDEX events_job ON events(job_id, seq);
+CREATE TABLE checkpoints (
+  seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL UNIQUE, job_id TEXT NOT NULL,
+  created_at INTEGER NOT NULL, fine_tuned_model_checkpoint TEXT NOT NULL,
+  step_number INTEGER NOT NULL, metrics TEXT NOT NULL);
+CREATE INDEX checkpoints_job ON checkpoints(job_id, seq);
+CREATE TABLE idempotency (
+  scope TEXT NOT NULL, key TEXT NOT NULL, job_id TEXT NOT NULL, created_at INTEGER NOT NULL,
+  PRIMARY KEY (scope, key));
+CREATE TABLE policy_snapshots (
+  version_hash TEXT PRIMARY KEY, created_at INTEGER NOT NULL, body TEXT NOT NULL);
+"#];
+
+pub struct SqliteStore {
+    conn: Mutex<Connection>,
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) `data_dir/tuneguard.db` and migrates it.
+    pub fn open(data_dir: &Path) -> StoreResult<SqliteStore> {
+        std::fs::create_dir_all(data_dir).map_err(|source| StoreError::Io {
+            path: data_dir.display().to_string(),
+            source,
+        })?;
+        let conn = Connection::open(data_dir.join("tuneguard.db"))?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        migrate(&conn)?;
+        Ok(SqliteStore {
+            conn: Mutex::new(conn),
+        })
+    }
+
+    pub(super) fn conn(&self) -> StoreResult<MutexGuard<'_, Connection>> {
+        self.conn
+            .lock()
+            .map_err(|_| StoreError::Task("sqlite connection mutex poisoned".into()))
+    }
+}
+
+fn migrate(conn: &Connection) -> StoreResult<()> {
+    let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(version.max(0) as usize) {
+        let tx = conn.unchecked_transaction()?;
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", (i + 1) as i64)?;
+        tx.commit()?;
+    }
+    Ok(())
+}
+
+pub(super) fn corrupt(
+    table: &'static str,
+    column: &'static str,
+    id: &str,
+    m: impl ToString,
+) -> StoreError {
+    StoreError::Corrupt {
+        table,
+        column,
+        id: id.to_string(),
+        message: m.to_string(),
+    }
+}
+
+const FILE_COLS: &str = "id, tenant, bytes, created_at, filename, purpose, expires_at, blob_key";
+
+fn file_row(r: &Row<'_>) -> rusqlite::Result<FileRecord> {
+    Ok(FileRecord {
+        id: r.get(0)?,
+        tenant: r.get(1)?,
+        bytes: r.get::<_, i64>(2)? as u64,
+        created_at: r.get(3)?,
+        filename: r.get(4)?,
+        purpose: r.get(5)?,
+        expires_at: r.get(6)?,
+        blob_key: r.get(7)?,
+    })
+}
+
+const UPLOAD_COLS: &str =
+    "id, tenant, bytes, created_at, expires_at, filename, mime_type, purpose, status, file_id";
+
+fn upload_row(r: &Row<'_>) -> rusqlite::Result<(UploadRecord, String)> {
+    let status: String = r.get(8)?;
+    Ok((
+        UploadRecord {
+            id: r.get(0)?,
+            tenant: r.get(1)?,
+            bytes: r.get::<_, i64>(2)? as u64,
+            created_at: r.get(3)?,
+            expires_at: r.get(4)?,
+            filename: r.get(5)?,
+            mime_type: r.get(6)?,
+            purpose: r.get(7)?,
+            status: UploadStatus::parse(&status).unwrap_or(UploadStatus::Pending),
+            file_id: r.get(9)?,
+        },
+        status,
+    ))
+}
+
+fn check_upload((u, raw): (UploadRecord, String)) -> StoreResult<UploadRecord> {
+    if UploadStatus::parse(&raw).is_none() {
+        return Err(corrupt("uploads", "status", &u.id, raw));
+    }
+    Ok(u)
+}
+
+/// Sequence number of `id` in `table`, for cursor pagination; a missing cursor id is an error
+/// the API reports as 400, so it returns None.
+pub(super) fn seq_of(conn: &Connection, table: &str, id: &str) -> StoreResult<Option<i64>> {
+    let sql = format!("SELECT seq FROM {table} WHERE id = ?1");
+    Ok(conn.query_row(&sql, [id], |r| r.get(0)).optional()?)
+}
+
+impl SqliteStore {
+    pub(super) fn files_impl(&self, tenant: &str, q: &FileQuery) -> StoreResult<Page<FileRecord>> {
+        let conn = self.conn()?;
+        let cursor = match &q.after {
+            Some(a) => seq_of(&conn, "files", a)?,
+            None => None,
+        };
+        let (cmp, dir) = match q.order {
+            SortOrder::Asc => (">", "ASC"),
+            SortOrder::Desc => ("<", "DESC"),
+        };
+        let bound = cursor.unwrap_or(match q.order {
+            SortOrder::Asc => i64::MIN,
+            SortOrder::Desc => i64::MAX,
+        });
+        let sql = format!(
+            "SELECT {FILE_COLS} FROM files WHERE tenant = ?1 AND seq {cmp} ?2 \
+             AND (?3 IS NULL OR purpose = ?3) ORDER BY seq {dir} LIMIT ?4"
+        );
+        let mut stmt = conn.prepare(&sql)?;
+        let rows = stmt.query_map(
+            params![tenant, bound, q.purpose, (q.limit + 1) as i64],
+            file_row,
+        )?;
+        let mut data = rows.collect::<Result<Vec<_>, _>>()?;
+        let has_more = data.len() > q.limit;
+        data.truncate(q.limit);
+        Ok(Page { data, has_more })
+    }
+}
+
+impl Store for SqliteStore {
+    fn insert_file(&self, f: &FileRecord) -> StoreResult<()> {
+        self.conn()?.execute(
+            &format!("INSERT INTO files ({FILE_COLS}) VALUES (?1,?2,?3,?4,?5,?6,?7,?8)"),
+            params![
+                f.id,
+                f.tenant,
+                f.bytes as i64,
+                f.created_at,
+                f.filename,
+                f.purpose,
+                f.expires_at,
+                f.blob_key
+            ],
+        )?;
+        Ok(())
+    }
+
+    fn get_file(&self, tenant: &str, id: &str) -> StoreResult<Option<FileRecord>> {
+        Ok(self
+            .conn()?
+            .query_row(
+                &format!("SELECT {FILE_COLS} FROM files WHERE id = ?1 AND tenant = ?2"),
+                [id, tenant],
+                file_row,
+            )
+            .optional()?)
+    }
+
+    fn list_files(&self, tenant: &str, q: &FileQuery) -> StoreResult<Page<FileRecord>> {
+        self.files_impl(tenant, q)
+    }
+
+    fn delete_file(&self, tenant: &str, id: &str) -> StoreResult<Option<FileRecord>> {
+        let conn = self.conn()?;
+        let tx = conn.unchecked_transaction()?;
+        let found = tx
+            .query_row(
+                &format!("SELECT {FILE_COLS} FROM files WHERE id = ?1 AND tenant = ?2"),
+                [id, tenant],
+                file_row,
+            )
+            .optional()?;
+        if found.is_some() {
+            tx.execute("DELETE FROM files WHERE id = ?1", [id])?;
+        }
+        tx.commit()?;
+        Ok(found)
+    }
+
+    fn referenced_blob_keys(&self) -> StoreResult<Vec<String>> {
+        let conn = self.conn()?;
+        let mut keys = Vec::new();
+        for sql in ["SELECT blob_key FROM files", "SELECT blob_key FROM parts"] {
+            let mut stmt = conn.prepare(sql)?;
+            for k in stmt.query_map([], |r| r.get::<_, String>(0))? {
+                keys.push(k?);
+            }
+        }
+        let mut stmt = conn.prepare("SELECT id, pipeline FROM jobs")?;
+        for row in stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))? {
+            let (id, p) = row?;
+            let v: serde_json::Value =
+                serde_json::from_str(&p).map_err(|e| corrupt("jobs", "pipeline", &id, e))?;
+            for field in ["dataset_blob", "manifest_blob"] {
+                if let Some(k) = v.get(field).and_then(|x| x.as_str()) {
+                    keys.push(k.to_string());
+                }
+            }
+        }
+        Ok(keys)
+    }
+
+    fn insert_upload(&self, u: &UploadRecord) -> StoreResult<()> {
+        self.conn()?.execute(
+            &format!("INSERT INTO uploads ({UPLOAD_COLS}) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10)"),
+            params![
+                u.id,
+                u.tenant,
+                u.bytes as i64,
+                u.created_at,
+                u.expires_at,
+                u.filename,
+                u.mime_type,
+                u.purpose,
+                u.status.as_str(),
+                u.file_id
+            ],
+        )?;
+        Ok(())
+    }
+
+    fn get_upload(&self, tenant: &str, id: &str) -> StoreResult<Option<UploadRecord>> {
+        let row = self
+            .conn()?
+            .query_row(
+                &format!("SELECT {UPLOAD_COLS} FROM uploads WHERE id = ?1 AND tenant = ?2"),
+                [id, tenant],
+                upload_row,
+            )
+            .optional()?;
+        row.map(check_upload).transpose()
+    }
+
+    fn insert_part(&self, p: &PartRecord) -> StoreResult<()> {
+        self.conn()?.execute(
+            "INSERT INTO parts (id, upload_id, created_at, bytes, blob_key) VALUES (?1,?2,?3,?4,?5)",
+            params![p.id, p.upload_id, p.created_at, p.bytes as i64, p.blob_key],
+        )?;
+        Ok(())
+    }
+
+    fn list_parts(&self, upload_id: &str) -> StoreResult<Vec<PartRecord>> {
+        let conn = self.conn()?;
+        let mut stmt = conn.prepare(
+            "SELECT id, upload_id, created_at, bytes, blob_key FROM parts WHERE upload_id = ?1 ORDER BY seq",
+        )?;
+        let rows = stmt.query_map([upload_id], |r| {
+            Ok(PartRecord {
+                id: r.get(0)?,
+                upload_id: r.get(1)?,
+                created_at: r.get(2)?,
+                bytes: r.get::<_, i64>(3)? as u64,
+                blob_key: r.get(4)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<Vec<_>, _>>()?)
+    }
+
+    fn finish_upload(
+        &self,
+        upload_id: &str,
+        status: UploadStatus,
+        file: Option<&FileRecord>,
+    ) -> StoreResult<bool> {
+        let conn = self.conn()?;
+        let tx = conn.unchecked_transaction()?;
+        let changed = tx.execute(
+            "UPDATE uploads SET status = ?2, file_id = ?3 WHERE id = ?1 AND status = 'pending'",
+            params![upload_id, status.as_str(), file.map(|f| f.id.as_str())],
+        )?;
+        if changed == 1 {
+            if let Some(f) = file {
+                tx.execute(
+                    &format!("INSERT INTO files ({FILE_COLS}) VALUES (?1,?2,?3,?4,?5,?6,?7,?8)"),
+                    params![
+                        f.id,
+                        f.tenant,
+                        f.bytes as i64,
+                        f.created_at,
+                        f.filename,
+                        f.purpose,
+                        f.expires_at,
+                        f.blob_key
+                    ],
+                )?;
+            }
+        }
+        tx.commit()?;
+        Ok(changed == 1)
+    }
+
+    fn expire_uploads(&self, now: i64) -> StoreResult<Vec<UploadRecord>> {
+        let conn = self.conn()?;
+        let tx = conn.unchecked_transaction()?;
+        let expired = {
+            let mut stmt = tx.prepare(&format!(
+                "SELECT {UPLOAD_COLS} FROM uploads WHERE status = 'pending' AND expires_at <= ?1"
+            ))?;
+            let rows = stmt.query_map([now], upload_row)?;
+            rows.collect::<Result<Vec<_>, _>>()?
+        };
+        tx.execute(
+            "UPDATE uploads SET status = 'expired' WHERE status = 'pending' AND expires_at <= ?1",
+            [now],
+        )?;
+        tx.commit()?;
+        expired
+            .into_iter()
+            .map(check_upload)
+            .map(|u| {
+                u.map(|mut u| {
+                    u.status = UploadStatus::Expired;
+                    u
+                })
+            })
+            .collect()
+    }
+
+    fn delete_parts(&self, upload_id: &str) -> StoreResult<Vec<String>> {
+        let keys: Vec<String> = self
+            .list_parts(upload_id)?
+            .into_iter()
+            .map(|p| p.blob_key)
+            .collect();
+        self.conn()?
+            .execute("DELETE FROM parts WHERE upload_id = ?1", [upload_id])?;
+        Ok(keys)
+    }
+
+    fn create_job(
+        &self,
+        job: &JobRecord,
+        event: &EventRecord,
+        keys: &[IdempotencyKey],
+    ) -> StoreResult<CreateOutcome> {
+        self.create_job_impl(job, event, keys)
+    }
+    fn get_job(&self, tenant: &str, id: &str) -> StoreResult<Option<JobRecord>> {
+        self.get_job_impl(Some(tenant), id)
+    }
+    fn get_job_any(&self, id: &str) -> StoreResult<Option<JobRecord>> {
+        self.get_job_impl(None, id)
+    }
+    fn list_jobs(&self, tenant: &str, q: &JobQuery) -> StoreResult<Page<JobRecord>> {
+        self.list_jobs_impl(tenant, q)
+    }
+    fn update_job(
+        &self,
+        job: &JobRecord,
+        expected: JobStatus,
+        events: &[EventRecord],
+    ) -> StoreResult<bool> {
+        self.update_job_impl(job, expected, events)
+    }
+    fn active_jobs(&self) -> StoreResult<Vec<JobRecord>> {
+        self.active_jobs_impl()
+    }
+    fn insert_event(&self, e: &EventRecord) -> StoreResult<()> {
+        super::sqlite_jobs::insert_event(&*self.conn()?, e)
+    }
+    fn list_events(
+        &self,
+        job_id: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> StoreResult<Page<EventRecord>> {
+        self.list_events_impl(job_id, after, limit)
+    }
+    fn insert_checkpoint(&self, c: &CheckpointRecord) -> StoreResult<()> {
+        self.conn()?.execute(
+            "INSERT INTO checkpoints (id, job_id, created_at, fine_tuned_model_checkpoint, step_number, metrics) VALUES (?1,?2,?3,?4,?5,?6)",
+            params![c.id, c.job_id, c.created_at, c.fine_tuned_model_checkpoint, c.step_number, c.metrics.to_string()],
+        )?;
+        Ok(())
+    }
+    fn list_checkpoints(
+        &self,
+        job_id: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> StoreResult<Page<CheckpointRecord>> {
+        self.list_checkpoints_impl(job_id, after, limit)
+    }
+
+    fn save_policy_snapshot(&self, s: &PolicySnapshot) -> StoreResult<()> {
+        self.conn()?.execute(
+            "INSERT OR IGNORE INTO policy_snapshots (version_hash, created_at, body) VALUES (?1,?2,?3)",
+            params![s.version_hash, s.created_at, s.body.to_string()],
+        )?;
+        Ok(())
+    }
+
+    fn get_policy_snapshot(&self, version_hash: &str) -> StoreResult<Option<PolicySnapshot>> {
+        let row = self
+            .conn()?
+            .query_row(
+                "SELECT version_hash, created_at, body FROM policy_snapshots WHERE version_hash = ?1",
+                [version_hash],
+                |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?, r.get::<_, String>(2)?)),
+            )
+            .optional()?;
+        row.map(|(v, c, b)| {
+            let body =
+                serde_json::from_str(&b).map_err(|e| corrupt("policy_snapshots", "body", &v, e))?;
+            Ok(PolicySnapshot {
+                version_hash: v,
+                created_at: c,
+                body,
+            })
+        })
+        .transpose()
+    }
+}
+
+#[cfg(test)]
+#[path = "sqlite_tests.rs"]
+mod tests;

@@ -1,0 +1,332 @@
+//! Jobs, events, checkpoints and idempotency records for [`SqliteStore`].
+
+use super::sqlite::{corrupt, seq_of, SqliteStore};
+use super::*;
+use rusqlite::{params, Connection, OptionalExtension, Row};
+
+const JOB_COLS: &str = "id, tenant, created_at, model, training_file, validation_file, \
+    hyperparameters, method, suffix, seed, metadata, status, step, error, fine_tuned_model, \
+    finished_at, trained_tokens, result_files, estimated_finish, pipeline";
+
+/// Raw job row: JSON and enum columns still text, decoded (with errors) by [`decode_job`].
+struct RawJob {
+    rec: JobRecord,
+    hyperparameters: String,
+    method: String,
+    metadata: Option<String>,
+    status: String,
+    step: String,
+    error: Option<String>,
+    result_files: String,
+    pipeline: String,
+}
+
+fn job_row(r: &Row<'_>) -> rusqlite::Result<RawJob> {
+    Ok(RawJob {
+        rec: JobRecord {
+            id: r.get(0)?,
+            tenant: r.get(1)?,
+            created_at: r.get(2)?,
+            model: r.get(3)?,
+            training_file: r.get(4)?,
+            validation_file: r.get(5)?,
+            hyperparameters: serde_json::Value::Null,
+            method: serde_json::Value::Null,
+            suffix: r.get(8)?,
+            seed: r.get(9)?,
+            metadata: None,
+            status: JobStatus::Queued,
+            step: JobStep::Queue,
+            error: None,
+            fine_tuned_model: r.get(14)?,
+            finished_at: r.get(15)?,
+            trained_tokens: r.get(16)?,
+            result_files: Vec::new(),
+            estimated_finish: r.get(18)?,
+            pipeline: serde_json::Value::Null,
+        },
+        hyperparameters: r.get(6)?,
+        method: r.get(7)?,
+        metadata: r.get(10)?,
+        status: r.get(11)?,
+        step: r.get(12)?,
+        error: r.get(13)?,
+        result_files: r.get(17)?,
+        pipeline: r.get(19)?,
+    })
+}
+
+fn decode_job(raw: RawJob) -> StoreResult<JobRecord> {
+    let mut j = raw.rec;
+    let id = j.id.clone();
+    let json = |col: &'static str, s: &str| -> StoreResult<serde_json::Value> {
+        serde_json::from_str(s).map_err(|e| corrupt("jobs", col, &id, e))
+    };
+    j.hyperparameters = json("hyperparameters", &raw.hyperparameters)?;
+    j.method = json("method", &raw.method)?;
+    j.pipeline = json("pipeline", &raw.pipeline)?;
+    j.result_files = serde_json::from_str(&raw.result_files)
+        .map_err(|e| corrupt("jobs", "result_files", &id, e))?;
+    j.metadata = match raw.metadata {
+        Some(m) => Some(serde_json::from_str(&m).map_err(|e| corrupt("jobs", "metadata", &id, e))?),
+        None => None,
+    };
+    j.error = match raw.error {
+        Some(e) => Some(serde_json::from_str(&e).map_err(|x| corrupt("jobs", "error", &id, x))?),
+        None => None,
+    };
+    j.status =
+        JobStatus::parse(&raw.status).ok_or_else(|| corrupt("jobs", "status", &id, &raw.status))?;
+    j.step = JobStep::parse(&raw.step).ok_or_else(|| corrupt("jobs", "step", &id, &raw.step))?;
+    Ok(j)
+}
+
+fn insert_job(conn: &Connection, j: &JobRecord) -> StoreResult<()> {
+    conn.execute(
+        &format!("INSERT INTO jobs ({JOB_COLS}) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,?18,?19,?20)"),
+        params![
+            j.id, j.tenant, j.created_at, j.model, j.training_file, j.validation_file,
+            j.hyperparameters.to_string(), j.method.to_string(), j.suffix, j.seed,
+            j.metadata.as_ref().map(|m| serde_json::to_string(m).unwrap_or_default()),
+            j.status.as_str(), j.step.as_str(),
+            j.error.as_ref().map(|e| serde_json::to_string(e).unwrap_or_default()),
+            j.fine_tuned_model, j.finished_at, j.trained_tokens,
+            serde_json::to_string(&j.result_files).unwrap_or_else(|_| "[]".into()),
+            j.estimated_finish, j.pipeline.to_string()
+        ],
+    )?;
+    Ok(())
+}
+
+pub(super) fn insert_event(conn: &Connection, e: &EventRecord) -> StoreResult<()> {
+    conn.execute(
+        "INSERT INTO events (id, job_id, created_at, level, message, kind, data) VALUES (?1,?2,?3,?4,?5,?6,?7)",
+        params![e.id, e.job_id, e.created_at, e.level.as_str(), e.message, e.kind, e.data.as_ref().map(|d| d.to_string())],
+    )?;
+    Ok(())
+}
+
+impl SqliteStore {
+    pub(super) fn create_job_impl(
+        &self,
+        job: &JobRecord,
+        event: &EventRecord,
+        keys: &[IdempotencyKey],
+    ) -> StoreResult<CreateOutcome> {
+        let conn = self.conn()?;
+        let tx = conn.unchecked_transaction()?;
+        for k in keys {
+            let existing: Option<String> = tx
+                .query_row(
+                    "SELECT job_id FROM idempotency WHERE scope = ?1 AND key = ?2 AND created_at >= ?3",
+                    params![k.scope, k.key, k.not_before],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            if let Some(id) = existing {
+                return Ok(CreateOutcome::Existing(id));
+            }
+        }
+        insert_job(&tx, job)?;
+        insert_event(&tx, event)?;
+        for k in keys {
+            tx.execute(
+                "INSERT OR REPLACE INTO idempotency (scope, key, job_id, created_at) VALUES (?1,?2,?3,?4)",
+                params![k.scope, k.key, job.id, job.created_at],
+            )?;
+        }
+        tx.commit()?;
+        Ok(CreateOutcome::Created)
+    }
+
+    pub(super) fn get_job_impl(
+        &self,
+        tenant: Option<&str>,
+        id: &str,
+    ) -> StoreResult<Option<JobRecord>> {
+        let raw = self
+            .conn()?
+            .query_row(
+                &format!(
+                    "SELECT {JOB_COLS} FROM jobs WHERE id = ?1 AND (?2 IS NULL OR tenant = ?2)"
+                ),
+                params![id, tenant],
+                job_row,
+            )
+            .optional()?;
+        raw.map(decode_job).transpose()
+    }
+
+    pub(super) fn list_jobs_impl(
+        &self,
+        tenant: &str,
+        q: &JobQuery,
+    ) -> StoreResult<Page<JobRecord>> {
+        let conn = self.conn()?;
+        let bound = match &q.after {
+            Some(a) => seq_of(&conn, "jobs", a)?.unwrap_or(i64::MAX),
+            None => i64::MAX,
+        };
+        let mut stmt = conn.prepare(&format!(
+            "SELECT {JOB_COLS} FROM jobs WHERE tenant = ?1 AND seq < ?2 ORDER BY seq DESC"
+        ))?;
+        let mut rows = stmt.query_map(params![tenant, bound], job_row)?;
+        let mut data = Vec::new();
+        let mut has_more = false;
+        for raw in rows.by_ref() {
+            let job = decode_job(raw?)?;
+            let matches = q
+                .metadata
+                .iter()
+                .all(|(k, v)| job.metadata.as_ref().and_then(|m| m.get(k)) == Some(v));
+            if !matches {
+                continue;
+            }
+            if data.len() == q.limit {
+                has_more = true;
+                break;
+            }
+            data.push(job);
+        }
+        Ok(Page { data, has_more })
+    }
+
+    pub(super) fn update_job_impl(
+        &self,
+        j: &JobRecord,
+        expected: JobStatus,
+        events: &[EventRecord],
+    ) -> StoreResult<bool> {
+        let conn = self.conn()?;
+        let tx = conn.unchecked_transaction()?;
+        let changed = tx.execute(
+            "UPDATE jobs SET status = ?2, step = ?3, error = ?4, fine_tuned_model = ?5, finished_at = ?6, \
+             trained_tokens = ?7, result_files = ?8, estimated_finish = ?9, pipeline = ?10, hyperparameters = ?11 \
+             WHERE id = ?1 AND status = ?12",
+            params![
+                j.id, j.status.as_str(), j.step.as_str(),
+                j.error.as_ref().map(|e| serde_json::to_string(e).unwrap_or_default()),
+                j.fine_tuned_model, j.finished_at, j.trained_tokens,
+                serde_json::to_string(&j.result_files).unwrap_or_else(|_| "[]".into()),
+                j.estimated_finish, j.pipeline.to_string(), j.hyperparameters.to_string(),
+                expected.as_str()
+            ],
+        )?;
+        if changed == 1 {
+            for e in events {
+                insert_event(&tx, e)?;
+            }
+        }
+        tx.commit()?;
+        Ok(changed == 1)
+    }
+
+    pub(super) fn active_jobs_impl(&self) -> StoreResult<Vec<JobRecord>> {
+        let conn = self.conn()?;
+        let mut stmt = conn.prepare(&format!(
+            "SELECT {JOB_COLS} FROM jobs WHERE status NOT IN ('succeeded','failed','cancelled') ORDER BY seq"
+        ))?;
+        let rows = stmt.query_map([], job_row)?;
+        let mut out = Vec::new();
+        for raw in rows {
+            out.push(decode_job(raw?)?);
+        }
+        Ok(out)
+    }
+
+    pub(super) fn list_events_impl(
+        &self,
+        job_id: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> StoreResult<Page<EventRecord>> {
+        let conn = self.conn()?;
+        let bound = match after {
+            Some(a) => seq_of(&conn, "events", a)?.unwrap_or(i64::MAX),
+            None => i64::MAX,
+        };
+        let mut stmt = conn.prepare(
+            "SELECT id, job_id, created_at, level, message, kind, data FROM events \
+             WHERE job_id = ?1 AND seq < ?2 ORDER BY seq DESC LIMIT ?3",
+        )?;
+        let rows = stmt.query_map(params![job_id, bound, (limit + 1) as i64], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, i64>(2)?,
+                r.get::<_, String>(3)?,
+                r.get::<_, String>(4)?,
+                r.get::<_, String>(5)?,
+                r.get::<_, Option<String>>(6)?,
+            ))
+        })?;
+        let mut data = Vec::new();
+        for row in rows {
+            let (id, job_id, created_at, level, message, kind, d) = row?;
+            let level =
+                EventLevel::parse(&level).ok_or_else(|| corrupt("events", "level", &id, &level))?;
+            let data_v = match d {
+                Some(s) => {
+                    Some(serde_json::from_str(&s).map_err(|e| corrupt("events", "data", &id, e))?)
+                }
+                None => None,
+            };
+            data.push(EventRecord {
+                id,
+                job_id,
+                created_at,
+                level,
+                message,
+                kind,
+                data: data_v,
+            });
+        }
+        let has_more = data.len() > limit;
+        data.truncate(limit);
+        Ok(Page { data, has_more })
+    }
+
+    pub(super) fn list_checkpoints_impl(
+        &self,
+        job_id: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> StoreResult<Page<CheckpointRecord>> {
+        let conn = self.conn()?;
+        let bound = match after {
+            Some(a) => seq_of(&conn, "checkpoints", a)?.unwrap_or(i64::MAX),
+            None => i64::MAX,
+        };
+        let mut stmt = conn.prepare(
+            "SELECT id, job_id, created_at, fine_tuned_model_checkpoint, step_number, metrics FROM checkpoints \
+             WHERE job_id = ?1 AND seq < ?2 ORDER BY seq DESC LIMIT ?3",
+        )?;
+        let rows = stmt.query_map(params![job_id, bound, (limit + 1) as i64], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, i64>(2)?,
+                r.get::<_, String>(3)?,
+                r.get::<_, i64>(4)?,
+                r.get::<_, String>(5)?,
+            ))
+        })?;
+        let mut data = Vec::new();
+        for row in rows {
+            let (id, job_id, created_at, ckpt, step_number, m) = row?;
+            let metrics =
+                serde_json::from_str(&m).map_err(|e| corrupt("checkpoints", "metrics", &id, e))?;
+            data.push(CheckpointRecord {
+                id,
+                job_id,
+                created_at,
+                fine_tuned_model_checkpoint: ckpt,
+                step_number,
+                metrics,
+            });
+        }
+        let has_more = data.len() > limit;
+        data.truncate(limit);
+        Ok(Page { data, has_more })
+    }
+}

@@ -1,0 +1,247 @@
+use super::*;
+use serde_json::json;
+
+fn file(id: &str, tenant: &str, purpose: &str) -> FileRecord {
+    FileRecord {
+        id: id.into(),
+        tenant: tenant.into(),
+        bytes: 3,
+        created_at: 1,
+        filename: "a.jsonl".into(),
+        purpose: purpose.into(),
+        expires_at: None,
+        blob_key: id.into(),
+    }
+}
+
+pub(crate) fn job(id: &str, tenant: &str, meta: &[(&str, &str)]) -> JobRecord {
+    JobRecord {
+        id: id.into(),
+        tenant: tenant.into(),
+        created_at: 10,
+        model: "m".into(),
+        training_file: "file-1".into(),
+        validation_file: None,
+        hyperparameters: json!({"n_epochs": "auto"}),
+        method: json!({"type": "supervised"}),
+        suffix: None,
+        seed: 7,
+        metadata: if meta.is_empty() {
+            None
+        } else {
+            Some(
+                meta.iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+            )
+        },
+        status: JobStatus::ValidatingFiles,
+        step: JobStep::Screen,
+        error: None,
+        fine_tuned_model: None,
+        finished_at: None,
+        trained_tokens: None,
+        result_files: vec![],
+        estimated_finish: None,
+        pipeline: json!({}),
+    }
+}
+
+fn event(id: &str, job: &str) -> EventRecord {
+    EventRecord {
+        id: id.into(),
+        job_id: job.into(),
+        created_at: 10,
+        level: EventLevel::Info,
+        message: format!("event {id}"),
+        kind: "message".into(),
+        data: None,
+    }
+}
+
+#[test]
+fn files_are_tenant_scoped_and_paged() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = SqliteStore::open(dir.path()).unwrap();
+    for i in 0..5 {
+        s.insert_file(&file(
+            &format!("file-{i}"),
+            "a",
+            if i % 2 == 0 { "fine-tune" } else { "batch" },
+        ))
+        .unwrap();
+    }
+    s.insert_file(&file("file-x", "b", "fine-tune")).unwrap();
+    assert!(s.get_file("b", "file-1").unwrap().is_none());
+    let q = FileQuery {
+        after: None,
+        limit: 2,
+        order: SortOrder::Desc,
+        purpose: None,
+    };
+    let p = s.list_files("a", &q).unwrap();
+    assert_eq!(
+        p.data.iter().map(|f| f.id.as_str()).collect::<Vec<_>>(),
+        ["file-4", "file-3"]
+    );
+    assert!(p.has_more);
+    let q = FileQuery {
+        after: Some("file-3".into()),
+        limit: 10,
+        order: SortOrder::Desc,
+        purpose: Some("fine-tune".into()),
+    };
+    let p = s.list_files("a", &q).unwrap();
+    assert_eq!(
+        p.data.iter().map(|f| f.id.as_str()).collect::<Vec<_>>(),
+        ["file-2", "file-0"]
+    );
+    assert!(!p.has_more);
+    assert!(s.delete_file("b", "file-0").unwrap().is_none());
+    assert!(s.delete_file("a", "file-0").unwrap().is_some());
+    assert!(s.get_file("a", "file-0").unwrap().is_none());
+}
+
+#[test]
+fn idempotency_returns_existing_job_within_window() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = SqliteStore::open(dir.path()).unwrap();
+    let key = IdempotencyKey {
+        scope: "a".into(),
+        key: "k1".into(),
+        not_before: 0,
+    };
+    let out = s
+        .create_job(
+            &job("ftjob-1", "a", &[]),
+            &event("ftevent-1", "ftjob-1"),
+            std::slice::from_ref(&key),
+        )
+        .unwrap();
+    assert_eq!(out, CreateOutcome::Created);
+    let out = s
+        .create_job(
+            &job("ftjob-2", "a", &[]),
+            &event("ftevent-2", "ftjob-2"),
+            std::slice::from_ref(&key),
+        )
+        .unwrap();
+    assert_eq!(out, CreateOutcome::Existing("ftjob-1".into()));
+    assert!(s.get_job_any("ftjob-2").unwrap().is_none());
+    // outside the window the key no longer dedupes
+    let stale = IdempotencyKey {
+        not_before: 11,
+        ..key
+    };
+    let out = s
+        .create_job(
+            &job("ftjob-3", "a", &[]),
+            &event("ftevent-3", "ftjob-3"),
+            &[stale],
+        )
+        .unwrap();
+    assert_eq!(out, CreateOutcome::Created);
+}
+
+#[test]
+fn jobs_filter_by_metadata_and_update_is_conditional() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = SqliteStore::open(dir.path()).unwrap();
+    s.create_job(
+        &job("ftjob-1", "a", &[("team", "x")]),
+        &event("ftevent-1", "ftjob-1"),
+        &[],
+    )
+    .unwrap();
+    s.create_job(
+        &job("ftjob-2", "a", &[("team", "y")]),
+        &event("ftevent-2", "ftjob-2"),
+        &[],
+    )
+    .unwrap();
+    s.create_job(
+        &job("ftjob-3", "b", &[("team", "x")]),
+        &event("ftevent-3", "ftjob-3"),
+        &[],
+    )
+    .unwrap();
+    let q = JobQuery {
+        after: None,
+        limit: 10,
+        metadata: [("team".to_string(), "x".to_string())].into(),
+    };
+    let p = s.list_jobs("a", &q).unwrap();
+    assert_eq!(p.data.len(), 1);
+    assert_eq!(p.data[0].id, "ftjob-1");
+
+    let mut j = s.get_job("a", "ftjob-1").unwrap().unwrap();
+    j.status = JobStatus::Cancelled;
+    assert!(s
+        .update_job(
+            &j,
+            JobStatus::ValidatingFiles,
+            &[event("ftevent-9", "ftjob-1")]
+        )
+        .unwrap());
+    j.status = JobStatus::Running;
+    assert!(!s
+        .update_job(
+            &j,
+            JobStatus::ValidatingFiles,
+            &[event("ftevent-10", "ftjob-1")]
+        )
+        .unwrap());
+    let got = s.get_job("a", "ftjob-1").unwrap().unwrap();
+    assert_eq!(got.status, JobStatus::Cancelled);
+    let ev = s.list_events("ftjob-1", None, 10).unwrap();
+    assert_eq!(
+        ev.data.iter().map(|e| e.id.as_str()).collect::<Vec<_>>(),
+        ["ftevent-9", "ftevent-1"]
+    );
+    assert_eq!(s.active_jobs().unwrap().len(), 2);
+}
+
+#[test]
+fn reopen_keeps_data_and_uploads_expire() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let s = SqliteStore::open(dir.path()).unwrap();
+        s.insert_upload(&UploadRecord {
+            id: "upload_1".into(),
+            tenant: "a".into(),
+            bytes: 10,
+            created_at: 0,
+            expires_at: 100,
+            filename: "f".into(),
+            mime_type: "text/jsonl".into(),
+            purpose: "fine-tune".into(),
+            status: UploadStatus::Pending,
+            file_id: None,
+        })
+        .unwrap();
+        s.insert_part(&PartRecord {
+            id: "part_1".into(),
+            upload_id: "upload_1".into(),
+            created_at: 0,
+            bytes: 5,
+            blob_key: "part_1".into(),
+        })
+        .unwrap();
+    }
+    let s = SqliteStore::open(dir.path()).unwrap();
+    assert!(s.expire_uploads(99).unwrap().is_empty());
+    let expired = s.expire_uploads(100).unwrap();
+    assert_eq!(expired.len(), 1);
+    assert_eq!(
+        s.get_upload("a", "upload_1").unwrap().unwrap().status,
+        UploadStatus::Expired
+    );
+    assert!(!s
+        .finish_upload("upload_1", UploadStatus::Cancelled, None)
+        .unwrap());
+    assert_eq!(
+        s.delete_parts("upload_1").unwrap(),
+        vec!["part_1".to_string()]
+    );
+    assert!(s.referenced_blob_keys().unwrap().is_empty());
+}

@@ -1,0 +1,92 @@
+//! Housekeeping: the startup sweep (orphan and temp blobs, expired uploads, jobs that were
+//! mid-pipeline) and upload expiry.
+
+use crate::error::ApiError;
+use crate::ids::now_unix;
+use crate::state::AppState;
+use crate::store::{run_blocking, EventLevel, EventRecord, StoreResult};
+
+/// Removes part rows and blobs of a finished upload (best effort on blobs: the startup sweep
+/// removes any left behind).
+pub async fn drop_parts(state: &AppState, upload_id: &str) {
+    let uid = upload_id.to_string();
+    match run_blocking(&state.store, move |s| s.delete_parts(&uid)).await {
+        Ok(keys) => {
+            for k in keys {
+                if let Err(e) = state.blobs.remove(&k).await {
+                    tracing::warn!(upload = upload_id, error = %e, "part blob removal failed");
+                }
+            }
+        }
+        Err(e) => tracing::warn!(upload = upload_id, error = %e, "part cleanup failed"),
+    }
+}
+
+/// Marks pending uploads past their expiry as expired and frees their parts.
+pub async fn expire_uploads(state: &AppState) -> Result<usize, ApiError> {
+    let now = now_unix();
+    let expired = run_blocking(&state.store, move |s| s.expire_uploads(now)).await?;
+    for u in &expired {
+        drop_parts(state, &u.id).await;
+    }
+    Ok(expired.len())
+}
+
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct SweepReport {
+    pub blobs_removed: usize,
+    pub uploads_expired: usize,
+    pub jobs_resumed: usize,
+}
+
+/// Runs once at start, before the listener accepts: nothing partial stays on disk, expired
+/// uploads are closed, and every job that was mid-pipeline gets an event saying it resumes
+/// from its last durable step.
+pub async fn startup(state: &AppState) -> StoreResult<SweepReport> {
+    let uploads_expired = match expire_uploads(state).await {
+        Ok(n) => n,
+        Err(e) => return Err(crate::store::StoreError::Task(e.to_string())),
+    };
+    let keys = run_blocking(&state.store, |s| s.referenced_blob_keys()).await?;
+    let referenced = keys.into_iter().collect();
+    let blobs = state.blobs.clone();
+    let blobs_removed = tokio::task::spawn_blocking(move || blobs.sweep(&referenced))
+        .await
+        .map_err(|e| crate::store::StoreError::Task(e.to_string()))??;
+    let jobs = run_blocking(&state.store, |s| s.active_jobs()).await?;
+    let mut jobs_resumed = 0;
+    for job in jobs {
+        let ev = EventRecord {
+            id: crate::ids::new_id(crate::ids::IdKind::Event),
+            job_id: job.id.clone(),
+            created_at: now_unix(),
+            level: EventLevel::Warn,
+            message: format!(
+                "Gateway restarted; job resumes from its last durable step ({})",
+                job.step.as_str()
+            ),
+            kind: "message".into(),
+            data: None,
+        };
+        run_blocking(&state.store, move |s| s.insert_event(&ev)).await?;
+        jobs_resumed += 1;
+    }
+    Ok(SweepReport {
+        blobs_removed,
+        uploads_expired,
+        jobs_resumed,
+    })
+}
+
+/// Periodically expires uploads until `shutdown`.
+pub async fn expiry_loop(state: AppState, shutdown: tokio_util::sync::CancellationToken) {
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(std::time::Duration::from_secs(30)) => {}
+        }
+        if let Err(e) = expire_uploads(&state).await {
+            tracing::warn!(error = %e, "upload expiry failed");
+        }
+    }
+}

@@ -1,0 +1,1 @@
+//! Data-level defenses applied to a screened dataset.
