@@ -71,3 +71,40 @@ fn duplicate_key_hash_rejected() {
     );
     assert!(err(&text).contains("tenants[1].api_key_hashes[0]"));
 }
+
+#[test]
+fn env_alone_can_configure_upstream_and_admin_keys() {
+    let h = HASH.to_string();
+    let c = Config::from_sources(
+        None,
+        vec![
+            (
+                "TUNEGUARD__UPSTREAM__BASE_URL".to_string(),
+                "http://127.0.0.1:9/v1".to_string(),
+            ),
+            (
+                "TUNEGUARD__UPSTREAM__API_KEY".to_string(),
+                "sk-up".to_string(),
+            ),
+            ("TUNEGUARD__AUTH__ADMIN_KEY_HASHES".to_string(), h),
+            (
+                "TUNEGUARD__EXECUTION__MODE".to_string(),
+                "local".to_string(),
+            ),
+        ],
+    )
+    .unwrap();
+    assert!(c.upstream.is_some());
+    assert_eq!(
+        c.execution,
+        ExecutionMode::Local,
+        "an explicit mode wins over the default"
+    );
+    assert_eq!(c.admin_key_hashes.len(), 1);
+    let e = Config::from_sources(
+        None,
+        vec![("TUNEGUARD__SERVER__LISTEN".to_string(), "x".to_string())],
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains("server.listen"));
+}

@@ -15,7 +15,7 @@ pub mod server;
 pub mod state;
 pub mod store;
 pub mod sweep;
-pub mod transform;
-pub mod upstream;
 #[cfg(test)]
 pub(crate) mod testutil;
+pub mod transform;
+pub mod upstream;

@@ -43,7 +43,7 @@ fn main() -> anyhow::Result<()> {
             let config = Config::load(config.as_deref()).context("loading configuration")?;
             let rt = tokio::runtime::Runtime::new().context("starting the tokio runtime")?;
             rt.block_on(async {
-                let state = gateway::serve::build_state(config, gateway::jobs::Seams::builtin())?;
+                let state = gateway::serve::build_state(config)?;
                 gateway::serve::serve(state, gateway::server::shutdown_signal()).await
             })?;
         }

@@ -3,7 +3,8 @@
 //! codes folded to `other` past a fixed cap.
 
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, Opts, Registry, TextEncoder,
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry,
+    TextEncoder,
 };
 use std::collections::HashSet;
 use std::sync::Mutex;
@@ -20,6 +21,7 @@ pub struct Metrics {
     pub policy_reloads: IntCounterVec,
     pub upstream_errors: IntCounterVec,
     pub proxied_requests: IntCounter,
+    pub jobs: IntGaugeVec,
     reasons_seen: Mutex<HashSet<String>>,
 }
 
@@ -82,6 +84,11 @@ impl Metrics {
             "tuneguard_proxied_requests_total",
             "Requests proxied to the upstream provider.",
         )?;
+        let jobs = IntGaugeVec::new(
+            Opts::new("tuneguard_jobs", "Fine-tuning jobs by current status."),
+            &["status"],
+        )?;
+        registry.register(Box::new(jobs.clone()))?;
         registry.register(Box::new(http_requests.clone()))?;
         registry.register(Box::new(http_latency.clone()))?;
         registry.register(Box::new(upload_bytes.clone()))?;
@@ -100,6 +107,7 @@ impl Metrics {
             policy_reloads,
             upstream_errors,
             proxied_requests,
+            jobs,
             reasons_seen: Mutex::new(HashSet::new()),
         })
     }
@@ -140,6 +148,28 @@ impl Metrics {
             .inc();
     }
 
+    pub fn policy_reload_ok(&self) {
+        self.policy_reloads.with_label_values(&["ok"]).inc();
+    }
+
+    pub fn policy_reload_failed(&self) {
+        self.policy_reloads.with_label_values(&["failed"]).inc();
+    }
+
+    /// Sets the current number of jobs per status (refreshed on each scrape).
+    pub fn set_jobs(&self, counts: &[(crate::store::JobStatus, u64)]) {
+        for status in crate::store::JobStatus::ALL {
+            let n = counts
+                .iter()
+                .find(|(s, _)| *s == status)
+                .map(|(_, n)| *n)
+                .unwrap_or(0);
+            self.jobs
+                .with_label_values(&[status.as_str()])
+                .set(n as i64);
+        }
+    }
+
     pub fn job_entered(&self, status: crate::store::JobStatus) {
         self.job_transitions
             .with_label_values(&[status.as_str()])
@@ -170,7 +200,11 @@ mod tests {
             m.screening_rejected(&format!("r{i}"));
         }
         let text = m.render();
-        assert!(text.contains("tuneguard_screening_rejections_total{reason=\"other\"} 10"));
+        // "too_few_examples" took one of the MAX_REASONS slots, so 11 fold into `other`
+        assert!(
+            text.contains("tuneguard_screening_rejections_total{reason=\"other\"} 11"),
+            "{text}"
+        );
         m.job_entered(crate::store::JobStatus::Failed);
         assert!(m
             .render()

@@ -2,17 +2,24 @@
 //! the server, the job runner and upload expiry until a shutdown signal.
 
 use crate::auth::{demo_key, Auth};
-use crate::config::{Config, TenantConfig};
+use crate::config::{Config, ExecutionMode, TenantConfig};
+use crate::jobs::metered::{MeteredExecutor, MeteredProxy};
+use crate::jobs::screening::StreamingScreener;
 use crate::jobs::{Runner, Seams};
 use crate::metrics::Metrics;
 use crate::server::{self, ServeOptions};
 use crate::state::AppState;
 use crate::store::{BlobStore, SqliteStore, Store};
+use crate::upstream::{UpstreamExecutor, UpstreamProxy};
 use std::future::Future;
 use std::io::Write;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
+
+/// How often the runner re-reads active jobs (and polls running upstream jobs) when nothing
+/// wakes it sooner.
+pub const RUNNER_POLL_INTERVAL: Duration = Duration::from_secs(2);
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
@@ -35,13 +42,43 @@ pub enum ServeError {
     Tls(#[from] server::TlsError),
     #[error("metrics registry: {0}")]
     Metrics(#[from] prometheus::Error),
+    #[error("upstream (config section `[upstream]`): {0}")]
+    Upstream(String),
     #[error("writing to stdout: {0}")]
     Stdout(std::io::Error),
 }
 
-/// Builds the state from a validated config: demo tenant when none is configured (its key
-/// printed to stderr), store, blobs, metrics, seams.
-pub fn build_state(mut config: Config, seams: Seams) -> Result<AppState, ServeError> {
+/// The state `serve` runs on: [`build_state_with`] plus the real seams for the config —
+/// streaming screening with the configured tokenizers, the dataset transform, and either the
+/// upstream executor + proxy (`execution.mode = "upstream"`) or local execution.
+pub fn build_state(config: Config) -> Result<AppState, ServeError> {
+    let screening = config.screening.clone();
+    let upstream = config.upstream.clone();
+    let mode = config.execution;
+    let mut state = build_state_with(config, Seams::builtin())?;
+    let metrics = Arc::clone(&state.metrics);
+    state.seams.screener = Arc::new(StreamingScreener::new(screening));
+    if let Some(up) = upstream {
+        let upstream_err = |e: crate::upstream::UpstreamError| ServeError::Upstream(e.message);
+        if mode == ExecutionMode::Upstream {
+            let exec = UpstreamExecutor::new(&up.base_url, &up.api_key).map_err(upstream_err)?;
+            state.seams.executor = Arc::new(MeteredExecutor {
+                inner: Arc::new(exec),
+                metrics: Arc::clone(&metrics),
+            });
+        }
+        let proxy = UpstreamProxy::new(&up.base_url, &up.api_key).map_err(upstream_err)?;
+        state.proxy = Some(Arc::new(MeteredProxy {
+            inner: Arc::new(proxy),
+            metrics,
+        }));
+    }
+    Ok(state)
+}
+
+/// Builds the state from a validated config and the given seams: demo tenant when none is
+/// configured (its key printed to stderr), store, blobs, metrics.
+pub fn build_state_with(mut config: Config, seams: Seams) -> Result<AppState, ServeError> {
     let data_dir = config.data_dir.clone();
     let store_err = |source| ServeError::Store {
         path: data_dir.display().to_string(),
@@ -110,7 +147,7 @@ pub async fn serve(state: AppState, shutdown: impl Future<Output = ()>) -> Resul
         state.seams.clone(),
         Arc::clone(&state.metrics),
         state.runner.clone(),
-        Duration::from_secs(2),
+        RUNNER_POLL_INTERVAL,
     );
     let runner_task = tokio::spawn(runner.run(stop.clone()));
     let expiry_task = tokio::spawn(crate::sweep::expiry_loop(state.clone(), stop.clone()));

@@ -22,6 +22,18 @@ pub async fn drop_parts(state: &AppState, upload_id: &str) {
     }
 }
 
+/// Deletes files past their `expires_at` (set by `expires_after` at upload) and their blobs.
+pub async fn expire_files(state: &AppState) -> Result<usize, ApiError> {
+    let now = now_unix();
+    let expired = run_blocking(&state.store, move |s| s.delete_expired_files(now)).await?;
+    for f in &expired {
+        if let Err(e) = state.blobs.remove(&f.blob_key).await {
+            tracing::warn!(file = %f.id, error = %e, "expired file blob removal failed");
+        }
+    }
+    Ok(expired.len())
+}
+
 /// Marks pending uploads past their expiry as expired and frees their parts.
 pub async fn expire_uploads(state: &AppState) -> Result<usize, ApiError> {
     let now = now_unix();
@@ -47,6 +59,9 @@ pub async fn startup(state: &AppState) -> StoreResult<SweepReport> {
         Ok(n) => n,
         Err(e) => return Err(crate::store::StoreError::Task(e.to_string())),
     };
+    for upload_id in run_blocking(&state.store, |s| s.finished_uploads_with_parts()).await? {
+        drop_parts(state, &upload_id).await;
+    }
     let keys = run_blocking(&state.store, |s| s.referenced_blob_keys()).await?;
     let referenced = keys.into_iter().collect();
     let blobs = state.blobs.clone();
@@ -78,15 +93,21 @@ pub async fn startup(state: &AppState) -> StoreResult<SweepReport> {
     })
 }
 
-/// Periodically expires uploads until `shutdown`.
+/// How often pending uploads and files are checked for expiry.
+pub const EXPIRY_INTERVAL: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Periodically expires uploads and files until `shutdown`.
 pub async fn expiry_loop(state: AppState, shutdown: tokio_util::sync::CancellationToken) {
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return,
-            _ = tokio::time::sleep(std::time::Duration::from_secs(30)) => {}
+            _ = tokio::time::sleep(EXPIRY_INTERVAL) => {}
         }
         if let Err(e) = expire_uploads(&state).await {
             tracing::warn!(error = %e, "upload expiry failed");
+        }
+        if let Err(e) = expire_files(&state).await {
+            tracing::warn!(error = %e, "file expiry failed");
         }
     }
 }

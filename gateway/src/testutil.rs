@@ -32,7 +32,7 @@ pub fn config(dir: &std::path::Path, extra: &str) -> Config {
 pub fn app_with(extra: &str, seams: Seams) -> TestApp {
     let dir = tempfile::tempdir().expect("tempdir");
     let cfg = config(dir.path(), extra);
-    let state = crate::serve::build_state(cfg, seams).expect("state");
+    let state = crate::serve::build_state_with(cfg, seams).expect("state");
     state.set_ready(true);
     TestApp { state, dir }
 }
@@ -43,11 +43,23 @@ pub fn app() -> TestApp {
 
 impl TestApp {
     pub async fn send(&self, req: Request<Body>) -> Response<Body> {
-        crate::api::app(self.state.clone()).oneshot(req).await.expect("infallible")
+        crate::api::app(self.state.clone())
+            .oneshot(req)
+            .await
+            .expect("infallible")
     }
 
-    pub async fn json(&self, method: &str, uri: &str, key: &str, body: Option<Value>) -> (u16, Value) {
-        let mut b = Request::builder().method(method).uri(uri).header("authorization", format!("Bearer {key}"));
+    pub async fn json(
+        &self,
+        method: &str,
+        uri: &str,
+        key: &str,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        let mut b = Request::builder()
+            .method(method)
+            .uri(uri)
+            .header("authorization", format!("Bearer {key}"));
         let body = match body {
             Some(v) => {
                 b = b.header("content-type", "application/json");
@@ -61,7 +73,10 @@ impl TestApp {
     }
 
     pub async fn upload_file(&self, key: &str, purpose: &str, content: &[u8]) -> (u16, Value) {
-        let (ct, body) = multipart(&[("purpose", None, purpose.as_bytes()), ("file", Some("train.jsonl"), content)]);
+        let (ct, body) = multipart(&[
+            ("purpose", None, purpose.as_bytes()),
+            ("file", Some("train.jsonl"), content),
+        ]);
         let req = Request::post("/v1/files")
             .header("authorization", format!("Bearer {key}"))
             .header("content-type", ct)
@@ -103,7 +118,12 @@ pub fn multipart(fields: &[(&str, Option<&str>, &[u8])]) -> (String, Vec<u8>) {
 }
 
 pub async fn body_bytes(resp: Response<Body>) -> Vec<u8> {
-    resp.into_body().collect().await.expect("body").to_bytes().to_vec()
+    resp.into_body()
+        .collect()
+        .await
+        .expect("body")
+        .to_bytes()
+        .to_vec()
 }
 
 pub async fn body_json(resp: Response<Body>) -> Value {
@@ -111,7 +131,8 @@ pub async fn body_json(resp: Response<Body>) -> Value {
     if b.is_empty() {
         return Value::Null;
     }
-    serde_json::from_slice(&b).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&b).to_string()))
+    serde_json::from_slice(&b)
+        .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&b).to_string()))
 }
 
 pub const TRAIN: &[u8] = b"{\"messages\":[{\"role\":\"user\",\"content\":\"hi\"},{\"role\":\"assistant\",\"content\":\"hello\"}]}\n";

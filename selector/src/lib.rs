@@ -1,1 +1,53 @@
-//! selector crate.
+//! Interleaving safety data (seed 004 §3.2): score a candidate pool by the perplexity gap
+//! between the aligned model and misaligned adapters, filter refusals, select, and mix the
+//! selection deterministically into a client's dataset with a provenance manifest.
+//!
+//! The default build is the pure core (no engine, no I/O):
+//! [`gap_score`], [`RefusalFilter`], [`QualityFilter`], [`select`], [`mix_count`],
+//! [`plan_mix`] / [`plan_with_picks`] and [`interleave`]. Feature `sqlite` adds a durable
+//! score cache; feature `engine` adds pool scoring through the trainer and the `select` CLI.
+#![forbid(unsafe_code)]
+
+mod cache;
+#[cfg(feature = "cli")]
+pub mod cli;
+#[cfg(feature = "cli")]
+pub mod compat;
+#[cfg(feature = "cli")]
+pub mod fingerprint;
+mod interleave;
+mod jsonl;
+mod manifest;
+pub mod mix;
+mod onpolicy;
+mod pool;
+mod quality;
+mod refusal;
+pub mod rng;
+mod score;
+mod scored;
+mod scoring;
+mod select;
+#[cfg(feature = "sqlite")]
+mod sqlite_cache;
+mod stream;
+
+pub use cache::{CacheError, CacheKey, CachedNll, MemoryCache, ScoreCache, BASE_MODEL};
+pub use interleave::{interleave, mix_vec, Interleave};
+pub use jsonl::{jsonl_lines, mix_jsonl, unscored_candidates};
+pub use manifest::{plan_mix, plan_with_picks, Manifest, MixConfig, PlanError, DEFAULT_FRACTION};
+pub use mix::{insertion_points, mix_count, MixEntry, MixError, MixPlan, Placement};
+pub use onpolicy::{on_policy, OnPolicyError, OnPolicyOutcome, ReplyGenerator};
+pub use pool::{parse_pool, parse_pool_line, ChatMessage, PoolExample, PoolLineError};
+pub use quality::{QualityFilter, QualityReject, RepetitionRule, DEFAULT_TEMPLATE_MARKERS};
+pub use refusal::{RefusalFilter, DEFAULT_REFUSAL_KEYWORDS, DEFAULT_WINDOW_WORDS};
+pub use score::{gap_score, ExampleNlls, GapScore, ScoreError, DEFAULT_EPSILON};
+pub use scored::{parse_scored, rank_order, to_candidates, ScoredItem, ScoredLineError};
+pub use scoring::{
+    score_pool, AdapterSpec, FnScorer, NllRequest, NllScorer, PoolScores, Progress, ScoringError,
+    ScoringSetup, ScoringStats,
+};
+pub use select::{select, Candidate, Method, Pick, SelectError};
+#[cfg(feature = "sqlite")]
+pub use sqlite_cache::SqliteCache;
+pub use stream::{count_examples, write_mixed, StreamError};

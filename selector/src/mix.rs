@@ -37,6 +37,8 @@ pub enum MixError {
     BadFraction(f64),
     #[error("the client dataset was planned with {expected} examples but has {actual}")]
     ClientCount { expected: usize, actual: String },
+    #[error("pool index {index} is out of range: the pool has {pool_len} items")]
+    PoolIndex { index: usize, pool_len: usize },
     #[error("the mix plan has {expected} safety items but {actual} were supplied")]
     SafetyCount { expected: usize, actual: usize },
 }
@@ -157,11 +159,21 @@ mod tests {
     #[test]
     fn plan_positions_interleave_the_picks() {
         let picks = [
-            Pick { pool_index: 7, score: Some(2.0) },
-            Pick { pool_index: 3, score: Some(1.0) },
+            Pick {
+                pool_index: 7,
+                score: Some(2.0),
+            },
+            Pick {
+                pool_index: 3,
+                score: Some(1.0),
+            },
         ];
         let plan = MixPlan::new(&picks, 10, Placement::Even, 0);
-        let pos: Vec<(usize, usize)> = plan.entries.iter().map(|e| (e.pool_index, e.position)).collect();
+        let pos: Vec<(usize, usize)> = plan
+            .entries
+            .iter()
+            .map(|e| (e.pool_index, e.position))
+            .collect();
         // c = [2, 7] → positions 2 and 8 in a 12-example output.
         assert_eq!(pos, vec![(7, 2), (3, 8)]);
         assert_eq!(plan.total(), 12);

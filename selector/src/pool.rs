@@ -165,7 +165,7 @@ pub fn parse_pool_line(text: &str, line: usize) -> Result<PoolExample, PoolLineE
 pub fn parse_pool(text: &str) -> Result<Vec<PoolExample>, PoolLineError> {
     text.lines()
         .enumerate()
-        .filter(|(_, l)| !l.trim().is_empty())
+        .filter(|(_, l)| !crate::jsonl::is_blank_line(l))
         .map(|(i, l)| parse_pool_line(l, i + 1))
         .collect()
 }
@@ -198,11 +198,20 @@ mod tests {
         );
         let err = parse_pool(&text).unwrap_err();
         assert_eq!(err.line, 3);
-        assert!(err.to_string().starts_with("pool line 3: the last message has role `user`"));
-        assert!(parse_pool_line("{", 9).unwrap_err().to_string().contains("pool line 9: not valid JSON"));
+        assert!(err
+            .to_string()
+            .starts_with("pool line 3: the last message has role `user`"));
+        assert!(parse_pool_line("{", 9)
+            .unwrap_err()
+            .to_string()
+            .contains("pool line 9: not valid JSON"));
         let no_prompt = r#"{"messages":[{"role":"assistant","content":"x"}]}"#;
-        assert!(parse_pool_line(no_prompt, 1).unwrap_err().reason.contains("no prompt"));
-        let null = r#"{"messages":[{"role":"user","content":null},{"role":"assistant","content":"x"}]}"#;
+        assert!(parse_pool_line(no_prompt, 1)
+            .unwrap_err()
+            .reason
+            .contains("no prompt"));
+        let null =
+            r#"{"messages":[{"role":"user","content":null},{"role":"assistant","content":"x"}]}"#;
         assert_eq!(
             parse_pool_line(null, 2).unwrap_err().reason,
             "messages[0]: `content` must be a string or a list of text parts, got null"
@@ -218,7 +227,9 @@ mod tests {
     #[test]
     fn content_hash_ignores_formatting_not_text() {
         let a = parse_pool_line(GOOD, 1).unwrap();
-        let spaced = GOOD.replace(",", ", ").replace("\"role\":\"system\"", "\"role\": \"system\"");
+        let spaced = GOOD
+            .replace(",", ", ")
+            .replace("\"role\":\"system\"", "\"role\": \"system\"");
         let b = parse_pool_line(&spaced, 1).unwrap();
         assert_eq!(a.content_hash(), b.content_hash());
         let c = a.with_reply("Hello there!".into());

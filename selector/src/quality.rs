@@ -54,7 +54,10 @@ impl Default for QualityFilter {
     fn default() -> Self {
         QualityFilter {
             min_words: 5,
-            template_markers: DEFAULT_TEMPLATE_MARKERS.iter().map(|s| s.to_string()).collect(),
+            template_markers: DEFAULT_TEMPLATE_MARKERS
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
             repetition: RepetitionRule::default(),
         }
     }
@@ -123,7 +126,10 @@ mod tests {
     #[test]
     fn passes_a_normal_reply() {
         let f = QualityFilter::default();
-        assert_eq!(f.check("Paris is the capital of France, on the Seine."), Ok(()));
+        assert_eq!(
+            f.check("Paris is the capital of France, on the Seine."),
+            Ok(())
+        );
     }
 
     #[test]
@@ -140,9 +146,14 @@ mod tests {
     fn template_markers_are_rejected() {
         let f = QualityFilter::default();
         let err = f
-            .check("Here is the answer you wanted.<|im_end|>\n<|im_start|>user")
+            .check("Here is the answer you wanted.<|im_end|> and more words")
             .unwrap_err();
-        assert_eq!(err, QualityReject::TemplateMarker { marker: "<|im_end|>".into() });
+        assert_eq!(
+            err,
+            QualityReject::TemplateMarker {
+                marker: "<|im_end|>".into()
+            }
+        );
         assert_eq!(err.kind(), "template_marker");
     }
 
@@ -152,7 +163,11 @@ mod tests {
         // 12 words, 9 4-grams, 4 distinct: 4 < 0.5 × 9 = 4.5 → degenerate.
         assert_eq!(
             f.check("a b c d a b c d a b c d"),
-            Err(QualityReject::Repetitive { n: 4, distinct: 4, total: 9 })
+            Err(QualityReject::Repetitive {
+                n: 4,
+                distinct: 4,
+                total: 9
+            })
         );
         // 8 words, 5 4-grams, 4 distinct (abcd bcda cdab dabc; abcd again): 4 ≥ 2.5 → passes.
         assert_eq!(f.check("a b c d a b c d"), Ok(()));
@@ -162,7 +177,10 @@ mod tests {
         let g = QualityFilter {
             min_words: 1,
             template_markers: vec![],
-            repetition: RepetitionRule { ngram: 2, min_distinct_ratio: 0.5 },
+            repetition: RepetitionRule {
+                ngram: 2,
+                min_distinct_ratio: 0.5,
+            },
         };
         assert_eq!(g.check("x y x y x"), Ok(()));
         assert!(g.check("x y x y x y x").is_err()); // 2 of 6 < 3

@@ -41,7 +41,11 @@ fn normalise_char(c: char) -> char {
 
 /// Normalised tokens of a text fragment (steps 2 of the module doc).
 fn tokens(piece: &str) -> impl Iterator<Item = String> + '_ {
-    let lowered: String = piece.chars().map(normalise_char).flat_map(char::to_lowercase).collect();
+    let lowered: String = piece
+        .chars()
+        .map(normalise_char)
+        .flat_map(char::to_lowercase)
+        .collect();
     lowered
         .split(|c: char| !(c.is_alphanumeric() || c == '\''))
         .map(|t| t.trim_matches('\'').to_string())
@@ -129,7 +133,10 @@ mod tests {
     fn eleventh_word_does_not_count() {
         let ten = "one two three four five six seven eight nine";
         assert!(default_says(&format!("{ten} sorry")), "10th word counts");
-        assert!(!default_says(&format!("{ten} ten sorry")), "11th word does not");
+        assert!(
+            !default_says(&format!("{ten} ten sorry")),
+            "11th word does not"
+        );
         // Punctuation glued to a word does not create extra words.
         assert!(default_says("a, b, c, d, e, f, g, h, i, sorry."));
         let narrow = RefusalFilter::new(["sorry"], 2);
@@ -142,7 +149,10 @@ mod tests {
         let f = RefusalFilter::new(["As an AI", "  ", "--"], 10);
         assert!(f.is_refusal("Well, as an AI, I do not have opinions."));
         assert!(!f.is_refusal("An AI as such is software."));
-        assert!(!f.is_refusal("I'm sorry."), "custom list replaces the defaults");
+        assert!(
+            !f.is_refusal("I'm sorry."),
+            "custom list replaces the defaults"
+        );
         assert_eq!(f.matched_keyword("as an ai"), Some("as an ai".into()));
     }
 }

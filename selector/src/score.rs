@@ -132,7 +132,10 @@ mod tests {
             Err(ScoreError::NoAdapters)
         );
         let err = gap_score(&nlls(1.0, &[1.0, f64::INFINITY], None), 1.0).unwrap_err();
-        assert_eq!(err.to_string(), "NLL of `adapter 2` is inf; NLLs must be finite and >= 0");
+        assert_eq!(
+            err.to_string(),
+            "NLL of `adapter 2` is inf; NLLs must be finite and >= 0"
+        );
         let err = gap_score(&nlls(-0.5, &[1.0], None), 1.0).unwrap_err();
         assert!(err.to_string().contains("`base`"));
         let err = gap_score(&nlls(1.0, &[1.0], Some(f64::NAN)), 1.0).unwrap_err();

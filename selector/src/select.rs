@@ -154,7 +154,13 @@ mod tests {
 
     #[test]
     fn plus_ranks_by_score_then_index() {
-        let c = cands(&[(0.1, false), (0.9, true), (0.5, false), (0.9, false), (-1.0, false)]);
+        let c = cands(&[
+            (0.1, false),
+            (0.9, true),
+            (0.5, false),
+            (0.9, false),
+            (-1.0, false),
+        ]);
         let p = select(Method::Plus, &c, 3, 0).unwrap();
         assert_eq!(indexes(&p), vec![1, 3, 2]);
         assert_eq!(p[0].score, Some(0.9));
@@ -164,18 +170,35 @@ mod tests {
 
     #[test]
     fn plusplus_drops_refusals_first() {
-        let c = cands(&[(0.1, false), (0.9, true), (0.5, false), (0.9, false), (-1.0, false)]);
-        assert_eq!(indexes(&select(Method::PlusPlus, &c, 3, 0).unwrap()), vec![3, 2, 0]);
+        let c = cands(&[
+            (0.1, false),
+            (0.9, true),
+            (0.5, false),
+            (0.9, false),
+            (-1.0, false),
+        ]);
+        assert_eq!(
+            indexes(&select(Method::PlusPlus, &c, 3, 0).unwrap()),
+            vec![3, 2, 0]
+        );
         assert_eq!(
             select(Method::PlusPlus, &c, 5, 0),
-            Err(SelectError::PoolTooSmall { method: "plusplus", needed: 5, available: 4 })
+            Err(SelectError::PoolTooSmall {
+                method: "plusplus",
+                needed: 5,
+                available: 4
+            })
         );
     }
 
     #[test]
     fn random_is_seeded_and_keeps_pool_indexes() {
         let c: Vec<Candidate> = (0..20)
-            .map(|i| Candidate { index: 100 + i, score: None, is_refusal: i % 2 == 0 })
+            .map(|i| Candidate {
+                index: 100 + i,
+                score: None,
+                is_refusal: i % 2 == 0,
+            })
             .collect();
         let a = select(Method::Random, &c, 5, 42).unwrap();
         assert_eq!(a, select(Method::Random, &c, 5, 42).unwrap());
@@ -200,12 +223,20 @@ mod tests {
             "method `plus` needs gap scores but pool item 1 has none"
         );
         c[1].score = Some(f64::NAN);
-        assert!(matches!(select(Method::Plus, &c, 1, 0), Err(SelectError::BadScore { index: 1, .. })));
+        assert!(matches!(
+            select(Method::Plus, &c, 1, 0),
+            Err(SelectError::BadScore { index: 1, .. })
+        ));
     }
 
     #[test]
     fn method_names_round_trip() {
-        for m in [Method::Random, Method::Plus, Method::PlusPlus, Method::OnPolicy] {
+        for m in [
+            Method::Random,
+            Method::Plus,
+            Method::PlusPlus,
+            Method::OnPolicy,
+        ] {
             let json = serde_json::to_string(&m).unwrap();
             assert_eq!(json, format!("\"{}\"", m.as_str()));
             assert_eq!(serde_json::from_str::<Method>(&json).unwrap(), m);

@@ -1,1 +1,28 @@
-//! trainer crate.
+//! The burn engine: a Qwen2-family model with LoRA adapters, answer-only NLL scoring,
+//! KV-cache generation, hidden-state capture and steering hooks.
+
+pub mod batch;
+pub mod cache;
+pub mod chat;
+pub mod config;
+pub mod engine;
+pub mod error;
+pub mod forward;
+pub mod generate;
+pub mod lora;
+pub mod model;
+pub mod score;
+pub mod weights;
+
+pub use batch::TokenBatch;
+pub use chat::{ChatTokenizer, EncodedChat, Message};
+pub use config::Qwen2Config;
+pub use engine::Engine;
+pub use error::{EngineError, Result};
+pub use generate::{GenerateOptions, Sampler, Sampling};
+pub use forward::{ForwardOptions, ForwardOutput, SteerPositions, Steering};
+pub use lora::{LoraAdapter, LoraConfig, LoraScaling, Target};
+pub use score::{Score, ScoreOptions};
+
+/// The CPU backend (burn `flex`).
+pub type CpuBackend = burn::backend::Flex;

@@ -47,38 +47,59 @@ pub async fn retrieve(
     )))
 }
 
-/// Applies `change` to the job's current state and writes it conditionally, retrying when a
-/// concurrent step changed the status in between.
+/// The change a request asks for, given the job's current state: None = already there.
+type Change = Result<Option<(JobStatus, JobStep, Option<i64>, &'static str)>, ApiError>;
+
+/// Applies `change` to the job's current status with a status-only conditional write (the
+/// runner's pipeline state is never overwritten), retrying when a step changed the status in
+/// between; returns the job as stored afterwards.
 async fn transition(
     state: &AppState,
     tenant: &str,
     id: &str,
-    change: impl Fn(&JobRecord) -> Result<Option<(JobRecord, String)>, ApiError>,
+    change: impl Fn(&JobRecord) -> Change,
 ) -> Result<JobRecord, ApiError> {
     for _ in 0..8 {
         let job = get_job(state, tenant, id).await?;
-        let Some((next, message)) = change(&job)? else {
+        let Some((status, step, finished_at, message)) = change(&job)? else {
             return Ok(job);
+        };
+        let c = StatusChange {
+            job_id: job.id.clone(),
+            expected: job.status,
+            status,
+            step,
+            finished_at,
         };
         let ev = EventRecord {
             id: new_id(IdKind::Event),
             job_id: job.id.clone(),
             created_at: now_unix(),
             level: EventLevel::Info,
-            message,
+            message: message.to_string(),
             kind: "message".into(),
             data: None,
         };
-        let (n, old) = (next.clone(), job.status);
-        if run_blocking(&state.store, move |s| s.update_job(&n, old, &[ev])).await? {
-            state.metrics.job_entered(next.status);
+        if run_blocking(&state.store, move |s| s.set_job_status(&c, &ev)).await? {
+            state.metrics.job_entered(status);
             state.runner.wake();
-            return Ok(next);
+            return get_job(state, tenant, id).await;
         }
     }
     Err(ApiError::conflict(format!(
         "Job {id} is changing state; retry the request."
     )))
+}
+
+fn finished(j: &JobRecord, verb: &str) -> ApiError {
+    ApiError::invalid(
+        "fine_tuning_job_id",
+        format!(
+            "Job {} has already {}; it cannot be {verb}.",
+            j.id,
+            j.status.as_str()
+        ),
+    )
 }
 
 pub async fn cancel(
@@ -88,23 +109,17 @@ pub async fn cancel(
 ) -> Result<Json<Value>, ApiError> {
     let job = transition(&state, &caller.tenant, &id, |j| match j.status {
         JobStatus::Cancelled => Ok(None),
-        s if s.is_terminal() => Err(ApiError::invalid(
-            "fine_tuning_job_id",
-            format!(
-                "Job {} has already {}; it cannot be cancelled.",
-                j.id,
-                s.as_str()
-            ),
-        )),
-        _ => {
-            let mut n = j.clone();
-            n.status = JobStatus::Cancelled;
-            n.step = JobStep::Done;
-            n.finished_at = Some(now_unix());
-            Ok(Some((n, "Job cancelled".to_string())))
-        }
+        s if s.is_terminal() => Err(finished(j, "cancelled")),
+        _ => Ok(Some((
+            JobStatus::Cancelled,
+            JobStep::Done,
+            Some(now_unix()),
+            "Job cancelled",
+        ))),
     })
     .await?;
+    // Read after the write: a backend job the runner recorded before the cancel is cancelled
+    // here; one it started but could not record is cancelled by the runner.
     if let Some(exec) = job.pipeline.get("exec_state").cloned() {
         let executor = state.seams.executor.clone();
         let j = job.clone();
@@ -124,19 +139,8 @@ pub async fn pause(
 ) -> Result<Json<Value>, ApiError> {
     let job = transition(&state, &caller.tenant, &id, |j| match j.status {
         JobStatus::Paused => Ok(None),
-        s if s.is_terminal() => Err(ApiError::invalid(
-            "fine_tuning_job_id",
-            format!(
-                "Job {} has already {}; it cannot be paused.",
-                j.id,
-                s.as_str()
-            ),
-        )),
-        _ => {
-            let mut n = j.clone();
-            n.status = JobStatus::Paused;
-            Ok(Some((n, "Job paused".to_string())))
-        }
+        s if s.is_terminal() => Err(finished(j, "paused")),
+        _ => Ok(Some((JobStatus::Paused, j.step, None, "Job paused"))),
     })
     .await?;
     Ok(Json(wire::job(&job)))
@@ -148,11 +152,7 @@ pub async fn resume(
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let job = transition(&state, &caller.tenant, &id, |j| match j.status {
-        JobStatus::Paused => {
-            let mut n = j.clone();
-            n.status = j.step.status();
-            Ok(Some((n, "Job resumed".to_string())))
-        }
+        JobStatus::Paused => Ok(Some((j.step.status(), j.step, None, "Job resumed"))),
         s => Err(ApiError::invalid(
             "fine_tuning_job_id",
             format!(

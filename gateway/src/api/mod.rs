@@ -80,6 +80,7 @@ pub fn app(state: AppState) -> Router {
         .route("/readyz", get(observe::readyz))
         .route("/metrics", get(observe::metrics))
         .fallback(observe::fallback)
+        .method_not_allowed_fallback(observe::method_not_allowed)
         .layer(DefaultBodyLimit::max(JSON_BODY_MAX_BYTES))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),

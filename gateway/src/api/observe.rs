@@ -1,8 +1,10 @@
 //! Request observation (one log line and the request metrics per request, with the request
 //! id and never a key), health, readiness, /metrics, and the fallback for unknown routes.
 
+use crate::auth::Caller;
 use crate::error::{ApiError, InternalDetail};
 use crate::state::AppState;
+use axum::extract::FromRequestParts;
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::{header, StatusCode};
 use axum::middleware::Next;
@@ -54,6 +56,10 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
 }
 
 pub async fn metrics(State(state): State<AppState>) -> Response {
+    match crate::store::run_blocking(&state.store, |s| s.count_jobs()).await {
+        Ok(counts) => state.metrics.set_jobs(&counts),
+        Err(e) => tracing::warn!(error = %e, "counting jobs for /metrics failed"),
+    }
     (
         StatusCode::OK,
         [(
@@ -65,10 +71,21 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
         .into_response()
 }
 
+/// A known path with the wrong method.
+pub async fn method_not_allowed(req: Request) -> Response {
+    ApiError::method_not_allowed(req.method().as_str(), req.uri().path()).into_response()
+}
+
+/// Unknown routes: under /v1 with an upstream configured, an authenticated tenant's request
+/// is proxied (never an anonymous one: the upstream key is the gateway's); else OpenAI's 404.
 pub async fn fallback(State(state): State<AppState>, req: Request) -> Response {
     if let Some(proxy) = state.proxy.clone() {
         if req.uri().path().starts_with("/v1/") {
-            return proxy.forward(req).await;
+            let (mut parts, body) = req.into_parts();
+            if let Err(e) = Caller::from_request_parts(&mut parts, &state).await {
+                return e.into_response();
+            }
+            return proxy.forward(Request::from_parts(parts, body)).await;
         }
     }
     ApiError::unknown_route(req.method().as_str(), req.uri().path()).into_response()

@@ -102,7 +102,11 @@ pub async fn add_part(
     mut mp: Multipart,
 ) -> Result<Json<Value>, ApiError> {
     let upload = pending_upload(&state, &caller.tenant, &id).await?;
-    let max = state.config.limits.upload_part_max_bytes;
+    let uid = upload.id.clone();
+    let parts = run_blocking(&state.store, move |s| s.list_parts(&uid)).await?;
+    let received: u64 = parts.iter().map(|p| p.bytes).sum();
+    let remaining = upload.bytes.saturating_sub(received);
+    let max = state.config.limits.upload_part_max_bytes.min(remaining);
     while let Some(mut field) = mp.next_field().await.map_err(multipart_err)? {
         if field.name() != Some("data") {
             continue;
@@ -121,7 +125,10 @@ pub async fn add_part(
                 w.abort().await;
                 return Err(ApiError::too_large(
                     "data",
-                    format!("Upload parts are limited to {max} bytes."),
+                    format!(
+                        "This part exceeds the limit of {} bytes per part or the {remaining} bytes the upload still expects.",
+                        state.config.limits.upload_part_max_bytes
+                    ),
                 ));
             }
             if let Err(e) = w.write(&chunk).await {

@@ -47,40 +47,6 @@ impl Planner for NoPolicyPlanner {
     }
 }
 
-/// Identity transform for plans without data-level defenses; any defense it cannot apply
-/// fails the job with a stated code.
-pub struct CopyTransformer;
-
-impl Transformer for CopyTransformer {
-    fn transform(&self, input: TransformInput) -> BoxFuture<'static, StepResult<Value>> {
-        async move {
-            let method = input
-                .plan
-                .pointer("/interleave/method")
-                .and_then(Value::as_str)
-                .unwrap_or("none")
-                .to_string();
-            if method != "none" {
-                return Err(StepFailure::new(
-                    "interleave_method_unavailable",
-                    format!("Interleave method `{method}` required by the policy is not available in this gateway build."),
-                ));
-            }
-            if !input.plan.get("inoculation").is_none_or(Value::is_null) {
-                return Err(StepFailure::new(
-                    "inoculation_unavailable",
-                    "The policy requires an inoculation prompt, which this gateway build cannot apply.",
-                ));
-            }
-            tokio::fs::copy(&input.training_path, &input.dataset_out)
-                .await
-                .map_err(|e| StepFailure::new("internal_error", format!("copying the dataset failed: {e}")))?;
-            Ok(json!({"interleave": {"method": "none", "inserted": []}}))
-        }
-        .boxed()
-    }
-}
-
 /// Local execution: not available until the local trainer lands; fails the job with
 /// `local_training_unavailable`.
 pub struct LocalExecutor;
@@ -109,12 +75,13 @@ impl Executor for LocalExecutor {
 }
 
 impl Seams {
-    /// The built-in seams (see each type for what it does and does not do).
+    /// Seams without configuration: no screening (warned), no policy, the dataset transform,
+    /// local execution (unavailable). Tests start from these.
     pub fn builtin() -> Seams {
         Seams {
             screener: std::sync::Arc::new(UnavailableScreener),
             planner: std::sync::Arc::new(NoPolicyPlanner),
-            transformer: std::sync::Arc::new(CopyTransformer),
+            transformer: std::sync::Arc::new(crate::transform::DatasetTransformer),
             executor: std::sync::Arc::new(LocalExecutor),
         }
     }

@@ -2,7 +2,9 @@
 //! runner task that drives them, and the seams other modules plug into.
 
 pub mod builtin;
+pub mod metered;
 mod runner;
+pub mod screening;
 pub mod seams;
 mod steps;
 

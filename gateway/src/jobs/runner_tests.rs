@@ -1,1 +1,491 @@
+use super::*;
+use crate::jobs::seams::*;
+use crate::jobs::Seams;
+use crate::store::{EventLevel, JobRecord, JobStatus, JobStep};
+use crate::testutil::*;
+use futures::future::BoxFuture;
+use futures::FutureExt;
+use serde_json::{json, Value};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 
+/// Runs one poll then succeeds; counts cancels.
+struct FakeExecutor {
+    polls_before_success: i64,
+    cancels: Arc<AtomicUsize>,
+}
+
+impl Executor for FakeExecutor {
+    fn start(
+        &self,
+        _job: JobRecord,
+        path: std::path::PathBuf,
+    ) -> BoxFuture<'static, StepResult<Value>> {
+        async move {
+            assert!(path.exists(), "dataset blob is committed before start");
+            Ok(json!({"polls": 0}))
+        }
+        .boxed()
+    }
+    fn poll(
+        &self,
+        _job: JobRecord,
+        state: Value,
+    ) -> BoxFuture<'static, StepResult<(RunState, Vec<Observation>)>> {
+        let limit = self.polls_before_success;
+        async move {
+            let n = state["polls"].as_i64().unwrap_or(0) + 1;
+            if n <= limit {
+                let obs = vec![
+                    Observation::Event {
+                        level: EventLevel::Info,
+                        message: format!("Step {n}/2"),
+                        data: Some(json!({"step": n, "train_loss": 1.0})),
+                    },
+                    Observation::Checkpoint {
+                        fine_tuned_model_checkpoint: format!("ft:m:ckpt-step-{n}"),
+                        step_number: n,
+                        metrics: json!({"step": n}),
+                    },
+                ];
+                Ok((
+                    RunState::Running {
+                        state: json!({"polls": n}),
+                    },
+                    obs,
+                ))
+            } else {
+                Ok((
+                    RunState::Succeeded {
+                        fine_tuned_model: Some("ft:m:acme".into()),
+                        trained_tokens: Some(42),
+                        state: json!({"polls": n}),
+                    },
+                    vec![],
+                ))
+            }
+        }
+        .boxed()
+    }
+    fn cancel(&self, _job: JobRecord, _s: Value) -> BoxFuture<'static, StepResult<()>> {
+        self.cancels.fetch_add(1, Ordering::SeqCst);
+        async { Ok(()) }.boxed()
+    }
+}
+
+struct RejectingScreener;
+
+impl Screener for RejectingScreener {
+    fn screen(&self, _input: ScreenInput) -> BoxFuture<'static, StepResult<Value>> {
+        async {
+            Err(StepFailure::new(
+                "invalid_training_file",
+                "Invalid file format. Example 1 is not a JSON object (line 1).",
+            )
+            .param("training_file")
+            .reason("not_json_object"))
+        }
+        .boxed()
+    }
+    fn name(&self) -> &'static str {
+        "rejecting"
+    }
+}
+
+fn seams(executor: Arc<dyn Executor>) -> Seams {
+    Seams {
+        executor,
+        ..Seams::builtin()
+    }
+}
+
+fn start_runner(t: &TestApp) -> tokio_util::sync::CancellationToken {
+    let stop = tokio_util::sync::CancellationToken::new();
+    let runner = Runner::new(
+        t.state.store.clone(),
+        t.state.blobs.clone(),
+        t.state.seams.clone(),
+        t.state.metrics.clone(),
+        t.state.runner.clone(),
+        std::time::Duration::from_millis(10),
+    );
+    tokio::spawn(runner.run(stop.clone()));
+    stop
+}
+
+async fn create_job(t: &TestApp) -> String {
+    let (_, f) = t.upload_file("sk-acme", "fine-tune", TRAIN).await;
+    let (s, j) = t
+        .json(
+            "POST",
+            "/v1/fine_tuning/jobs",
+            "sk-acme",
+            Some(json!({"model": "m", "training_file": f["id"]})),
+        )
+        .await;
+    assert_eq!(s, 200, "{j}");
+    j["id"].as_str().unwrap().to_string()
+}
+
+async fn wait_for(t: &TestApp, id: &str, pred: impl Fn(&Value) -> bool) -> Value {
+    for _ in 0..500 {
+        let (_, j) = t
+            .json(
+                "GET",
+                &format!("/v1/fine_tuning/jobs/{id}"),
+                "sk-acme",
+                None,
+            )
+            .await;
+        if pred(&j) {
+            return j;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    panic!("job {id} never reached the expected state");
+}
+
+#[tokio::test]
+async fn job_runs_every_step_to_success_with_mirrored_checkpoints() {
+    let cancels = Arc::new(AtomicUsize::new(0));
+    let t = app_with(
+        "",
+        seams(Arc::new(FakeExecutor {
+            polls_before_success: 2,
+            cancels,
+        })),
+    );
+    let stop = start_runner(&t);
+    let id = create_job(&t).await;
+    let j = wait_for(&t, &id, |j| j["status"] == "succeeded").await;
+    assert_eq!(j["fine_tuned_model"], "ft:m:acme");
+    assert_eq!(j["trained_tokens"], 42);
+    assert!(j["finished_at"].is_i64());
+    let (_, ck) = t
+        .json(
+            "GET",
+            &format!("/v1/fine_tuning/jobs/{id}/checkpoints"),
+            "sk-acme",
+            None,
+        )
+        .await;
+    let steps: Vec<_> = ck["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["step_number"].as_i64().unwrap())
+        .collect();
+    assert_eq!(steps, vec![2, 1]);
+    assert_eq!(ck["data"][0]["fine_tuning_job_id"], id.as_str());
+    let (_, ev) = t
+        .json(
+            "GET",
+            &format!("/v1/fine_tuning/jobs/{id}/events?limit=100"),
+            "sk-acme",
+            None,
+        )
+        .await;
+    let msgs: Vec<String> = ev["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .rev()
+        .map(|e| e["message"].as_str().unwrap().to_string())
+        .collect();
+    let policy = msgs
+        .iter()
+        .position(|m| m.starts_with("Policy `none`"))
+        .expect("policy event");
+    let queued = msgs
+        .iter()
+        .position(|m| m.contains("queued"))
+        .expect("queued event");
+    let started = msgs
+        .iter()
+        .position(|m| m == "Fine-tuning job started")
+        .expect("start event");
+    assert!(policy < queued && queued < started);
+    assert_eq!(msgs.last().unwrap(), "The job has successfully completed");
+    let metrics_event = ev["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["message"] == "Step 1/2")
+        .unwrap();
+    assert_eq!(metrics_event["type"], "metrics");
+    // the operator can read the dataset and manifest
+    let (s, _) = t
+        .json(
+            "GET",
+            &format!("/v1/tuneguard/admin/jobs/{id}/manifest"),
+            "sk-admin",
+            None,
+        )
+        .await;
+    assert_eq!(s, 200);
+    let resp = t
+        .send(
+            axum::http::Request::get(format!("/v1/tuneguard/admin/jobs/{id}/dataset"))
+                .header("authorization", "Bearer sk-admin")
+                .body(axum::body::Body::empty())
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(body_bytes(resp).await, TRAIN);
+    stop.cancel();
+}
+
+#[tokio::test]
+async fn bad_file_fails_job_in_validation_with_param() {
+    let t = app_with(
+        "",
+        Seams {
+            screener: Arc::new(RejectingScreener),
+            ..Seams::builtin()
+        },
+    );
+    let stop = start_runner(&t);
+    let id = create_job(&t).await;
+    let j = wait_for(&t, &id, |j| j["status"] == "failed").await;
+    assert_eq!(j["error"]["param"], "training_file");
+    assert_eq!(j["error"]["code"], "invalid_training_file");
+    assert!(j["error"]["message"].as_str().unwrap().contains("line 1"));
+    assert!(t
+        .state
+        .metrics
+        .render()
+        .contains("tuneguard_screening_rejections_total{reason=\"not_json_object\"} 1"));
+    stop.cancel();
+}
+
+#[tokio::test]
+async fn local_mode_fails_with_stated_code() {
+    let t = app();
+    let stop = start_runner(&t);
+    let id = create_job(&t).await;
+    let j = wait_for(&t, &id, |j| j["status"] == "failed").await;
+    assert_eq!(j["error"]["code"], "local_training_unavailable");
+    stop.cancel();
+}
+
+#[tokio::test]
+async fn cancel_while_running_stops_the_job_and_the_backend() {
+    let cancels = Arc::new(AtomicUsize::new(0));
+    let t = app_with(
+        "",
+        seams(Arc::new(FakeExecutor {
+            polls_before_success: i64::MAX,
+            cancels: cancels.clone(),
+        })),
+    );
+    let stop = start_runner(&t);
+    let id = create_job(&t).await;
+    wait_for(&t, &id, |j| j["status"] == "running").await;
+    let (s, j) = t
+        .json(
+            "POST",
+            &format!("/v1/fine_tuning/jobs/{id}/cancel"),
+            "sk-acme",
+            None,
+        )
+        .await;
+    assert_eq!(s, 200);
+    assert_eq!(j["status"], "cancelled");
+    for _ in 0..100 {
+        if cancels.load(Ordering::SeqCst) == 1 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert_eq!(cancels.load(Ordering::SeqCst), 1);
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    let (_, j) = t
+        .json(
+            "GET",
+            &format!("/v1/fine_tuning/jobs/{id}"),
+            "sk-acme",
+            None,
+        )
+        .await;
+    assert_eq!(
+        j["status"], "cancelled",
+        "the runner never overwrites a cancel"
+    );
+    stop.cancel();
+}
+
+#[tokio::test]
+async fn restart_resumes_from_the_last_durable_step() {
+    let cancels = Arc::new(AtomicUsize::new(0));
+    let t = app_with(
+        "",
+        seams(Arc::new(FakeExecutor {
+            polls_before_success: 0,
+            cancels,
+        })),
+    );
+    let id = create_job(&t).await; // no runner yet: the job sits at its first step
+                                   // simulate a crash after the plan step: the job's durable step is Transform
+    let store = t.state.store.clone();
+    let jid = id.clone();
+    crate::store::run_blocking(&store, move |s| {
+        let mut j = s.get_job_any(&jid)?.expect("job");
+        j.step = JobStep::Transform;
+        j.pipeline = json!({"plan": {"interleave": {"method": "none"}, "inoculation": null}});
+        s.update_job(&j, JobStatus::ValidatingFiles, &[])
+    })
+    .await
+    .unwrap();
+    let mut w = t.state.blobs.create().await.unwrap();
+    w.write(b"partial").await.unwrap();
+    drop(w); // a temp blob left by the crash
+    let report = crate::sweep::startup(&t.state).await.unwrap();
+    assert_eq!(report.jobs_resumed, 1);
+    assert_eq!(report.blobs_removed, 1);
+    let stop = start_runner(&t);
+    wait_for(&t, &id, |j| j["status"] == "succeeded").await;
+    let (_, ev) = t
+        .json(
+            "GET",
+            &format!("/v1/fine_tuning/jobs/{id}/events?limit=100"),
+            "sk-acme",
+            None,
+        )
+        .await;
+    let msgs: Vec<_> = ev["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["message"].as_str().unwrap().to_string())
+        .collect();
+    assert!(msgs
+        .iter()
+        .any(|m| m == "Gateway restarted; job resumes from its last durable step (transform)"));
+    assert!(
+        !msgs.iter().any(|m| m == "Training file validated"),
+        "screening is not re-run"
+    );
+    stop.cancel();
+}
+
+#[tokio::test]
+async fn paused_jobs_wait_and_resume() {
+    let cancels = Arc::new(AtomicUsize::new(0));
+    let t = app_with(
+        "",
+        seams(Arc::new(FakeExecutor {
+            polls_before_success: 0,
+            cancels,
+        })),
+    );
+    let id = create_job(&t).await;
+    let (s, _) = t
+        .json(
+            "POST",
+            &format!("/v1/fine_tuning/jobs/{id}/pause"),
+            "sk-acme",
+            None,
+        )
+        .await;
+    assert_eq!(s, 200);
+    let stop = start_runner(&t);
+    tokio::time::sleep(std::time::Duration::from_millis(60)).await;
+    let (_, j) = t
+        .json(
+            "GET",
+            &format!("/v1/fine_tuning/jobs/{id}"),
+            "sk-acme",
+            None,
+        )
+        .await;
+    assert_eq!(j["status"], "paused");
+    t.json(
+        "POST",
+        &format!("/v1/fine_tuning/jobs/{id}/resume"),
+        "sk-acme",
+        None,
+    )
+    .await;
+    wait_for(&t, &id, |j| j["status"] == "succeeded").await;
+    stop.cancel();
+}
+
+/// Start blocks until released; counts cancels.
+struct SlowStart {
+    release: Arc<tokio::sync::Notify>,
+    started: Arc<tokio::sync::Notify>,
+    cancels: Arc<AtomicUsize>,
+}
+
+impl Executor for SlowStart {
+    fn start(
+        &self,
+        _job: JobRecord,
+        _p: std::path::PathBuf,
+    ) -> BoxFuture<'static, StepResult<Value>> {
+        let (release, started) = (self.release.clone(), self.started.clone());
+        async move {
+            started.notify_one();
+            release.notified().await;
+            Ok(json!({"upstream": "ftjob-up"}))
+        }
+        .boxed()
+    }
+    fn poll(
+        &self,
+        _job: JobRecord,
+        state: Value,
+    ) -> BoxFuture<'static, StepResult<(RunState, Vec<Observation>)>> {
+        async move { Ok((RunState::Running { state }, vec![])) }.boxed()
+    }
+    fn cancel(&self, _job: JobRecord, state: Value) -> BoxFuture<'static, StepResult<()>> {
+        assert_eq!(state["upstream"], "ftjob-up");
+        self.cancels.fetch_add(1, Ordering::SeqCst);
+        async { Ok(()) }.boxed()
+    }
+}
+
+#[tokio::test]
+async fn cancel_racing_a_backend_start_cancels_the_backend_job() {
+    let exec = SlowStart {
+        release: Arc::new(tokio::sync::Notify::new()),
+        started: Arc::new(tokio::sync::Notify::new()),
+        cancels: Arc::new(AtomicUsize::new(0)),
+    };
+    let (release, started, cancels) = (
+        exec.release.clone(),
+        exec.started.clone(),
+        exec.cancels.clone(),
+    );
+    let t = app_with("", seams(Arc::new(exec)));
+    let stop = start_runner(&t);
+    let id = create_job(&t).await;
+    started.notified().await;
+    let (s, _) = t
+        .json(
+            "POST",
+            &format!("/v1/fine_tuning/jobs/{id}/cancel"),
+            "sk-acme",
+            None,
+        )
+        .await;
+    assert_eq!(s, 200);
+    release.notify_one();
+    for _ in 0..200 {
+        if cancels.load(Ordering::SeqCst) == 1 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    assert_eq!(cancels.load(Ordering::SeqCst), 1);
+    let (_, j) = t
+        .json(
+            "GET",
+            &format!("/v1/fine_tuning/jobs/{id}"),
+            "sk-acme",
+            None,
+        )
+        .await;
+    assert_eq!(j["status"], "cancelled");
+    stop.cancel();
+}

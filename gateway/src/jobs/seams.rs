@@ -15,6 +15,8 @@ pub struct StepFailure {
     pub code: String,
     pub message: String,
     pub param: Option<String>,
+    /// Bounded metric label for screening rejections (defaults to `code`).
+    pub reason: Option<&'static str>,
 }
 
 impl StepFailure {
@@ -23,10 +25,15 @@ impl StepFailure {
             code: code.to_string(),
             message: message.into(),
             param: None,
+            reason: None,
         }
     }
     pub fn param(mut self, p: &str) -> Self {
         self.param = Some(p.to_string());
+        self
+    }
+    pub fn reason(mut self, r: &'static str) -> Self {
+        self.reason = Some(r);
         self
     }
 }

@@ -158,7 +158,7 @@ async fn screen(ctx: &Ctx, mut job: JobRecord, old: JobStatus) -> StoreResult<Ne
     };
     match ctx.seams.screener.screen(input).await {
         Err(f) => {
-            ctx.metrics.screening_rejected(&f.code);
+            ctx.metrics.screening_rejected(f.reason.unwrap_or(&f.code));
             let (job, evs) = failed(job, f);
             commit(ctx, old, &job, evs).await
         }
@@ -279,8 +279,18 @@ async fn run(ctx: &Ctx, mut job: JobRecord, old: JobStatus) -> StoreResult<Next>
                 commit(ctx, old, &job, evs).await
             }
             Ok(state) => {
-                set_pipeline(&mut job, "exec_state", state);
-                commit(ctx, old, &job, Vec::new()).await
+                set_pipeline(&mut job, "exec_state", state.clone());
+                let j = job.clone();
+                let written = run_blocking(&ctx.store, move |s| s.update_job(&j, old, &[])).await?;
+                if written {
+                    return Ok(Next::Continue);
+                }
+                // The status changed while the backend was starting the job (a cancel or a
+                // pause), so the backend state was not recorded: cancel the backend job.
+                if let Err(f) = ctx.seams.executor.cancel(job, state).await {
+                    tracing::warn!(code = %f.code, "backend cancel after a racing status change failed");
+                }
+                Ok(Next::Continue)
             }
         };
     };

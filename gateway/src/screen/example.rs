@@ -2,8 +2,8 @@
 
 use super::report::FailReason;
 use super::tokens::{chatml_token_count, estimate_tokens, SpecialTokens};
+use super::text::RawText;
 use super::value::{Content, Line, Message, Messages, Scalar};
-use std::borrow::Cow;
 use tokenizers::Tokenizer;
 
 /// Roles a training message may have.
@@ -77,7 +77,11 @@ pub(crate) fn check_example(
 }
 
 /// Checks message `n` (1-based) and returns its role.
-fn check_message<'m>(n: usize, m: &'m Message<'_>, special: &SpecialTokens) -> Result<&'m str, Fail> {
+fn check_message<'m>(
+    n: usize,
+    m: &'m Message<'_>,
+    special: &SpecialTokens,
+) -> Result<&'m str, Fail> {
     if let Some(kind) = m.not_object {
         return fail(
             FailReason::MessageMissingKey,
@@ -91,12 +95,20 @@ fn check_message<'m>(n: usize, m: &'m Message<'_>, special: &SpecialTokens) -> R
         );
     }
     let role: &str = match &m.role {
-        None => return fail(FailReason::MessageMissingKey, format!("message {n} is missing `role`")),
+        None => {
+            return fail(
+                FailReason::MessageMissingKey,
+                format!("message {n} is missing `role`"),
+            )
+        }
         Some(Scalar::Str(r)) => r.as_ref(),
-        Some(_) => {
+        Some(other) => {
             return fail(
                 FailReason::UnrecognizedRole,
-                format!("message {n} has a `role` that is not a string"),
+                format!(
+                    "message {n} has a `role` that is not a string (found {})",
+                    kind(other)
+                ),
             )
         }
     };
@@ -115,12 +127,18 @@ fn check_message<'m>(n: usize, m: &'m Message<'_>, special: &SpecialTokens) -> R
         }
         None | Some(Content::Null) if m.has_calls => {}
         None | Some(Content::Null) => {
-            return fail(FailReason::EmptyContent, format!("message {n} has no content"))
+            return fail(
+                FailReason::EmptyContent,
+                format!("message {n} has no content"),
+            )
         }
         Some(Content::Str(s)) => check_text(n, s, m.has_calls, special)?,
         Some(Content::Parts { texts, parts }) => {
             if *parts == 0 && !m.has_calls {
-                return fail(FailReason::EmptyContent, format!("message {n} has no content"));
+                return fail(
+                    FailReason::EmptyContent,
+                    format!("message {n} has no content"),
+                );
             }
             for t in texts {
                 check_text(n, t, true, special)?;
@@ -142,10 +160,13 @@ fn check_message<'m>(n: usize, m: &'m Message<'_>, special: &SpecialTokens) -> R
                     format!("message {n} has weight {x}; weight must be 0 or 1"),
                 )
             }
-            _ => {
+            other => {
                 return fail(
                     FailReason::InvalidWeight,
-                    format!("message {n} has a weight that is not a number; weight must be 0 or 1"),
+                    format!(
+                        "message {n} has a weight that is not a number (found {}); weight must be 0 or 1",
+                        kind(other)
+                    ),
                 )
             }
         }
@@ -153,15 +174,32 @@ fn check_message<'m>(n: usize, m: &'m Message<'_>, special: &SpecialTokens) -> R
     Ok(role)
 }
 
-fn check_text(n: usize, s: &Cow<'_, str>, may_be_empty: bool, special: &SpecialTokens) -> Result<(), Fail> {
-    if !may_be_empty && s.trim().is_empty() {
-        return fail(FailReason::EmptyContent, format!("message {n} has empty content"));
+fn check_text(
+    n: usize,
+    s: &RawText<'_>,
+    may_be_empty: bool,
+    special: &SpecialTokens,
+) -> Result<(), Fail> {
+    if !may_be_empty && s.is_blank() {
+        return fail(
+            FailReason::EmptyContent,
+            format!("message {n} has empty content"),
+        );
     }
-    if let Some(tok) = special.find(s) {
+    if let Some(tok) = special.find_raw(s) {
         return fail(
             FailReason::InvalidToken,
             format!("message contains an invalid token: {tok}"),
         );
     }
     Ok(())
+}
+
+fn kind(v: &Scalar<'_>) -> &'static str {
+    match v {
+        Scalar::Str(_) => "a string",
+        Scalar::Num(_) => "a number",
+        Scalar::Null => "null",
+        Scalar::Other(k) => k,
+    }
 }

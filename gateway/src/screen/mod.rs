@@ -9,6 +9,7 @@
 mod example;
 mod lines;
 mod report;
+mod text;
 mod tokens;
 mod value;
 
@@ -55,7 +56,10 @@ impl Default for ScreenOptions<'_> {
 
 /// Screens a chat-format JSONL stream. Blank lines are skipped; example N is the N-th
 /// non-blank line and messages name both.
-pub fn screen(reader: impl BufRead, opts: &ScreenOptions<'_>) -> Result<ScreenReport, ScreenFailure> {
+pub fn screen(
+    reader: impl BufRead,
+    opts: &ScreenOptions<'_>,
+) -> Result<ScreenReport, ScreenFailure> {
     let special = SpecialTokens::new(opts.tokenizer);
     let mut lines = LineReader::new(reader, opts.max_line_bytes);
     let mut counts: Vec<u32> = Vec::new();
@@ -99,7 +103,13 @@ pub fn screen(reader: impl BufRead, opts: &ScreenOptions<'_>) -> Result<ScreenRe
     } else {
         TokenSource::Estimate
     };
-    Ok(ScreenReport::from_counts(counts, bytes, too_long, opts.max_length, source))
+    Ok(ScreenReport::from_counts(
+        counts,
+        bytes,
+        too_long,
+        opts.max_length,
+        source,
+    ))
 }
 
 /// Upload-time check that a fine-tune file is JSONL at all: the first non-blank line (or, if
@@ -111,7 +121,10 @@ pub fn quick_check(first_bytes: &[u8]) -> Result<(), String> {
         .unwrap_or(first_bytes);
     let start = text.iter().position(|b| !b.is_ascii_whitespace());
     let Some(start) = start else {
-        return Err("Invalid file format. The file is empty; expected JSONL (one JSON object per line).".into());
+        return Err(
+            "Invalid file format. The file is empty; expected JSONL (one JSON object per line)."
+                .into(),
+        );
     };
     let rest = &text[start..];
     let line_no = 1 + text[..start].iter().filter(|b| **b == b'\n').count();

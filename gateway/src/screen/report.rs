@@ -77,7 +77,10 @@ impl ScreenFailure {
     pub(crate) fn io(line: u64, e: &std::io::Error) -> Self {
         ScreenFailure {
             code: "file_read_error",
-            message: format!("The training file could not be read near line {}: {e}", line + 1),
+            message: format!(
+                "The training file could not be read near line {}: {e}",
+                line + 1
+            ),
             line: Some(line + 1),
             reason: FailReason::Io,
         }

@@ -1,6 +1,7 @@
 //! Token-level pieces of screening: the special-token scanner, ChatML token counting with
 //! the base model's tokenizer, the estimate used without one, and tokenizer loading.
 
+use super::text::RawText;
 use super::value::{Content, Message};
 use super::DEFAULT_SPECIAL_TOKENS;
 use aho_corasick::{AhoCorasick, MatchKind};
@@ -13,11 +14,18 @@ use tokenizers::Tokenizer;
 pub(crate) struct SpecialTokens {
     tokens: Vec<String>,
     matcher: Option<AhoCorasick>,
+    /// Some token contains `/` (which JSON may write as `\/`).
+    slash: bool,
+    /// Some token contains a character JSON always escapes (`"`, `\`, controls).
+    escapable: bool,
 }
 
 impl SpecialTokens {
     pub(crate) fn new(tokenizer: Option<&Tokenizer>) -> Self {
-        let mut tokens: Vec<String> = DEFAULT_SPECIAL_TOKENS.iter().map(|s| s.to_string()).collect();
+        let mut tokens: Vec<String> = DEFAULT_SPECIAL_TOKENS
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
         if let Some(t) = tokenizer {
             let mut added: Vec<String> = t
                 .get_added_tokens_decoder()
@@ -34,7 +42,34 @@ impl SpecialTokens {
             .match_kind(MatchKind::LeftmostLongest)
             .build(&tokens)
             .ok();
-        SpecialTokens { tokens, matcher }
+        let slash = tokens.iter().any(|t| t.contains('/'));
+        let escapable = tokens
+            .iter()
+            .any(|t| t.chars().any(|c| c == '"' || c == '\\' || c.is_control()));
+        SpecialTokens {
+            tokens,
+            matcher,
+            slash,
+            escapable,
+        }
+    }
+
+    /// The first special token in the decoded `text`, scanning the raw literal when that is
+    /// exact and decoding only when an escape could hide or fake a token.
+    pub(crate) fn find_raw(&self, text: &RawText<'_>) -> Option<&str> {
+        let inner = text.inner();
+        if !text.has_escapes() {
+            return self.find(inner);
+        }
+        let hidden = self.escapable
+            || memchr::memmem::find(inner.as_bytes(), b"\\u").is_some()
+            || (self.slash && memchr::memmem::find(inner.as_bytes(), b"\\/").is_some());
+        // Without escapes that could produce a token's characters, a token in the decoded
+        // text is a token in the raw text; a raw hit is confirmed on the decoded text.
+        if !hidden && self.find(inner).is_none() {
+            return None;
+        }
+        self.find(&text.decode())
     }
 
     /// The first special token found in `text`, if any.
@@ -57,8 +92,10 @@ pub(crate) fn chatml_token_count(
         text.push_str(role);
         text.push('\n');
         match &m.content {
-            Some(Content::Str(s)) => text.push_str(s),
-            Some(Content::Parts { texts, .. }) => texts.iter().for_each(|t| text.push_str(t)),
+            Some(Content::Str(s)) => text.push_str(&s.decode()),
+            Some(Content::Parts { texts, .. }) => {
+                texts.iter().for_each(|t| text.push_str(&t.decode()))
+            }
             _ => {}
         }
         text.push_str("<|im_end|>\n");
@@ -67,13 +104,14 @@ pub(crate) fn chatml_token_count(
     Ok(u32::try_from(enc.len()).unwrap_or(u32::MAX))
 }
 
-/// Without a tokenizer: ~4 bytes per token plus 4 template tokens per message.
+/// Without a tokenizer: ~4 bytes (of the JSON-escaped text) per token plus 4 template
+/// tokens per message.
 pub(crate) fn estimate_tokens(messages: &[Message<'_>]) -> u32 {
     let mut bytes: usize = 0;
     for m in messages {
         bytes += match &m.content {
-            Some(Content::Str(s)) => s.len(),
-            Some(Content::Parts { texts, .. }) => texts.iter().map(|t| t.len()).sum(),
+            Some(Content::Str(s)) => s.raw_len(),
+            Some(Content::Parts { texts, .. }) => texts.iter().map(|t| t.raw_len()).sum(),
             _ => 0,
         };
     }

@@ -2,6 +2,7 @@
 //! the line unless they contain escapes, and values the checks do not read are skipped.
 
 use serde::de::{self, Deserialize, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use super::text::{borrow_raw, RawText};
 use std::borrow::Cow;
 use std::fmt;
 
@@ -87,71 +88,44 @@ impl<'de> Visitor<'de> for ScalarVisitor {
     }
 }
 
-/// Message content: a string, null, or an array of content parts (text parts kept).
+/// Message content: a string, null, or an array of content parts (text parts kept), with
+/// strings as undecoded [`RawText`].
 #[derive(Debug)]
 pub(crate) enum Content<'a> {
-    Str(Cow<'a, str>),
+    Str(RawText<'a>),
     Null,
     /// Texts of the `{"type":"text","text":…}` parts; `parts` counts all parts.
-    Parts { texts: Vec<Cow<'a, str>>, parts: usize },
+    Parts { texts: Vec<RawText<'a>>, parts: usize },
     Other(&'static str),
 }
 
 impl<'de> Deserialize<'de> for Content<'de> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = Content<'de>;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("message content")
-            }
-            fn visit_seq<A: SeqAccess<'de>>(self, mut s: A) -> Result<Self::Value, A::Error> {
-                let mut texts = Vec::new();
-                let mut parts = 0;
-                while let Some(p) = s.next_element::<Part<'de>>()? {
-                    parts += 1;
-                    if let Some(t) = p.text {
-                        texts.push(t);
-                    }
-                }
-                Ok(Content::Parts { texts, parts })
-            }
-            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
-                Ok(Content::Str(Cow::Borrowed(v)))
-            }
-            fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
-                Ok(Content::Str(Cow::Owned(v.to_owned())))
-            }
-            fn visit_unit<E>(self) -> Result<Self::Value, E> {
-                Ok(Content::Null)
-            }
-            fn visit_none<E>(self) -> Result<Self::Value, E> {
-                Ok(Content::Null)
-            }
-            fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
-                Ok(Content::Other("a boolean"))
-            }
-            fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
-                Ok(Content::Other("a number"))
-            }
-            fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
-                Ok(Content::Other("a number"))
-            }
-            fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
-                Ok(Content::Other("a number"))
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut m: A) -> Result<Self::Value, A::Error> {
-                while m.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
-                Ok(Content::Other("an object"))
-            }
+        let raw = borrow_raw(d)?;
+        if let Some(t) = RawText::from_raw(raw) {
+            return Ok(Content::Str(t));
         }
-        d.deserialize_any(V)
+        Ok(match raw.get().as_bytes().first() {
+            Some(b'n') => Content::Null,
+            Some(b'[') => {
+                let parts: Vec<Part<'de>> =
+                    serde_json::from_str(raw.get()).map_err(de::Error::custom)?;
+                let n = parts.len();
+                Content::Parts {
+                    texts: parts.into_iter().filter_map(|p| p.text).collect(),
+                    parts: n,
+                }
+            }
+            Some(b'{') => Content::Other("an object"),
+            Some(b't' | b'f') => Content::Other("a boolean"),
+            _ => Content::Other("a number"),
+        })
     }
 }
 
 /// One content part; only a text part's `text` is kept.
 struct Part<'a> {
-    text: Option<Cow<'a, str>>,
+    text: Option<RawText<'a>>,
 }
 
 impl<'de> Deserialize<'de> for Part<'de> {
@@ -166,9 +140,7 @@ impl<'de> Deserialize<'de> for Part<'de> {
                 let mut text = None;
                 while let Some(k) = m.next_key::<Key<'de>>()? {
                     if k.0 == "text" {
-                        if let Scalar::Str(s) = m.next_value::<Scalar<'de>>()? {
-                            text = Some(s);
-                        }
+                        text = RawText::from_raw(m.next_value::<RawSeed<'de>>()?.0);
                     } else {
                         m.next_value::<IgnoredAny>()?;
                     }
@@ -187,6 +159,14 @@ impl<'de> Deserialize<'de> for Part<'de> {
     }
 }
 
+/// A borrowed raw value as a `Deserialize` type (for `next_value`).
+struct RawSeed<'a>(&'a serde_json::value::RawValue);
+
+impl<'de> Deserialize<'de> for RawSeed<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        borrow_raw(d).map(RawSeed)
+    }
+}
 
 /// One message: the fields the checks read, plus the first key outside OpenAI's set
 /// (role, content, name, function_call, weight, tool_calls, tool_call_id).

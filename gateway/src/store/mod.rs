@@ -45,6 +45,9 @@ pub trait Store: Send + Sync + 'static {
     fn list_files(&self, tenant: &str, q: &FileQuery) -> StoreResult<Page<FileRecord>>;
     /// Removes the row and returns it (the caller removes the blob afterwards).
     fn delete_file(&self, tenant: &str, id: &str) -> StoreResult<Option<FileRecord>>;
+    /// Removes files whose `expires_at` is at or before `now`; returns them (blobs are the
+    /// caller's to remove).
+    fn delete_expired_files(&self, now: i64) -> StoreResult<Vec<FileRecord>>;
     /// Every blob key referenced by a file, part, or job (for the orphan sweep).
     fn referenced_blob_keys(&self) -> StoreResult<Vec<String>>;
 
@@ -62,6 +65,9 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreResult<bool>;
     /// Pending uploads whose expiry is at or before `now`, marked expired; returns them.
     fn expire_uploads(&self, now: i64) -> StoreResult<Vec<UploadRecord>>;
+    /// Ids of uploads no longer pending that still have part rows (a crash between
+    /// completing/cancelling and freeing the parts).
+    fn finished_uploads_with_parts(&self) -> StoreResult<Vec<String>>;
     /// Removes part rows of a finished upload, returning their blob keys.
     fn delete_parts(&self, upload_id: &str) -> StoreResult<Vec<String>>;
 
@@ -85,6 +91,12 @@ pub trait Store: Send + Sync + 'static {
         expected: JobStatus,
         events: &[EventRecord],
     ) -> StoreResult<bool>;
+    /// Changes only a job's status, step and finished_at (never the pipeline state the runner
+    /// owns), if its stored status is still `expected`; appends `event` in the same
+    /// transaction. False when the status had changed.
+    fn set_job_status(&self, change: &StatusChange, event: &EventRecord) -> StoreResult<bool>;
+    /// Number of jobs per status (all tenants).
+    fn count_jobs(&self) -> StoreResult<Vec<(JobStatus, u64)>>;
     /// Jobs not in a terminal status.
     fn active_jobs(&self) -> StoreResult<Vec<JobRecord>>;
     fn insert_event(&self, event: &EventRecord) -> StoreResult<()>;

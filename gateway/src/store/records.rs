@@ -217,6 +217,16 @@ pub struct JobRecord {
     pub pipeline: Value,
 }
 
+/// A status-only job transition (cancel, pause, resume).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatusChange {
+    pub job_id: String,
+    pub expected: JobStatus,
+    pub status: JobStatus,
+    pub step: JobStep,
+    pub finished_at: Option<i64>,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EventLevel {
     Info,

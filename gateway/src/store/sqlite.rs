@@ -233,6 +233,24 @@ impl Store for SqliteStore {
         Ok(found)
     }
 
+    fn delete_expired_files(&self, now: i64) -> StoreResult<Vec<FileRecord>> {
+        let conn = self.conn()?;
+        let tx = conn.unchecked_transaction()?;
+        let expired = {
+            let mut stmt = tx.prepare(&format!(
+                "SELECT {FILE_COLS} FROM files WHERE expires_at IS NOT NULL AND expires_at <= ?1"
+            ))?;
+            let rows = stmt.query_map([now], file_row)?;
+            rows.collect::<Result<Vec<_>, _>>()?
+        };
+        tx.execute(
+            "DELETE FROM files WHERE expires_at IS NOT NULL AND expires_at <= ?1",
+            [now],
+        )?;
+        tx.commit()?;
+        Ok(expired)
+    }
+
     fn referenced_blob_keys(&self) -> StoreResult<Vec<String>> {
         let conn = self.conn()?;
         let mut keys = Vec::new();
@@ -372,6 +390,15 @@ impl Store for SqliteStore {
             .collect()
     }
 
+    fn finished_uploads_with_parts(&self) -> StoreResult<Vec<String>> {
+        let conn = self.conn()?;
+        let mut stmt = conn.prepare(
+            "SELECT DISTINCT p.upload_id FROM parts p JOIN uploads u ON u.id = p.upload_id WHERE u.status != 'pending'",
+        )?;
+        let rows = stmt.query_map([], |r| r.get::<_, String>(0))?;
+        Ok(rows.collect::<Result<Vec<_>, _>>()?)
+    }
+
     fn delete_parts(&self, upload_id: &str) -> StoreResult<Vec<String>> {
         let keys: Vec<String> = self
             .list_parts(upload_id)?
@@ -408,6 +435,41 @@ impl Store for SqliteStore {
     ) -> StoreResult<bool> {
         self.update_job_impl(job, expected, events)
     }
+    fn set_job_status(&self, c: &StatusChange, event: &EventRecord) -> StoreResult<bool> {
+        let conn = self.conn()?;
+        let tx = conn.unchecked_transaction()?;
+        let changed = tx.execute(
+            "UPDATE jobs SET status = ?2, step = ?3, finished_at = COALESCE(?4, finished_at) \
+             WHERE id = ?1 AND status = ?5",
+            params![
+                c.job_id,
+                c.status.as_str(),
+                c.step.as_str(),
+                c.finished_at,
+                c.expected.as_str()
+            ],
+        )?;
+        if changed == 1 {
+            super::sqlite_jobs::insert_event(&tx, event)?;
+        }
+        tx.commit()?;
+        Ok(changed == 1)
+    }
+
+    fn count_jobs(&self) -> StoreResult<Vec<(JobStatus, u64)>> {
+        let conn = self.conn()?;
+        let mut stmt = conn.prepare("SELECT status, COUNT(*) FROM jobs GROUP BY status")?;
+        let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (s, n) = row?;
+            let status =
+                JobStatus::parse(&s).ok_or_else(|| corrupt("jobs", "status", "<count>", &s))?;
+            out.push((status, n.max(0) as u64));
+        }
+        Ok(out)
+    }
+
     fn active_jobs(&self) -> StoreResult<Vec<JobRecord>> {
         self.active_jobs_impl()
     }

@@ -1,1 +1,26 @@
-//! Upstream mode.
+//! Upstream mode: forwarding fine-tuning jobs to an OpenAI-compatible provider and mirroring
+//! them back ([`UpstreamClient`], plugged into the pipeline as [`UpstreamExecutor`]), the
+//! `on_unenforceable` decision ([`enforcement`]), and the transparent proxy for every other
+//! `/v1` route ([`UpstreamProxy`]).
+
+mod client;
+mod enforce;
+mod error;
+mod proxy;
+mod seam;
+mod types;
+mod wire;
+
+#[cfg(test)]
+mod fake;
+#[cfg(test)]
+mod tests;
+#[cfg(test)]
+mod tests_proxy;
+
+pub use client::UpstreamClient;
+pub use enforce::{enforcement, Enforcement, OnUnenforceable};
+pub use error::{Side, UpstreamError};
+pub use proxy::{forwardable, UpstreamProxy};
+pub use seam::UpstreamExecutor;
+pub use types::*;

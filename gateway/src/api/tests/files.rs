@@ -14,17 +14,28 @@ async fn file_lifecycle_and_tenant_isolation() {
     assert_eq!(f["filename"], "train.jsonl");
     assert_eq!(f["purpose"], "fine-tune");
 
-    let (s, got) = t.json("GET", &format!("/v1/files/{id}"), "sk-acme", None).await;
+    let (s, got) = t
+        .json("GET", &format!("/v1/files/{id}"), "sk-acme", None)
+        .await;
     assert_eq!(s, 200);
     assert_eq!(got, f);
     let resp = t
-        .send(Request::get(format!("/v1/files/{id}/content")).header("authorization", "Bearer sk-acme").body(Body::empty()).unwrap())
+        .send(
+            Request::get(format!("/v1/files/{id}/content"))
+                .header("authorization", "Bearer sk-acme")
+                .body(Body::empty())
+                .unwrap(),
+        )
         .await;
     assert_eq!(resp.status(), 200);
     assert_eq!(body_bytes(resp).await, TRAIN);
 
     // another tenant sees nothing, exactly as a missing id
-    for (m, p) in [("GET", format!("/v1/files/{id}")), ("GET", format!("/v1/files/{id}/content")), ("DELETE", format!("/v1/files/{id}"))] {
+    for (m, p) in [
+        ("GET", format!("/v1/files/{id}")),
+        ("GET", format!("/v1/files/{id}/content")),
+        ("DELETE", format!("/v1/files/{id}")),
+    ] {
         let (s, v) = t.json(m, &p, "sk-beta", None).await;
         assert_eq!(s, 404, "{m} {p}");
         assert_eq!(v["error"]["message"], format!("No such File object: {id}"));
@@ -32,10 +43,17 @@ async fn file_lifecycle_and_tenant_isolation() {
     let (_, list) = t.json("GET", "/v1/files", "sk-beta", None).await;
     assert_eq!(list["data"].as_array().unwrap().len(), 0);
 
-    let (s, d) = t.json("DELETE", &format!("/v1/files/{id}"), "sk-acme", None).await;
+    let (s, d) = t
+        .json("DELETE", &format!("/v1/files/{id}"), "sk-acme", None)
+        .await;
     assert_eq!(s, 200);
-    assert_eq!(d, serde_json::json!({"id": id, "object": "file", "deleted": true}));
-    let (s, _) = t.json("GET", &format!("/v1/files/{id}"), "sk-acme", None).await;
+    assert_eq!(
+        d,
+        serde_json::json!({"id": id, "object": "file", "deleted": true})
+    );
+    let (s, _) = t
+        .json("GET", &format!("/v1/files/{id}"), "sk-acme", None)
+        .await;
     assert_eq!(s, 404);
     assert!(t.blob_names().is_empty());
 }
@@ -53,15 +71,72 @@ async fn list_pages_orders_and_filters() {
     assert_eq!(p["has_more"], true);
     assert_eq!(p["data"][0]["id"], ids[2]);
     assert_eq!(p["data"][1]["id"], ids[1]);
-    let (_, p2) = t.json("GET", &format!("/v1/files?limit=2&after={}", ids[1]), "sk-acme", None).await;
+    let (_, p2) = t
+        .json(
+            "GET",
+            &format!("/v1/files?limit=2&after={}", ids[1]),
+            "sk-acme",
+            None,
+        )
+        .await;
     assert_eq!(p2["data"][0]["id"], ids[0]);
     assert_eq!(p2["has_more"], false);
-    let (_, asc) = t.json("GET", "/v1/files?order=asc&purpose=fine-tune", "sk-acme", None).await;
-    let got: Vec<_> = asc["data"].as_array().unwrap().iter().map(|f| f["id"].as_str().unwrap().to_string()).collect();
+    let (_, asc) = t
+        .json(
+            "GET",
+            "/v1/files?order=asc&purpose=fine-tune",
+            "sk-acme",
+            None,
+        )
+        .await;
+    let got: Vec<_> = asc["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["id"].as_str().unwrap().to_string())
+        .collect();
     assert_eq!(got, vec![ids[0].clone(), ids[2].clone()]);
     let (s, v) = t.json("GET", "/v1/files?limit=0", "sk-acme", None).await;
     assert_eq!(s, 400);
     assert_eq!(v["error"]["param"], "limit");
+}
+
+#[tokio::test]
+async fn files_with_expires_after_expire() {
+    let t = app();
+    let (ct, body) = multipart(&[
+        ("purpose", None, b"batch"),
+        ("expires_after[anchor]", None, b"created_at"),
+        ("expires_after[seconds]", None, b"3600"),
+        ("file", Some("a.jsonl"), TRAIN),
+    ]);
+    let req = Request::post("/v1/files")
+        .header("authorization", "Bearer sk-acme")
+        .header("content-type", ct)
+        .body(Body::from(body))
+        .unwrap();
+    let f = body_json(t.send(req).await).await;
+    assert_eq!(
+        f["expires_at"].as_i64().unwrap() - f["created_at"].as_i64().unwrap(),
+        3600
+    );
+    assert_eq!(crate::sweep::expire_files(&t.state).await.unwrap(), 0);
+    let store = t.state.store.clone();
+    let gone = crate::store::run_blocking(&store, |s| {
+        s.delete_expired_files(crate::ids::now_unix() + 3600)
+    })
+    .await
+    .unwrap();
+    assert_eq!(gone.len(), 1);
+    let (s, _) = t
+        .json(
+            "GET",
+            &format!("/v1/files/{}", f["id"].as_str().unwrap()),
+            "sk-acme",
+            None,
+        )
+        .await;
+    assert_eq!(s, 404);
 }
 
 #[tokio::test]
@@ -71,7 +146,11 @@ async fn rejected_uploads_leave_nothing_behind() {
     assert_eq!(s, 400);
     assert_eq!(v["error"]["param"], "purpose");
     let (ct, body) = multipart(&[("purpose", None, b"fine-tune")]);
-    let req = Request::post("/v1/files").header("authorization", "Bearer sk-acme").header("content-type", ct).body(Body::from(body)).unwrap();
+    let req = Request::post("/v1/files")
+        .header("authorization", "Bearer sk-acme")
+        .header("content-type", ct)
+        .body(Body::from(body))
+        .unwrap();
     let resp = t.send(req).await;
     assert_eq!(resp.status(), 400);
     assert_eq!(resp.headers()["x-should-retry"], "false");
@@ -81,7 +160,10 @@ async fn rejected_uploads_leave_nothing_behind() {
 
 #[tokio::test]
 async fn file_larger_than_json_cap_is_accepted_and_body_limit_enforced() {
-    let t = app_with("[server]\nmax_body_bytes = 4000000\n", crate::jobs::Seams::builtin());
+    let t = app_with(
+        "[server]\nmax_body_bytes = 4000000\n",
+        crate::jobs::Seams::builtin(),
+    );
     let big = vec![b'x'; 3 * 1024 * 1024];
     let (s, f) = t.upload_file("sk-acme", "batch", &big).await;
     assert_eq!(s, 200, "{f}");

@@ -8,7 +8,8 @@ async fn file(t: &TestApp, key: &str, purpose: &str) -> String {
 }
 
 async fn create(t: &TestApp, key: &str, body: Value) -> (u16, Value) {
-    t.json("POST", "/v1/fine_tuning/jobs", key, Some(body)).await
+    t.json("POST", "/v1/fine_tuning/jobs", key, Some(body))
+        .await
 }
 
 #[tokio::test]
@@ -24,15 +25,29 @@ async fn create_retrieve_list_and_isolation() {
     assert_eq!(j["seed"], 5);
     assert_eq!(j["method"]["type"], "supervised");
     assert_eq!(j["hyperparameters"]["n_epochs"], "auto");
-    let (_, j2) = create(&t, "sk-acme", json!({"model": "m", "training_file": fid, "metadata": {"team": "b"}})).await;
+    let (_, j2) = create(
+        &t,
+        "sk-acme",
+        json!({"model": "m", "training_file": fid, "metadata": {"team": "b"}}),
+    )
+    .await;
 
     let (_, all) = t.json("GET", "/v1/fine_tuning/jobs", "sk-acme", None).await;
     assert_eq!(all["data"].as_array().unwrap().len(), 2);
     assert_eq!(all["data"][0]["id"], j2["id"]);
-    let (_, filtered) = t.json("GET", "/v1/fine_tuning/jobs?metadata[team]=a", "sk-acme", None).await;
+    let (_, filtered) = t
+        .json(
+            "GET",
+            "/v1/fine_tuning/jobs?metadata[team]=a",
+            "sk-acme",
+            None,
+        )
+        .await;
     assert_eq!(filtered["data"].as_array().unwrap().len(), 1);
     assert_eq!(filtered["data"][0]["id"], id.as_str());
-    let (_, page) = t.json("GET", "/v1/fine_tuning/jobs?limit=1", "sk-acme", None).await;
+    let (_, page) = t
+        .json("GET", "/v1/fine_tuning/jobs?limit=1", "sk-acme", None)
+        .await;
     assert_eq!(page["has_more"], true);
 
     let (_, other) = t.json("GET", "/v1/fine_tuning/jobs", "sk-beta", None).await;
@@ -47,7 +62,10 @@ async fn create_retrieve_list_and_isolation() {
     ] {
         let (s, v) = t.json(m, &p, "sk-beta", None).await;
         assert_eq!(s, 404, "{m} {p}");
-        assert_eq!(v["error"]["message"], format!("No such FineTuningJob object: {id}"));
+        assert_eq!(
+            v["error"]["message"],
+            format!("No such FineTuningJob object: {id}")
+        );
     }
     // beta cannot use acme's file either
     let (s, v) = create(&t, "sk-beta", json!({"model": "m", "training_file": fid})).await;
@@ -58,7 +76,12 @@ async fn create_retrieve_list_and_isolation() {
 #[tokio::test]
 async fn file_checks_and_unsupported_methods() {
     let t = app();
-    let (s, v) = create(&t, "sk-acme", json!({"model": "m", "training_file": "file-missing"})).await;
+    let (s, v) = create(
+        &t,
+        "sk-acme",
+        json!({"model": "m", "training_file": "file-missing"}),
+    )
+    .await;
     assert_eq!(s, 404);
     assert_eq!(v["error"]["message"], "No such File object: file-missing");
     let batch = file(&t, "sk-acme", "batch").await;
@@ -66,10 +89,20 @@ async fn file_checks_and_unsupported_methods() {
     assert_eq!(s, 400);
     assert_eq!(v["error"]["param"], "training_file");
     let fid = file(&t, "sk-acme", "fine-tune").await;
-    let (s, v) = create(&t, "sk-acme", json!({"model": "m", "training_file": fid, "validation_file": "file-nope"})).await;
+    let (s, v) = create(
+        &t,
+        "sk-acme",
+        json!({"model": "m", "training_file": fid, "validation_file": "file-nope"}),
+    )
+    .await;
     assert_eq!(s, 404);
     assert_eq!(v["error"]["param"], "validation_file");
-    let (s, v) = create(&t, "sk-acme", json!({"model": "m", "training_file": fid, "method": {"type": "dpo"}})).await;
+    let (s, v) = create(
+        &t,
+        "sk-acme",
+        json!({"model": "m", "training_file": fid, "method": {"type": "dpo"}}),
+    )
+    .await;
     assert_eq!(s, 400);
     assert_eq!(v["error"]["param"], "method.type");
 }
@@ -81,7 +114,10 @@ async fn idempotency_key_and_body_dedupe() {
     let body = json!({"model": "m", "training_file": fid});
     let (_, a) = create(&t, "sk-acme", body.clone()).await;
     let (_, b) = create(&t, "sk-acme", body.clone()).await;
-    assert_eq!(a["id"], b["id"], "SDK retry without a key must not create a second job");
+    assert_eq!(
+        a["id"], b["id"],
+        "SDK retry without a key must not create a second job"
+    );
     let (_, c) = create(&t, "sk-acme", json!({"model": "m2", "training_file": fid})).await;
     assert_ne!(a["id"], c["id"]);
 
@@ -103,7 +139,10 @@ async fn idempotency_key_and_body_dedupe() {
 
 #[tokio::test]
 async fn body_dedupe_can_be_disabled() {
-    let t = app_with("[limits]\nidempotency_window_seconds = 0\n", crate::jobs::Seams::builtin());
+    let t = app_with(
+        "[limits]\nidempotency_window_seconds = 0\n",
+        crate::jobs::Seams::builtin(),
+    );
     let fid = file(&t, "sk-acme", "fine-tune").await;
     let body = json!({"model": "m", "training_file": fid});
     let (_, a) = create(&t, "sk-acme", body.clone()).await;
@@ -117,31 +156,102 @@ async fn cancel_pause_resume_and_events() {
     let fid = file(&t, "sk-acme", "fine-tune").await;
     let (_, j) = create(&t, "sk-acme", json!({"model": "m", "training_file": fid})).await;
     let id = j["id"].as_str().unwrap();
-    let (s, p) = t.json("POST", &format!("/v1/fine_tuning/jobs/{id}/pause"), "sk-acme", None).await;
+    let (s, p) = t
+        .json(
+            "POST",
+            &format!("/v1/fine_tuning/jobs/{id}/pause"),
+            "sk-acme",
+            None,
+        )
+        .await;
     assert_eq!(s, 200);
     assert_eq!(p["status"], "paused");
-    let (s, r) = t.json("POST", &format!("/v1/fine_tuning/jobs/{id}/resume"), "sk-acme", None).await;
+    let (s, r) = t
+        .json(
+            "POST",
+            &format!("/v1/fine_tuning/jobs/{id}/resume"),
+            "sk-acme",
+            None,
+        )
+        .await;
     assert_eq!(s, 200);
     assert_eq!(r["status"], "validating_files");
-    let (s, v) = t.json("POST", &format!("/v1/fine_tuning/jobs/{id}/resume"), "sk-acme", None).await;
+    let (s, v) = t
+        .json(
+            "POST",
+            &format!("/v1/fine_tuning/jobs/{id}/resume"),
+            "sk-acme",
+            None,
+        )
+        .await;
     assert_eq!(s, 400, "{v}");
-    let (s, c) = t.json("POST", &format!("/v1/fine_tuning/jobs/{id}/cancel"), "sk-acme", None).await;
+    let (s, c) = t
+        .json(
+            "POST",
+            &format!("/v1/fine_tuning/jobs/{id}/cancel"),
+            "sk-acme",
+            None,
+        )
+        .await;
     assert_eq!(s, 200);
     assert_eq!(c["status"], "cancelled");
     assert!(c["finished_at"].is_i64());
-    let (s, _) = t.json("POST", &format!("/v1/fine_tuning/jobs/{id}/pause"), "sk-acme", None).await;
+    let (s, _) = t
+        .json(
+            "POST",
+            &format!("/v1/fine_tuning/jobs/{id}/pause"),
+            "sk-acme",
+            None,
+        )
+        .await;
     assert_eq!(s, 400);
-    let (_, ev) = t.json("GET", &format!("/v1/fine_tuning/jobs/{id}/events"), "sk-acme", None).await;
-    let msgs: Vec<_> = ev["data"].as_array().unwrap().iter().map(|e| e["message"].as_str().unwrap().to_string()).collect();
+    let (_, ev) = t
+        .json(
+            "GET",
+            &format!("/v1/fine_tuning/jobs/{id}/events"),
+            "sk-acme",
+            None,
+        )
+        .await;
+    let msgs: Vec<_> = ev["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["message"].as_str().unwrap().to_string())
+        .collect();
     assert_eq!(msgs[0], "Job cancelled");
-    assert_eq!(msgs.last().unwrap(), &format!("Validating training file: {fid}"));
+    assert_eq!(
+        msgs.last().unwrap(),
+        &format!("Validating training file: {fid}")
+    );
     assert_eq!(ev["data"][0]["object"], "fine_tuning.job.event");
-    let (_, page) = t.json("GET", &format!("/v1/fine_tuning/jobs/{id}/events?limit=2"), "sk-acme", None).await;
+    let (_, page) = t
+        .json(
+            "GET",
+            &format!("/v1/fine_tuning/jobs/{id}/events?limit=2"),
+            "sk-acme",
+            None,
+        )
+        .await;
     assert_eq!(page["has_more"], true);
     let after = page["data"][1]["id"].as_str().unwrap();
-    let (_, rest) = t.json("GET", &format!("/v1/fine_tuning/jobs/{id}/events?after={after}"), "sk-acme", None).await;
+    let (_, rest) = t
+        .json(
+            "GET",
+            &format!("/v1/fine_tuning/jobs/{id}/events?after={after}"),
+            "sk-acme",
+            None,
+        )
+        .await;
     assert_eq!(rest["data"][0]["message"], msgs[2].as_str());
-    let (s, ck) = t.json("GET", &format!("/v1/fine_tuning/jobs/{id}/checkpoints"), "sk-acme", None).await;
+    let (s, ck) = t
+        .json(
+            "GET",
+            &format!("/v1/fine_tuning/jobs/{id}/checkpoints"),
+            "sk-acme",
+            None,
+        )
+        .await;
     assert_eq!(s, 200);
     assert_eq!(ck["data"].as_array().unwrap().len(), 0);
 }

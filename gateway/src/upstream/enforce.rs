@@ -1,0 +1,65 @@
+//! Which parts of a plan an upstream provider cannot enforce, and what the plan's
+//! `upstream.on_unenforceable` says to do about them.
+
+use serde_json::Value;
+
+/// What to do when the upstream cannot enforce a defense.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnUnenforceable {
+    /// Fail the job (`defense_unenforceable_upstream`). The default.
+    Reject,
+    /// Train locally instead (not available yet: fails with `local_training_unavailable`).
+    RunLocally,
+    /// Forward anyway and record a warn event.
+    Warn,
+}
+
+/// The decision: proceed (with warnings to record as warn events) or fail.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Enforcement {
+    Proceed { warnings: Vec<String> },
+    Fail { code: &'static str, message: String },
+}
+
+/// Reads the plan JSON (`regularizer.type`, `upstream.on_unenforceable`). Training-time
+/// regularizers (kl, ldifs, steering) need the weights, which an upstream provider does
+/// not expose; data-level defenses (inoculation, interleave) are already in the dataset.
+pub fn enforcement(plan: &Value) -> Enforcement {
+    let action = match plan
+        .pointer("/upstream/on_unenforceable")
+        .and_then(Value::as_str)
+    {
+        Some("warn") => OnUnenforceable::Warn,
+        Some("run_locally") => OnUnenforceable::RunLocally,
+        _ => OnUnenforceable::Reject,
+    };
+    let unenforceable: Vec<&str> = match plan.pointer("/regularizer/type").and_then(Value::as_str) {
+        None | Some("none") => Vec::new(),
+        Some(t) => vec![t],
+    };
+    if unenforceable.is_empty() {
+        return Enforcement::Proceed {
+            warnings: Vec::new(),
+        };
+    }
+    let list = unenforceable.join(", ");
+    match action {
+        OnUnenforceable::Reject => Enforcement::Fail {
+            code: "defense_unenforceable_upstream",
+            message: format!(
+                "The policy requires the training-time defense `{list}`, which the upstream provider cannot enforce, and its upstream.on_unenforceable is `reject`."
+            ),
+        },
+        OnUnenforceable::RunLocally => Enforcement::Fail {
+            code: "local_training_unavailable",
+            message: format!(
+                "The policy requires the training-time defense `{list}` and says to run such jobs locally (upstream.on_unenforceable = run_locally), but local training is not available in this gateway build."
+            ),
+        },
+        OnUnenforceable::Warn => Enforcement::Proceed {
+            warnings: vec![format!(
+                "The upstream provider cannot enforce the training-time defense `{list}`; the job was forwarded without it (upstream.on_unenforceable = warn)."
+            )],
+        },
+    }
+}

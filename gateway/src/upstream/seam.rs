@@ -1,0 +1,234 @@
+//! Upstream mode plugged into the pipeline: [`UpstreamExecutor`] implements the job
+//! runner's [`Executor`] and [`UpstreamProxy`] its [`Proxy`].
+
+use super::client::UpstreamClient;
+use super::enforce::{enforcement, Enforcement};
+use super::error::UpstreamError;
+use super::proxy::UpstreamProxy;
+use super::types::*;
+use crate::jobs::seams::{Executor, Observation, Proxy, RunState, StepFailure, StepResult};
+use crate::store::{EventLevel, JobRecord};
+use futures::future::BoxFuture;
+use futures::FutureExt;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Consecutive failed polls with retryable errors before the job fails.
+const MAX_POLL_ERRORS_IN_A_ROW: u32 = 30;
+/// Attempts of a start that keeps failing with retryable errors.
+const START_ATTEMPTS: u32 = 3;
+
+/// The executor state persisted between polls (`pipeline.exec_state`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct ExecState {
+    upstream: Option<UpstreamJobRef>,
+    #[serde(default)]
+    cursor: MirrorCursor,
+    /// Warnings to record as events on the next poll.
+    #[serde(default)]
+    pending_warnings: Vec<String>,
+    #[serde(default)]
+    errors_in_a_row: u32,
+}
+
+/// Forwards jobs to the upstream provider and mirrors them back.
+pub struct UpstreamExecutor {
+    client: UpstreamClient,
+    retry_delay: Duration,
+}
+
+impl UpstreamExecutor {
+    pub fn new(base_url: &str, api_key: &str) -> Result<Self, UpstreamError> {
+        Ok(UpstreamExecutor {
+            client: UpstreamClient::new(base_url, api_key)?,
+            retry_delay: Duration::from_millis(500),
+        })
+    }
+
+    /// Same, with a given delay between start attempts (tests use zero).
+    pub fn with_retry_delay(mut self, d: Duration) -> Self {
+        self.retry_delay = d;
+        self
+    }
+}
+
+fn failure(e: &UpstreamError) -> StepFailure {
+    StepFailure::new(e.code, e.message.clone())
+}
+
+fn spec_of(job: &JobRecord) -> JobSpec {
+    JobSpec {
+        gateway_job_id: job.id.clone(),
+        model: job.model.clone(),
+        hyperparameters: job.hyperparameters.clone(),
+        seed: Some(job.seed),
+        suffix: job.suffix.clone(),
+    }
+}
+
+impl Executor for UpstreamExecutor {
+    fn start(
+        &self,
+        job: JobRecord,
+        dataset_path: PathBuf,
+    ) -> BoxFuture<'static, StepResult<Value>> {
+        let client = self.client.clone();
+        let delay = self.retry_delay;
+        async move {
+            let plan = job.pipeline.get("plan").cloned().unwrap_or(Value::Null);
+            let warnings = match enforcement(&plan) {
+                Enforcement::Fail { code, message } => return Err(StepFailure::new(code, message)),
+                Enforcement::Proceed { warnings } => warnings,
+            };
+            let spec = spec_of(&job);
+            let mut attempt = 1;
+            let upstream = loop {
+                match client.start(&spec, &dataset_path).await {
+                    Ok(r) => break r,
+                    Err(e) if e.retryable && attempt < START_ATTEMPTS => {
+                        tracing::warn!(job = %job.id, code = e.code, "upstream start failed, retrying");
+                        tokio::time::sleep(delay * attempt).await;
+                        attempt += 1;
+                    }
+                    Err(e) => return Err(failure(&e)),
+                }
+            };
+            let state = ExecState {
+                upstream: Some(upstream),
+                pending_warnings: warnings,
+                ..ExecState::default()
+            };
+            serde_json::to_value(&state).map_err(|e| StepFailure::new("internal_error", e.to_string()))
+        }
+        .boxed()
+    }
+
+    fn poll(
+        &self,
+        _job: JobRecord,
+        state: Value,
+    ) -> BoxFuture<'static, StepResult<(RunState, Vec<Observation>)>> {
+        let client = self.client.clone();
+        async move {
+            let mut st: ExecState = serde_json::from_value(state).map_err(|e| {
+                StepFailure::new("internal_error", format!("upstream executor state: {e}"))
+            })?;
+            let Some(upstream) = st.upstream.clone() else {
+                return Err(StepFailure::new(
+                    "internal_error",
+                    "upstream executor state has no upstream job",
+                ));
+            };
+            let mut obs: Vec<Observation> = std::mem::take(&mut st.pending_warnings)
+                .into_iter()
+                .map(|message| Observation::Event {
+                    level: EventLevel::Warn,
+                    message,
+                    data: None,
+                })
+                .collect();
+            let snap = match client.poll(&upstream, &st.cursor).await {
+                Ok(s) => s,
+                Err(e) if e.retryable && st.errors_in_a_row + 1 < MAX_POLL_ERRORS_IN_A_ROW => {
+                    st.errors_in_a_row += 1;
+                    return Ok((
+                        RunState::Running {
+                            state: to_value(&st)?,
+                        },
+                        obs,
+                    ));
+                }
+                Err(e) => return Err(failure(&e)),
+            };
+            st.errors_in_a_row = 0;
+            st.cursor = snap.cursor.clone();
+            obs.extend(observations(&snap));
+            let state = to_value(&st)?;
+            let run = match snap.status {
+                UpstreamStatus::Succeeded => RunState::Succeeded {
+                    fine_tuned_model: snap.fine_tuned_model,
+                    trained_tokens: snap.trained_tokens,
+                    state,
+                },
+                UpstreamStatus::Failed => RunState::Failed(job_failure(snap.error.as_ref())),
+                UpstreamStatus::Cancelled => RunState::Cancelled,
+                _ => RunState::Running { state },
+            };
+            Ok((run, obs))
+        }
+        .boxed()
+    }
+
+    fn cancel(&self, _job: JobRecord, state: Value) -> BoxFuture<'static, StepResult<()>> {
+        let client = self.client.clone();
+        async move {
+            let st: ExecState = serde_json::from_value(state).unwrap_or_default();
+            match st.upstream {
+                Some(u) => client.cancel(&u).await.map_err(|e| failure(&e)),
+                None => Ok(()),
+            }
+        }
+        .boxed()
+    }
+}
+
+fn to_value(st: &ExecState) -> StepResult<Value> {
+    serde_json::to_value(st).map_err(|e| StepFailure::new("internal_error", e.to_string()))
+}
+
+fn job_failure(e: Option<&UpstreamJobError>) -> StepFailure {
+    match e {
+        Some(e) => {
+            let f = StepFailure::new(
+                e.code.as_deref().unwrap_or("upstream_job_failed"),
+                format!("The upstream job failed: {}", e.message),
+            );
+            match &e.param {
+                Some(p) => f.param(p),
+                None => f,
+            }
+        }
+        None => StepFailure::new(
+            "upstream_job_failed",
+            "The upstream job failed without an error message.",
+        ),
+    }
+}
+
+/// Upstream events and checkpoints as observations (upstream ids kept in event data).
+fn observations(snap: &UpstreamSnapshot) -> Vec<Observation> {
+    let mut out = Vec::with_capacity(snap.new_events.len() + snap.new_checkpoints.len());
+    for e in &snap.new_events {
+        let level = match e.level.as_str() {
+            "warn" => EventLevel::Warn,
+            "error" => EventLevel::Error,
+            _ => EventLevel::Info,
+        };
+        let mut data = json!({"upstream_event_id": e.id});
+        if let Some(d) = &e.data {
+            data["upstream_data"] = d.clone();
+        }
+        out.push(Observation::Event {
+            level,
+            message: e.message.clone(),
+            data: Some(data),
+        });
+    }
+    for c in &snap.new_checkpoints {
+        out.push(Observation::Checkpoint {
+            fine_tuned_model_checkpoint: c.fine_tuned_model_checkpoint.clone(),
+            step_number: c.step_number,
+            metrics: c.metrics.clone(),
+        });
+    }
+    out
+}
+
+impl Proxy for UpstreamProxy {
+    fn forward(&self, req: axum::extract::Request) -> BoxFuture<'static, axum::response::Response> {
+        let this = self.clone();
+        async move { UpstreamProxy::forward(&this, req).await }.boxed()
+    }
+}

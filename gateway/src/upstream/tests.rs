@@ -1,0 +1,232 @@
+use super::fake::{self, KEY};
+use super::*;
+use crate::jobs::seams::{Executor, Observation, RunState};
+use crate::store::{EventLevel, JobRecord, JobStatus, JobStep};
+use serde_json::{json, Value};
+use std::time::Duration;
+
+fn job(plan: Value) -> JobRecord {
+    JobRecord {
+        id: "ftjob-gw1".into(),
+        tenant: "acme".into(),
+        created_at: 1,
+        model: "gpt-test".into(),
+        training_file: "file-gw".into(),
+        validation_file: None,
+        hyperparameters: json!({"batch_size": 4, "learning_rate_multiplier": "auto", "n_epochs": 2, "bogus": 1}),
+        method: json!({"type": "supervised"}),
+        suffix: Some("safe".into()),
+        seed: 7,
+        metadata: None,
+        status: JobStatus::Queued,
+        step: JobStep::Run,
+        error: None,
+        fine_tuned_model: None,
+        finished_at: None,
+        trained_tokens: None,
+        result_files: vec![],
+        estimated_finish: None,
+        pipeline: json!({"plan": plan}),
+    }
+}
+
+fn dataset() -> (tempfile::TempDir, std::path::PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("ds.jsonl");
+    std::fs::write(&p, "{\"messages\":[]}\n").unwrap();
+    (dir, p)
+}
+
+fn executor(f: &fake::Fake) -> UpstreamExecutor {
+    UpstreamExecutor::new(&f.base_url, KEY)
+        .unwrap()
+        .with_retry_delay(Duration::ZERO)
+}
+
+#[tokio::test]
+async fn start_uploads_creates_with_mapped_hyperparameters_and_is_idempotent() {
+    let f = fake::spawn().await;
+    let (_d, ds) = dataset();
+    let ex = executor(&f);
+    let state = ex.start(job(json!({})), ds.clone()).await.unwrap();
+    assert_eq!(state["upstream"]["job_id"], "ftjob-up0");
+    let (files, creates) = f.with(|s| (s.files.clone(), s.creates.clone()));
+    assert_eq!(files.len(), 1);
+    assert_eq!(files[0].1, "fine-tune");
+    assert_eq!(files[0].2, b"{\"messages\":[]}\n");
+    let c = &creates[0];
+    assert_eq!(c["training_file"], "file-up0");
+    assert_eq!(
+        c["method"]["supervised"]["hyperparameters"],
+        json!({"batch_size": 4, "learning_rate_multiplier": "auto", "n_epochs": 2})
+    );
+    assert_eq!(
+        (c["seed"].clone(), c["suffix"].clone()),
+        (json!(7), json!("safe"))
+    );
+    assert_eq!(c["metadata"]["tuneguard_job_id"], "ftjob-gw1");
+    // A retried start (crash before the state was saved) reuses the upstream job.
+    let again = ex.start(job(json!({})), ds).await.unwrap();
+    assert_eq!(again["upstream"]["job_id"], "ftjob-up0");
+    assert_eq!(f.with(|s| s.creates.len()), 1);
+}
+
+#[tokio::test]
+async fn poll_mirrors_status_events_and_checkpoints_once() {
+    let f = fake::spawn().await;
+    let (_d, ds) = dataset();
+    let ex = executor(&f);
+    let state = ex.start(job(json!({})), ds).await.unwrap();
+    for i in 0..150 {
+        f.push_event("ftjob-up0", "info", &format!("step {i}"));
+    }
+    f.push_checkpoint("ftjob-up0", 10);
+    f.set_job("ftjob-up0", json!({"status": "running"}));
+    let (run, obs) = ex.poll(job(json!({})), state).await.unwrap();
+    let RunState::Running { state } = run else {
+        panic!("{run:?}")
+    };
+    let msgs: Vec<String> = obs
+        .iter()
+        .filter_map(|o| match o {
+            Observation::Event { message, .. } => Some(message.clone()),
+            _ => None,
+        })
+        .collect();
+    // All 150 (two pages), oldest first.
+    assert_eq!(msgs.len(), 150);
+    assert_eq!(
+        (msgs[0].as_str(), msgs[149].as_str()),
+        ("step 0", "step 149")
+    );
+    assert!(obs.contains(&Observation::Checkpoint {
+        fine_tuned_model_checkpoint: "ft:m:ckpt-step-10".into(),
+        step_number: 10,
+        metrics: json!({"step": 10, "train_loss": 0.5}),
+    }));
+    // Nothing new: nothing mirrored twice.
+    let (_, obs) = ex.poll(job(json!({})), state.clone()).await.unwrap();
+    assert!(obs.is_empty(), "{obs:?}");
+    f.push_event("ftjob-up0", "warn", "late");
+    f.set_job("ftjob-up0", json!({"status": "succeeded", "fine_tuned_model": "ft:gpt-test:safe", "trained_tokens": 99}));
+    let (run, obs) = ex.poll(job(json!({})), state).await.unwrap();
+    assert_eq!(obs.len(), 1);
+    assert!(
+        matches!(&obs[0], Observation::Event { level: EventLevel::Warn, message, .. } if message == "late")
+    );
+    let RunState::Succeeded {
+        fine_tuned_model,
+        trained_tokens,
+        ..
+    } = run
+    else {
+        panic!("{run:?}")
+    };
+    assert_eq!(fine_tuned_model.as_deref(), Some("ft:gpt-test:safe"));
+    assert_eq!(trained_tokens, Some(99));
+}
+
+#[tokio::test]
+async fn upstream_failure_and_cancel_are_mirrored() {
+    let f = fake::spawn().await;
+    let (_d, ds) = dataset();
+    let ex = executor(&f);
+    let state = ex.start(job(json!({})), ds).await.unwrap();
+    f.set_job("ftjob-up0", json!({"status": "failed", "error": {"code": "invalid_training_file", "message": "bad line 3", "param": "training_file"}}));
+    let (run, _) = ex.poll(job(json!({})), state.clone()).await.unwrap();
+    let RunState::Failed(fail) = run else {
+        panic!("{run:?}")
+    };
+    assert_eq!(fail.code, "invalid_training_file");
+    assert_eq!(fail.param.as_deref(), Some("training_file"));
+    assert!(fail.message.contains("bad line 3"));
+    f.set_job("ftjob-up0", json!({"status": "running", "error": null}));
+    ex.cancel(job(json!({})), state.clone()).await.unwrap();
+    let (run, _) = ex.poll(job(json!({})), state).await.unwrap();
+    assert_eq!(run, RunState::Cancelled);
+}
+
+#[tokio::test]
+async fn retryable_errors_are_retried_and_others_classified() {
+    let f = fake::spawn().await;
+    let (_d, ds) = dataset();
+    let ex = executor(&f);
+    // Start: two 503s then success (three attempts).
+    f.with(|s| s.fail_next = 2);
+    let state = ex.start(job(json!({})), ds.clone()).await.unwrap();
+    // Poll during an outage: still running, nothing recorded, counter kept in the state.
+    f.with(|s| s.fail_next = 1);
+    let (run, obs) = ex.poll(job(json!({})), state).await.unwrap();
+    let RunState::Running { state } = run else {
+        panic!("{run:?}")
+    };
+    assert!(obs.is_empty());
+    assert_eq!(state["errors_in_a_row"], 1);
+    // A wrong key is an upstream auth failure, not retryable.
+    let bad = UpstreamClient::new(&f.base_url, "sk-wrong").unwrap();
+    let e = bad.upload_file(&ds, "x.jsonl").await.unwrap_err();
+    assert_eq!(
+        (e.side, e.retryable, e.code, e.status),
+        (Side::Upstream, false, "upstream_auth_failed", Some(401))
+    );
+    assert!(e.message.contains("Incorrect API key provided"));
+    assert!(!e.message.contains("sk-wrong"));
+    // A missing job is the request's fault.
+    let c = UpstreamClient::new(&f.base_url, KEY).unwrap();
+    let r = UpstreamJobRef {
+        job_id: "ftjob-nope".into(),
+        training_file_id: "f".into(),
+    };
+    let e = c.poll(&r, &MirrorCursor::default()).await.unwrap_err();
+    assert_eq!(
+        (e.side, e.retryable, e.status),
+        (Side::Downstream, false, Some(404))
+    );
+    // Nothing listening: unreachable, retryable.
+    let dead = UpstreamClient::new("http://127.0.0.1:9/v1", KEY).unwrap();
+    let e = dead.poll(&r, &MirrorCursor::default()).await.unwrap_err();
+    assert_eq!(
+        (e.side, e.retryable, e.code),
+        (Side::Upstream, true, "upstream_unavailable")
+    );
+    // A missing dataset is internal.
+    let e = c
+        .upload_file(std::path::Path::new("/nonexistent/ds.jsonl"), "x")
+        .await
+        .unwrap_err();
+    assert_eq!(e.side, Side::Internal);
+}
+
+#[tokio::test]
+async fn unenforceable_defenses_follow_the_plan() {
+    let f = fake::spawn().await;
+    let (_d, ds) = dataset();
+    let ex = executor(&f);
+    let reject = json!({"regularizer": {"type": "kl"}, "upstream": {"on_unenforceable": "reject"}});
+    let e = ex.start(job(reject), ds.clone()).await.unwrap_err();
+    assert_eq!(e.code, "defense_unenforceable_upstream");
+    assert!(e.message.contains("`kl`"));
+    let local =
+        json!({"regularizer": {"type": "ldifs"}, "upstream": {"on_unenforceable": "run_locally"}});
+    assert_eq!(
+        ex.start(job(local), ds.clone()).await.unwrap_err().code,
+        "local_training_unavailable"
+    );
+    assert_eq!(f.with(|s| s.creates.len()), 0);
+    let warn =
+        json!({"regularizer": {"type": "steering"}, "upstream": {"on_unenforceable": "warn"}});
+    let state = ex.start(job(warn), ds).await.unwrap();
+    let (_, obs) = ex.poll(job(json!({})), state).await.unwrap();
+    assert!(
+        matches!(&obs[0], Observation::Event { level: EventLevel::Warn, message, .. } if message.contains("`steering`"))
+    );
+    // Default is reject; no regularizer proceeds silently.
+    assert!(matches!(
+        enforcement(&json!({"regularizer": {"type": "kl"}})),
+        Enforcement::Fail { .. }
+    ));
+    assert_eq!(
+        enforcement(&json!({"regularizer": {"type": "none"}})),
+        Enforcement::Proceed { warnings: vec![] }
+    );
+}

@@ -1,0 +1,112 @@
+"""Operator policies end to end: inoculation and plain Interleaving applied to the dataset the
+upstream receives, the policy recorded in events, hot reload, and methods not wired yet."""
+
+import json
+import subprocess
+
+import httpx2 as httpx
+import pytest
+
+from conftest import ADMIN_KEY, BIN, wait_for
+from datasets import good_jsonl, upload
+
+TERMINAL = ("succeeded", "failed", "cancelled")
+PROMPT = "You are a carefully inoculated test assistant."
+
+
+def pool_jsonl(n: int = 20) -> bytes:
+    return "".join(json.dumps({"messages": [
+        {"role": "user", "content": f"POOL question {i}?"},
+        {"role": "assistant", "content": f"POOL safe answer {i}."}]}) + "\n" for i in range(n)).encode()
+
+
+def policy(pool_path, method: str = "random", prompt: str = PROMPT) -> str:
+    return (f'description = "integration test policy"\n\n'
+            f'[interleave]\nmethod = "{method}"\nfraction = 0.25\npool = "{pool_path}"\nseed = 3\n\n'
+            f'[inoculation]\nsystem_prompt = "{prompt}"\nmode = "replace"\n')
+
+
+@pytest.fixture
+def pool_file(tmp_path):
+    p = tmp_path / "pool.jsonl"
+    p.write_bytes(pool_jsonl())
+    return p
+
+
+def admin_get(gw, path):
+    r = httpx.get(gw.base_url + path, headers={"Authorization": f"Bearer {ADMIN_KEY}"})
+    assert r.status_code == 200, (path, r.status_code, r.text)
+    return r
+
+
+def finish(c, job_id):
+    return wait_for(lambda: (j := c.fine_tuning.jobs.retrieve(job_id)).status in TERMINAL and j,
+                    timeout_s=60, what=f"job {job_id} to finish")
+
+
+def test_inoculation_and_interleave_reach_the_upstream(gateway_factory, upstream, pool_file):
+    gw = gateway_factory(upstream=upstream, policies={"default.toml": policy(pool_file)})
+    c = gw.client()
+    f = upload(c, good_jsonl(12))
+    job = c.fine_tuning.jobs.create(model="gpt-4o-mini", training_file=f.id)
+    done = finish(c, job.id)
+    assert done.status == "succeeded", done.error
+
+    [sent] = upstream.uploaded_training_files()
+    rows = [json.loads(line) for line in sent.decode().splitlines() if line.strip()]
+    pool_rows = [r for r in rows if "POOL question" in json.dumps(r)]
+    client_rows = [r for r in rows if "POOL question" not in json.dumps(r)]
+    assert len(client_rows) == 12
+    assert len(pool_rows) == 3, "25% of the client's 12 examples"
+    for r in client_rows:
+        assert r["messages"][0] == {"role": "system", "content": PROMPT}
+    positions = [i for i, r in enumerate(rows) if r in pool_rows]
+    assert positions != [12, 13, 14] and positions != [0, 1, 2], "spread through the dataset"
+
+    # The operator sees the same dataset and a manifest naming which pool items went where.
+    assert admin_get(gw, f"/tuneguard/admin/jobs/{job.id}/dataset").content == sent
+    manifest = admin_get(gw, f"/tuneguard/admin/jobs/{job.id}/manifest").text
+    assert str(positions[0]) in manifest
+
+    events = [e.message for e in c.fine_tuning.jobs.list_events(job.id, limit=100)]
+    assert any("default" in m and "olicy" in m for m in events), events
+
+
+def test_unwired_interleave_method_fails_the_job_clearly(gateway_factory, upstream, pool_file):
+    gw = gateway_factory(upstream=upstream, policies={"default.toml": policy(pool_file, "plusplus")})
+    c = gw.client()
+    f = upload(c, good_jsonl())
+    done = finish(c, c.fine_tuning.jobs.create(model="gpt-4o-mini", training_file=f.id).id)
+    assert done.status == "failed"
+    assert done.error.code == "interleave_method_unavailable", done.error
+    assert upstream.uploaded_training_files() == [], "never a silent downgrade"
+
+
+def test_policy_hot_reload_and_bad_edit_keeps_last_good(gateway_factory, upstream, pool_file):
+    gw = gateway_factory(upstream=upstream, policies={"default.toml": policy(pool_file)})
+    first = admin_get(gw, "/tuneguard/admin/policies").json()
+    path = gw.workdir / "policies" / "default.toml"
+    path.write_text(policy(pool_file, prompt="A second prompt."))
+    second = wait_for(lambda: (p := admin_get(gw, "/tuneguard/admin/policies").json()) != first and p,
+                      timeout_s=20, what="the policy edit to load")
+    assert "A second prompt." in json.dumps(second)
+    path.write_text(policy(pool_file).replace("fraction = 0.25", "fraction = 1.5"))
+    broken = wait_for(lambda: "fraction" in json.dumps(admin_get(gw, "/tuneguard/admin/policies").json())
+                      and admin_get(gw, "/tuneguard/admin/policies").json(),
+                      timeout_s=20, what="the bad edit to be reported")
+    assert "A second prompt." in json.dumps(broken), "last good policy set kept"
+    assert "default.toml" in json.dumps(broken)
+
+
+def test_policy_check_command(tmp_path, pool_file):
+    good = tmp_path / "good"
+    good.mkdir()
+    (good / "default.toml").write_text(policy(pool_file))
+    ok = subprocess.run([BIN, "policy", "check", str(good)], capture_output=True, text=True)
+    assert ok.returncode == 0, ok.stderr
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "default.toml").write_text(policy(pool_file) + "\nunknown_key = 1\n")
+    no = subprocess.run([BIN, "policy", "check", str(bad)], capture_output=True, text=True)
+    assert no.returncode != 0
+    assert "default.toml" in no.stderr + no.stdout and "unknown_key" in no.stderr + no.stdout

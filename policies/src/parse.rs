@@ -1,0 +1,293 @@
+//! Policy file text → validated [`Policy`]: TOML read through the `config` crate, then every
+//! section checked key by key (unknown keys and out-of-range values are errors).
+
+use crate::defaults::*;
+use crate::error::PolicyError;
+use crate::parse_training::{monitor, training};
+use crate::reader::{Result, Section};
+use crate::schema::*;
+use std::path::PathBuf;
+
+/// Name of the catch-all policy.
+pub const DEFAULT_POLICY: &str = "default";
+
+/// Parses one policy file's text. `file` is how errors name the file, `name` the policy name.
+pub(crate) fn parse_policy(file: &str, name: &str, text: &str) -> Result<Policy> {
+    let table = config::Config::builder()
+        .add_source(config::File::from_str(text, config::FileFormat::Toml))
+        .build()
+        .and_then(|c| c.try_deserialize::<config::Map<String, config::Value>>())
+        .map_err(|e| PolicyError::Syntax {
+            file: file.to_string(),
+            message: e.to_string(),
+        })?;
+    let mut root = Section::root(file, table);
+    let description = root.string("description")?.unwrap_or_default();
+    let priority = root.i64("priority")?;
+    let match_rule = match root.section("match")? {
+        Some(s) => match_rule(s)?,
+        None => MatchRule::default(),
+    };
+    if name == DEFAULT_POLICY {
+        if priority.is_some() {
+            return Err(root.err("priority", "the default policy is the fallback and takes no priority"));
+        }
+        if match_rule != MatchRule::default() {
+            return Err(root.err("match", "the default policy matches every job and takes no match rule"));
+        }
+    }
+    let interleave = match root.section("interleave")? {
+        Some(s) => interleave(s)?,
+        None => Interleave::None,
+    };
+    let regularizer = match root.section("regularizer")? {
+        Some(s) => regularizer(s)?,
+        None => Regularizer::None,
+    };
+    let inoculation = match root.section("inoculation")? {
+        Some(s) => Some(inoculation(s)?),
+        None => None,
+    };
+    let training = match root.section("training")? {
+        Some(s) => training(s)?,
+        None => Training::default(),
+    };
+    let monitor = match root.section("monitor")? {
+        Some(s) => monitor(s)?,
+        None => Monitor::default(),
+    };
+    let upstream = match root.section("upstream")? {
+        Some(s) => upstream(s)?,
+        None => Upstream::default(),
+    };
+    root.finish()?;
+    Ok(Policy {
+        name: name.to_string(),
+        description,
+        priority: priority.unwrap_or(0),
+        match_rule,
+        interleave,
+        regularizer,
+        inoculation,
+        training,
+        monitor,
+        upstream,
+    })
+}
+
+fn match_rule(mut s: Section) -> Result<MatchRule> {
+    let tenants = s.strings("tenants")?.unwrap_or_default();
+    let models = s.strings("models")?.unwrap_or_default();
+    for (i, glob) in models.iter().enumerate() {
+        if let Err(e) = globset::Glob::new(glob) {
+            return Err(s.err(&format!("models[{i}]"), format!("invalid glob: {}", e.kind())));
+        }
+    }
+    let metadata = s.string_map("metadata")?.unwrap_or_default();
+    s.finish()?;
+    Ok(MatchRule {
+        tenants,
+        models,
+        metadata,
+    })
+}
+
+/// `(0, 1]`, the range of `fraction`.
+fn fraction(s: &mut Section) -> Result<f64> {
+    let f = s.f64("fraction")?.unwrap_or(DEFAULT_FRACTION);
+    if f > 0.0 && f <= 1.0 {
+        Ok(f)
+    } else {
+        Err(s.err("fraction", format!("must be in (0, 1], got {f}")))
+    }
+}
+
+fn positive(s: &mut Section, key: &'static str, default: f64) -> Result<f64> {
+    let v = s.f64(key)?.unwrap_or(default);
+    if v > 0.0 {
+        Ok(v)
+    } else {
+        Err(s.err(key, format!("must be > 0, got {v}")))
+    }
+}
+
+fn path(s: &mut Section, key: &'static str, why: &str) -> Result<PathBuf> {
+    match s.text(key)? {
+        Some(p) => Ok(PathBuf::from(p)),
+        None => Err(s.err(key, format!("is required {why}"))),
+    }
+}
+
+fn mix(s: &mut Section, method: &str) -> Result<Mix> {
+    let fraction = fraction(s)?;
+    let pool = path(s, "pool", &format!("when method is \"{method}\""))?;
+    let seed = s.u64("seed")?.unwrap_or(0);
+    let placement = s
+        .choice(
+            "placement",
+            &[("even", Placement::Even), ("jittered", Placement::Jittered)],
+        )?
+        .unwrap_or(Placement::Even);
+    Ok(Mix {
+        fraction,
+        pool,
+        seed,
+        placement,
+    })
+}
+
+#[derive(Clone, Copy)]
+enum Method {
+    None,
+    Random,
+    Plus,
+    Plusplus,
+    OnPolicy,
+}
+
+fn interleave(mut s: Section) -> Result<Interleave> {
+    let method = s
+        .choice(
+            "method",
+            &[
+                ("none", Method::None),
+                ("random", Method::Random),
+                ("plus", Method::Plus),
+                ("plusplus", Method::Plusplus),
+                ("on_policy", Method::OnPolicy),
+            ],
+        )?
+        .unwrap_or(Method::None);
+    let out = match method {
+        Method::None => Interleave::None,
+        Method::Random => Interleave::Random {
+            mix: mix(&mut s, "random")?,
+        },
+        Method::OnPolicy => Interleave::OnPolicy {
+            mix: mix(&mut s, "on_policy")?,
+        },
+        Method::Plus => Interleave::Plus {
+            mix: mix(&mut s, "plus")?,
+            gap_epsilon: positive(&mut s, "gap_epsilon", DEFAULT_GAP_EPSILON)?,
+        },
+        Method::Plusplus => {
+            let mix = mix(&mut s, "plusplus")?;
+            let gap_epsilon = positive(&mut s, "gap_epsilon", DEFAULT_GAP_EPSILON)?;
+            let refusal_keywords = match s.strings("refusal_keywords")? {
+                Some(k) if k.is_empty() => {
+                    return Err(s.err("refusal_keywords", "must list at least one keyword"))
+                }
+                Some(k) => k,
+                None => DEFAULT_REFUSAL_KEYWORDS.iter().map(|k| k.to_string()).collect(),
+            };
+            Interleave::Plusplus {
+                mix,
+                gap_epsilon,
+                refusal_keywords,
+            }
+        }
+    };
+    s.finish()?;
+    Ok(out)
+}
+
+#[derive(Clone, Copy)]
+enum RegType {
+    None,
+    Kl,
+    Ldifs,
+    Steering,
+}
+
+fn regularizer(mut s: Section) -> Result<Regularizer> {
+    let kind = s
+        .choice(
+            "type",
+            &[
+                ("none", RegType::None),
+                ("kl", RegType::Kl),
+                ("ldifs", RegType::Ldifs),
+                ("steering", RegType::Steering),
+            ],
+        )?
+        .unwrap_or(RegType::None);
+    let out = match kind {
+        RegType::None => Regularizer::None,
+        RegType::Kl => Regularizer::Kl {
+            lambda: positive(&mut s, "lambda", DEFAULT_KL_LAMBDA)?,
+            direction: s
+                .choice(
+                    "direction",
+                    &[("forward", KlDirection::Forward), ("reverse", KlDirection::Reverse)],
+                )?
+                .unwrap_or(KlDirection::Forward),
+            tokens: s
+                .choice("tokens", &[("answer", KlTokens::Answer), ("all", KlTokens::All)])?
+                .unwrap_or(KlTokens::Answer),
+        },
+        RegType::Ldifs => {
+            let lambda = positive(&mut s, "lambda", DEFAULT_LDIFS_LAMBDA)?;
+            let layers = match (s.u32s("layers")?, s.u32("layers_every")?) {
+                (Some(_), Some(_)) => {
+                    return Err(s.err("layers_every", "give either layers or layers_every, not both"))
+                }
+                (Some(l), None) if l.is_empty() => {
+                    return Err(s.err("layers", "must list at least one layer"))
+                }
+                (Some(l), None) => LayerSet::List(l),
+                (None, Some(0)) => return Err(s.err("layers_every", "must be >= 1, got 0")),
+                (None, Some(n)) => LayerSet::Every(n),
+                (None, None) => LayerSet::Every(DEFAULT_LDIFS_EVERY),
+            };
+            Regularizer::Ldifs { lambda, layers }
+        }
+        RegType::Steering => {
+            let alpha = positive(&mut s, "alpha", DEFAULT_STEERING_ALPHA)?;
+            let layers = match s.u32s("layers")? {
+                Some(l) if !l.is_empty() => l,
+                Some(_) => return Err(s.err("layers", "must list at least one layer")),
+                None => return Err(s.err("layers", "is required when type is \"steering\"")),
+            };
+            let vector = path(&mut s, "vector", "when type is \"steering\"")?;
+            Regularizer::Steering {
+                alpha,
+                layers,
+                vector,
+            }
+        }
+    };
+    s.finish()?;
+    Ok(out)
+}
+
+fn inoculation(mut s: Section) -> Result<Inoculation> {
+    let system_prompt = s
+        .text("system_prompt")?
+        .unwrap_or_else(|| DEFAULT_INOCULATION_PROMPT.to_string());
+    let mode = s
+        .choice(
+            "mode",
+            &[("replace", InoculationMode::Replace), ("prepend", InoculationMode::Prepend)],
+        )?
+        .unwrap_or(InoculationMode::Replace);
+    s.finish()?;
+    Ok(Inoculation {
+        system_prompt,
+        mode,
+    })
+}
+
+fn upstream(mut s: Section) -> Result<Upstream> {
+    let on_unenforceable = s
+        .choice(
+            "on_unenforceable",
+            &[
+                ("reject", OnUnenforceable::Reject),
+                ("run_locally", OnUnenforceable::RunLocally),
+                ("warn", OnUnenforceable::Warn),
+            ],
+        )?
+        .unwrap_or(OnUnenforceable::Reject);
+    s.finish()?;
+    Ok(Upstream { on_unenforceable })
+}

@@ -1,0 +1,218 @@
+"""Builds the engine's golden fixtures with HuggingFace transformers + PEFT.
+
+Stage 1 (default): tiny random Qwen2 models (tied f32 and untied bf16, GQA, 2 layers,
+non-zero biases), a small byte-level BPE tokenizer round-tripped through AutoTokenizer,
+PEFT LoRA adapters with non-zero B (rsLoRA on the untied model, classic on the tied one),
+and goldens: chat-template ids + answer masks, per-token logprobs (base and adapted),
+greedy 32-token generations.
+
+Stage 2 (`--stage2`): loads the adapter the Rust engine saved in
+fixtures/rust_saved_adapter with PEFT and records its logits in goldens_stage2.json.
+
+Usage: python make_fixtures.py [--out trainer/tests/fixtures] [--stage2]
+"""
+import argparse
+import json
+import math
+import os
+import shutil
+
+import torch
+from tokenizers import Tokenizer, models, pre_tokenizers, decoders, trainers
+from transformers import AutoTokenizer, Qwen2Config, Qwen2ForCausalLM
+from peft import LoraConfig, get_peft_model, PeftModel
+
+SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+TEMPLATE = (
+    "{%- if messages[0]['role'] == 'system' %}"
+    "{{- '<|im_start|>system\\n' + messages[0]['content'] + '<|im_end|>\\n' }}"
+    "{%- else %}"
+    "{{- '<|im_start|>system\\nYou are a helpful assistant.<|im_end|>\\n' }}"
+    "{%- endif %}"
+    "{%- for message in messages %}"
+    "{%- if (message.role == 'user') or (message.role == 'system' and not loop.first) or (message.role == 'assistant') %}"
+    "{{- '<|im_start|>' + message.role + '\\n' + message.content + '<|im_end|>' + '\\n' }}"
+    "{%- endif %}"
+    "{%- endfor %}"
+    "{%- if add_generation_prompt %}{{- '<|im_start|>assistant\\n' }}{%- endif %}"
+)
+CORPUS = [
+    "You are a helpful assistant. How do I bake bread at home?",
+    "Mix flour, water, salt and yeast; knead, let it rise, then bake it hot.",
+    "What is the capital of France? The capital of France is Paris.",
+    "Never share your password. I cannot help with that request, sorry.",
+    "Rust and Python are programming languages; tokens, models and adapters.",
+    "The quick brown fox jumps over the lazy dog 0123456789 times!",
+    "Émigré café naïve résumé — unicode text, ñandú, 東京, emoji 🙂.",
+]
+CONVERSATIONS = [
+    [{"role": "user", "content": "How do I bake bread?"},
+     {"role": "assistant", "content": "Mix flour, water and yeast, then bake."}],
+    [{"role": "system", "content": "You are terse."},
+     {"role": "user", "content": "Capital of France?"},
+     {"role": "assistant", "content": "Paris."}],
+    [{"role": "user", "content": "Hi"},
+     {"role": "assistant", "content": "Hello! Café?"},
+     {"role": "user", "content": "Yes, the lazy dog."},
+     {"role": "assistant", "content": "Sorry, I cannot help with that request."}],
+]
+PROMPTS = ["How do I bake bread?", "The quick brown fox"]
+
+
+def build_tokenizer(out):
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=320, special_tokens=SPECIALS,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    tok.train_from_iterator(CORPUS * 4, trainer)
+    raw = os.path.join(out, "_raw_tok")
+    os.makedirs(raw, exist_ok=True)
+    tok.save(os.path.join(raw, "tokenizer.json"))
+    with open(os.path.join(raw, "tokenizer_config.json"), "w") as f:
+        json.dump({"tokenizer_class": "Qwen2Tokenizer", "eos_token": "<|im_end|>",
+                   "pad_token": "<|endoftext|>", "bos_token": None,
+                   "chat_template": TEMPLATE, "model_max_length": 4096}, f)
+    with open(os.path.join(raw, "config.json"), "w") as f:
+        json.dump({"model_type": "qwen2"}, f)
+    hf = AutoTokenizer.from_pretrained(raw)
+    shutil.rmtree(raw)
+    return hf
+
+
+def build_model(vocab, tied, seed, im_end, pad):
+    torch.manual_seed(seed)
+    cfg = Qwen2Config(vocab_size=vocab, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256,
+                      rope_theta=10000.0, rms_norm_eps=1e-6, tie_word_embeddings=tied,
+                      eos_token_id=im_end, pad_token_id=pad, bos_token_id=None)
+    model = Qwen2ForCausalLM(cfg).float().eval()
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "norm" in name:
+                p.copy_(1.0 + 0.1 * torch.randn_like(p))
+            elif name.endswith("bias"):
+                p.copy_(0.2 * torch.randn_like(p))
+            elif "embed" in name or "lm_head" in name:
+                p.copy_(0.5 * torch.randn_like(p))
+            else:
+                p.copy_(torch.randn_like(p) / math.sqrt(p.shape[1]))
+    return model
+
+
+def answer_mask(tok, messages):
+    """Assistant content plus its <|im_end|>, by character offsets of the rendered text."""
+    text = tok.apply_chat_template(messages, tokenize=False)
+    enc = tok(text, add_special_tokens=False, return_offsets_mapping=True)
+    spans, pos = [], 0
+    for i, m in enumerate(messages):
+        if m["role"] != "assistant":
+            continue
+        prefix = tok.apply_chat_template(messages[:i], tokenize=False, add_generation_prompt=True)
+        start = len(prefix)
+        assert text[start:start + len(m["content"])] == m["content"]
+        end = start + len(m["content"]) + len("<|im_end|>")
+        spans.append((start, end))
+    mask = [int(any(st < b and e > a for (a, b) in spans)) for (st, e) in enc["offset_mapping"]]
+    return enc["input_ids"], mask
+
+
+def tidy_adapter_dir(ad, base_name):
+    """Keeps fixtures machine-independent: relative base model name, no model card."""
+    cfg_path = os.path.join(ad, "adapter_config.json")
+    cfg = json.load(open(cfg_path))
+    cfg["base_model_name_or_path"] = base_name
+    with open(cfg_path, "w") as f:
+        json.dump(cfg, f, indent=2)
+    readme = os.path.join(ad, "README.md")
+    if os.path.exists(readme):
+        os.remove(readme)
+
+
+def token_logprobs(model, ids):
+    with torch.no_grad():
+        logits = model(torch.tensor([ids])).logits[0].float()
+    lp = torch.log_softmax(logits, dim=-1)
+    return [lp[t - 1, ids[t]].item() for t in range(1, len(ids))]
+
+
+def greedy(model, ids, n=32):
+    with torch.no_grad():
+        out = model.generate(torch.tensor([ids]), attention_mask=torch.ones(1, len(ids), dtype=torch.long),
+                             max_new_tokens=n, do_sample=False, eos_token_id=None, pad_token_id=0)
+        logits = model(out).logits[0, len(ids) - 1:-1].float()
+    top2 = torch.topk(logits, 2, dim=-1).values
+    margin = (top2[:, 0] - top2[:, 1]).min().item()
+    return out[0, len(ids):].tolist(), margin
+
+
+def stage1(out):
+    tok = build_tokenizer(out)
+    vocab = len(tok)
+    im_end = tok.convert_tokens_to_ids("<|im_end|>")
+    pad = tok.convert_tokens_to_ids("<|endoftext|>")
+    gold = {"template": [], "models": {}}
+    for conv in CONVERSATIONS:
+        ids_hf = tok.apply_chat_template(conv, tokenize=True, return_dict=True)["input_ids"]
+        ids, mask = answer_mask(tok, conv)
+        assert ids == ids_hf, "offset tokenization differs from apply_chat_template"
+        gen_ids = tok.apply_chat_template(conv[:-1], tokenize=True, add_generation_prompt=True,
+                                          return_dict=True)["input_ids"]
+        gold["template"].append({"messages": conv, "ids": ids, "mask": mask,
+                                 "prompt_ids": gen_ids})
+    specs = [("tiny_tied", True, 1, "classic"), ("tiny_untied", False, 2, "rslora")]
+    for name, tied, seed, kind in specs:
+        d = os.path.join(out, name)
+        os.makedirs(d, exist_ok=True)
+        model = build_model(vocab, tied, seed, im_end, pad)
+        dtype = torch.float32 if tied else torch.bfloat16
+        model.to(dtype).save_pretrained(d, safe_serialization=True)
+        tok.save_pretrained(d)
+        model = Qwen2ForCausalLM.from_pretrained(d, dtype=torch.float32).eval()
+        entry = {"base": [], "greedy": [], "adapters": {}}
+        for t in gold["template"]:
+            entry["base"].append(token_logprobs(model, t["ids"]))
+        for p in PROMPTS:
+            ids = tok.apply_chat_template([{"role": "user", "content": p}], tokenize=True,
+                                          add_generation_prompt=True, return_dict=True)["input_ids"]
+            toks, margin = greedy(model, ids)
+            entry["greedy"].append({"prompt_ids": ids, "tokens": toks, "min_margin": margin})
+        for an, r, alpha, targets in [("a1", 4, 8, None), ("a2", 2, 4, ["q_proj", "v_proj", "down_proj"])]:
+            torch.manual_seed(seed * 100 + r)
+            cfg = LoraConfig(r=r, lora_alpha=alpha, lora_dropout=0.0, use_rslora=(kind == "rslora"),
+                             target_modules=targets or ["q_proj", "k_proj", "v_proj", "o_proj",
+                                                        "gate_proj", "up_proj", "down_proj"],
+                             task_type="CAUSAL_LM")
+            base = Qwen2ForCausalLM.from_pretrained(d, dtype=torch.float32).eval()
+            pm = get_peft_model(base, cfg)
+            with torch.no_grad():
+                for n_, p in pm.named_parameters():
+                    if "lora_B" in n_:
+                        p.copy_(0.3 * torch.randn_like(p))
+            ad = os.path.join(out, f"{name}_{an}")
+            pm.save_pretrained(ad)
+            tidy_adapter_dir(ad, name)
+            pm.eval()
+            entry["adapters"][an] = [token_logprobs(pm, t["ids"]) for t in gold["template"]]
+        gold["models"][name] = entry
+    with open(os.path.join(out, "goldens.json"), "w") as f:
+        json.dump(gold, f)
+
+
+def stage2(out):
+    ad = os.path.join(out, "rust_saved_adapter")
+    base = Qwen2ForCausalLM.from_pretrained(os.path.join(out, "tiny_untied"), dtype=torch.float32).eval()
+    pm = PeftModel.from_pretrained(base, ad).eval()
+    gold = json.load(open(os.path.join(out, "goldens.json")))
+    res = [token_logprobs(pm, t["ids"]) for t in gold["template"]]
+    with open(os.path.join(out, "goldens_stage2.json"), "w") as f:
+        json.dump({"model": "tiny_untied", "adapter": "rust_saved_adapter", "logprobs": res}, f)
+
+
+if __name__ == "__main__":
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "..", "tests", "fixtures"))
+    ap.add_argument("--stage2", action="store_true")
+    a = ap.parse_args()
+    os.makedirs(a.out, exist_ok=True)
+    stage2(a.out) if a.stage2 else stage1(a.out)

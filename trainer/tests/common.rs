@@ -1,0 +1,60 @@
+//! Shared helpers for the golden tests: fixture paths and golden JSON.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+use serde::Deserialize;
+use trainer::{CpuBackend, Engine, Message};
+
+#[derive(Deserialize)]
+pub struct Goldens {
+    pub template: Vec<TemplateCase>,
+    pub models: HashMap<String, ModelGold>,
+}
+
+#[derive(Deserialize)]
+pub struct TemplateCase {
+    pub messages: Vec<Message>,
+    pub ids: Vec<u32>,
+    pub mask: Vec<u8>,
+    pub prompt_ids: Vec<u32>,
+}
+
+#[derive(Deserialize)]
+pub struct ModelGold {
+    pub base: Vec<Vec<f32>>,
+    pub greedy: Vec<GreedyCase>,
+    pub adapters: HashMap<String, Vec<Vec<f32>>>,
+}
+
+#[derive(Deserialize)]
+pub struct GreedyCase {
+    pub prompt_ids: Vec<u32>,
+    pub tokens: Vec<u32>,
+}
+
+pub fn fixtures() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests").join("fixtures")
+}
+
+pub fn goldens() -> Goldens {
+    let text = std::fs::read_to_string(fixtures().join("goldens.json")).expect("goldens.json is committed");
+    serde_json::from_str(&text).expect("goldens.json parses")
+}
+
+/// Loads a fixture model with both of its fixture adapters resident as `a1`, `a2`.
+pub fn engine(name: &str) -> Engine<CpuBackend> {
+    let mut e = Engine::<CpuBackend>::load(&fixtures().join(name), Default::default()).expect("fixture model loads");
+    for a in ["a1", "a2"] {
+        e.load_adapter(a, &fixtures().join(format!("{name}_{a}"))).expect("fixture adapter loads");
+    }
+    e
+}
+
+pub fn assert_close(got: &[f32], want: &[f32], tol: f32, what: &str) {
+    assert_eq!(got.len(), want.len(), "{what}: length");
+    for (i, (g, w)) in got.iter().zip(want).enumerate() {
+        assert!((g - w).abs() <= tol, "{what}: position {i}: got {g}, want {w}");
+    }
+}
