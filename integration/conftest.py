@@ -145,16 +145,17 @@ def _pump(stream, lines: queue.Queue) -> None:
     lines.put(None)
 
 
-def render_config(data_dir: Path, policies_dir: Path, upstream_url: str | None, extra: str) -> str:
-    tenants = "".join(
+def render_config(data_dir: Path, policies_dir: Path, upstream_url: str | None, extra: str,
+                  tenants: bool = True) -> str:
+    tenants_toml = "".join(
         f'[[tenants]]\nname = "{name}"\napi_key_hashes = ["{sha(key)}"]\n\n' for name, key in KEYS.items()
-    )
+    ) if tenants else ""
     up = f'[upstream]\nbase_url = "{upstream_url}"\napi_key = "{UPSTREAM_KEY}"\n\n' if upstream_url else ""
     return (
         f'[server]\nlisten = "127.0.0.1:0"\nshutdown_grace_seconds = 5\n\n'
         f'[storage]\ndata_dir = "{data_dir}"\n\n'
         f'[auth]\nadmin_key_hashes = ["{sha(ADMIN_KEY)}"]\n\n'
-        f"{tenants}"
+        f"{tenants_toml}"
         f'[policies]\ndir = "{policies_dir}"\nreload_interval_ms = 200\n\n'
         f"{up}{extra}"
     )
@@ -165,15 +166,17 @@ def gateway_factory(tmp_path):
     started: list[Gateway] = []
 
     def make(upstream: FakeUpstream | None = None, extra: str = "", policies: dict | None = None,
-             env: dict | None = None, name: str = "gw") -> Gateway:
+             env: dict | None = None, name: str = "gw", tenants: bool = True) -> Gateway:
         workdir = tmp_path / name
         policies_dir = workdir / "policies"
         policies_dir.mkdir(parents=True)
-        for fname, text in (policies or {}).items():
+        if policies is None:  # the shipped catch-all policy (no data-level defenses)
+            policies = {"default.toml": (ROOT / "conf" / "policies" / "default.toml").read_text()}
+        for fname, text in policies.items():
             (policies_dir / fname).write_text(text)
         cfg = workdir / "tuneguard.toml"
         cfg.write_text(render_config(workdir / "data", policies_dir,
-                                     upstream.base_url if upstream else None, extra))
+                                     upstream.base_url if upstream else None, extra, tenants))
         gw = Gateway(workdir, cfg, env).start()
         started.append(gw)
         return gw

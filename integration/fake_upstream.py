@@ -1,7 +1,8 @@
 """A test upstream that speaks OpenAI's wire format, in a thread on 127.0.0.1:0.
 
 Routes (under /v1): files (multipart create, list, retrieve, content), fine_tuning/jobs
-(create, list with after/limit/metadata[k], retrieve, events, checkpoints, cancel),
+(create, list with after/limit/metadata[k], retrieve, events, checkpoints, cancel,
+pause, resume),
 chat/completions (JSON, or SSE when `stream` is true) and models. Every request is recorded
 (method, path, query, headers, body) so tests can assert what the gateway forwarded.
 
@@ -186,6 +187,13 @@ class FakeUpstream:
             job.obj["status"] = "cancelled"
             self._event(job, "Job cancelled")
             return 200, job.obj
+        if tail in (["pause"], ["resume"]) and method == "POST":
+            want_from, to = ("running", "paused") if tail == ["pause"] else ("paused", "running")
+            if job.obj["status"] != want_from:
+                return _error(400, f"Job {rest[0]} is {job.obj['status']}, not {want_from}", "invalid_request_error")
+            job.obj["status"] = to
+            self._event(job, f"Job {to}")
+            return 200, job.obj
         return _error(404, "Invalid URL", "invalid_request_error")
 
     def _event(self, job: Job, message: str, data=None):
@@ -195,7 +203,7 @@ class FakeUpstream:
 
     def _advance(self, job: Job) -> None:
         obj = job.obj
-        if obj["status"] in ("succeeded", "failed", "cancelled"):
+        if obj["status"] in ("succeeded", "failed", "cancelled", "paused"):
             return
         job.polls += 1
         if obj["status"] == "validating_files":
@@ -244,6 +252,7 @@ class _Sse:
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # headers and body go out in separate writes
     upstream: FakeUpstream
 
     def log_message(self, *args) -> None:  # keep test output quiet

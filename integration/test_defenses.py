@@ -91,11 +91,15 @@ def test_policy_hot_reload_and_bad_edit_keeps_last_good(gateway_factory, upstrea
                       timeout_s=20, what="the policy edit to load")
     assert "A second prompt." in json.dumps(second)
     path.write_text(policy(pool_file).replace("fraction = 0.25", "fraction = 1.5"))
-    broken = wait_for(lambda: "fraction" in json.dumps(admin_get(gw, "/tuneguard/admin/policies").json())
-                      and admin_get(gw, "/tuneguard/admin/policies").json(),
-                      timeout_s=20, what="the bad edit to be reported")
-    assert "A second prompt." in json.dumps(broken), "last good policy set kept"
-    assert "default.toml" in json.dumps(broken)
+    broken = wait_for(lambda: (p := admin_get(gw, "/tuneguard/admin/policies").json()).get("last_reload_error")
+                      and p, timeout_s=20, what="the bad edit to be reported")
+    error = json.dumps(broken["last_reload_error"])
+    assert "default.toml" in error and "interleave.fraction" in error, error
+    assert broken["version_hash"] == second["version_hash"], "last good policy set kept"
+    assert "A second prompt." in json.dumps(broken)
+    metrics = httpx.get(gw.url + "/metrics").text
+    assert any(line.startswith("tuneguard_policy_reloads_total") and 'result="failed"' in line
+               and not line.endswith(" 0") for line in metrics.splitlines()), "failed reload counted"
 
 
 def test_policy_check_command(tmp_path, pool_file):
@@ -110,3 +114,51 @@ def test_policy_check_command(tmp_path, pool_file):
     no = subprocess.run([BIN, "policy", "check", str(bad)], capture_output=True, text=True)
     assert no.returncode != 0
     assert "default.toml" in no.stderr + no.stdout and "unknown_key" in no.stderr + no.stdout
+
+
+DEFAULT_NONE = 'description = "catch-all"\n\n[interleave]\nmethod = "none"\n'
+
+
+def tenant_policy(tenant: str, prompt: str, extra: str = "") -> str:
+    return (f'description = "for {tenant}"\npriority = 5\n\n[match]\ntenants = ["{tenant}"]\n{extra}\n'
+            f'[inoculation]\nsystem_prompt = "{prompt}"\nmode = "prepend"\n')
+
+
+def test_policy_matching_by_tenant_and_metadata(gateway_factory, upstream):
+    gw = gateway_factory(upstream=upstream, policies={
+        "default.toml": DEFAULT_NONE,
+        "beta-only.toml": tenant_policy("beta", "BETA PROMPT"),
+        "beta-medical.toml": tenant_policy("beta", "MEDICAL PROMPT", 'metadata = { domain = "medical" }\n'),
+    })
+    jobs = {}
+    for tenant, metadata in [("acme", None), ("beta", None), ("beta", {"domain": "medical"})]:
+        c = gw.client(tenant)
+        f = upload(c, good_jsonl())
+        job = c.fine_tuning.jobs.create(model="gpt-4o-mini", training_file=f.id, metadata=metadata)
+        assert finish(c, job.id).status == "succeeded"
+        jobs[(tenant, json.dumps(metadata))] = job.id
+    sent = {}
+    for rec in upstream.received("POST", "/v1/fine_tuning/jobs"):
+        body = json.loads(rec.body)
+        sent[body["metadata"]["tuneguard_job_id"]] = upstream.files[body["training_file"]][1].decode()
+    acme, beta, medical = (sent[jobs[k]] for k in [("acme", "null"), ("beta", "null"),
+                                                     ("beta", json.dumps({"domain": "medical"}))])
+    assert "PROMPT" not in acme
+    assert "BETA PROMPT" in beta and "MEDICAL PROMPT" not in beta
+    assert "MEDICAL PROMPT" in medical and "BETA PROMPT" not in medical, "the more specific rule wins"
+
+    r = httpx.post(gw.base_url + "/tuneguard/plan", headers={"Authorization": f"Bearer {ADMIN_KEY}"},
+                   json={"model": "gpt-4o-mini", "metadata": {"domain": "medical"}, "tenant": "beta"})
+    assert r.status_code == 200, r.text
+    assert "beta-medical" in r.text and "MEDICAL PROMPT" in r.text
+
+
+def test_unenforceable_defense_upstream_is_rejected_not_forwarded(gateway_factory, upstream):
+    gw = gateway_factory(upstream=upstream, policies={"default.toml": DEFAULT_NONE + (
+        '\n[regularizer]\ntype = "kl"\nlambda = 0.1\n\n[upstream]\non_unenforceable = "reject"\n')})
+    c = gw.client()
+    f = upload(c, good_jsonl())
+    done = finish(c, c.fine_tuning.jobs.create(model="gpt-4o-mini", training_file=f.id).id)
+    assert done.status == "failed"
+    assert done.error.code == "defense_unenforceable_upstream" and "kl" in done.error.message
+    assert upstream.received("POST", "/v1/fine_tuning/jobs") == []

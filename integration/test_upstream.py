@@ -112,6 +112,17 @@ def test_chat_completions_streaming_proxied(gw_up, upstream):
     assert rec.headers["authorization"] == f"Bearer {UPSTREAM_KEY}"
 
 
+def test_proxy_drops_hop_by_hop_headers(gw_up, upstream):
+    r = httpx.get(gw_up.base_url + "/models",
+                  headers={"Authorization": f"Bearer {KEYS['acme']}", "Connection": "keep-alive, X-Hop",
+                           "X-Hop": "secret-hop", "Proxy-Authorization": "Basic abc", "X-Keep": "kept"})
+    assert r.status_code == 200 and r.headers.get("x-request-id")
+    rec = upstream.received("GET", "/v1/models")[-1]
+    assert "x-hop" not in rec.headers and "proxy-authorization" not in rec.headers
+    assert rec.headers.get("x-keep") == "kept", "end-to-end headers pass through"
+    assert rec.headers["authorization"] == f"Bearer {UPSTREAM_KEY}"
+
+
 def test_models_proxied_and_auth_still_required(gw_up, upstream):
     c = gw_up.client()
     assert [m.id for m in c.models.list()] == ["gpt-4o-mini"]
@@ -119,3 +130,22 @@ def test_models_proxied_and_auth_still_required(gw_up, upstream):
     r = httpx.get(gw_up.base_url + "/models", headers={"Authorization": "Bearer wrong"})
     assert r.status_code == 401
     assert len(upstream.requests) == before  # an unauthenticated request never reaches upstream
+
+
+def test_pause_and_resume_are_forwarded(gw_up, upstream):
+    upstream.hold_running = True
+    c = gw_up.client()
+    f = upload(c, good_jsonl())
+    job = c.fine_tuning.jobs.create(model="gpt-4o-mini", training_file=f.id)
+    wait_status(c, job.id, ("running",))
+    assert c.fine_tuning.jobs.pause(job.id).status == "paused"
+    # The provider must stop too: a paused gateway job whose upstream keeps training still bills.
+    wait_for(lambda: any(r.path.endswith("/pause") for r in upstream.received("POST", "/v1/fine_tuning/jobs/")),
+             timeout_s=10, what="the pause to reach the upstream")
+    assert all(j.obj["status"] == "paused" for j in upstream.jobs.values())
+    assert c.fine_tuning.jobs.resume(job.id).status == "running"
+    wait_for(lambda: any(r.path.endswith("/resume") for r in upstream.received("POST", "/v1/fine_tuning/jobs/")),
+             timeout_s=10, what="the resume to reach the upstream")
+    for j in upstream.jobs.values():
+        j.hold = False
+    assert wait_status(c, job.id, TERMINAL).status == "succeeded"

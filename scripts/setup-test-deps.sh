@@ -11,7 +11,8 @@ if ! command -v promtool >/dev/null 2>&1; then
 fi
 if [ ! -x .venv/bin/python ] || ! cmp -s integration/requirements.txt .venv/.requirements; then
   echo "== creating .venv from integration/requirements.txt"
-  python3 -m venv .venv
+  # --clear: a changed requirements file gives exactly the pinned set, nothing left over.
+  python3 -m venv --clear .venv
   .venv/bin/pip install -q --disable-pip-version-check -r integration/requirements.txt
   cp integration/requirements.txt .venv/.requirements
 fi

@@ -9,6 +9,7 @@ pub mod error;
 pub mod ids;
 pub mod jobs;
 pub mod metrics;
+pub mod policy_watch;
 pub mod screen;
 pub mod serve;
 pub mod server;

@@ -4,6 +4,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use gateway::config::Config;
 use std::path::PathBuf;
+use std::process::ExitCode;
 
 #[derive(Parser)]
 #[command(
@@ -24,6 +25,20 @@ enum Command {
         #[arg(long)]
         config: Option<PathBuf>,
     },
+    /// Operator policy tools.
+    Policy {
+        #[command(subcommand)]
+        command: PolicyCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum PolicyCommand {
+    /// Validate a policy directory offline; every bad file is reported (exit 1 if any).
+    Check {
+        /// The policy directory (one <name>.toml per policy).
+        dir: PathBuf,
+    },
 }
 
 fn init_tracing() {
@@ -35,18 +50,39 @@ fn init_tracing() {
         .init();
 }
 
-fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
-    match cli.command {
-        Command::Serve { config } => {
-            init_tracing();
-            let config = Config::load(config.as_deref()).context("loading configuration")?;
-            let rt = tokio::runtime::Runtime::new().context("starting the tokio runtime")?;
-            rt.block_on(async {
-                let state = gateway::serve::build_state(config)?;
-                gateway::serve::serve(state, gateway::server::shutdown_signal()).await
-            })?;
+fn serve(config: Option<PathBuf>) -> anyhow::Result<()> {
+    init_tracing();
+    let config = Config::load(config.as_deref()).context("loading configuration")?;
+    let rt = tokio::runtime::Runtime::new().context("starting the tokio runtime")?;
+    rt.block_on(async {
+        let gateway = gateway::serve::build(config)?;
+        gateway::serve::serve(gateway, gateway::server::shutdown_signal()).await
+    })?;
+    Ok(())
+}
+
+fn policy_check(dir: &std::path::Path) -> ExitCode {
+    match policies::check_dir(dir) {
+        Ok(report) => {
+            print!("{report}");
+            ExitCode::SUCCESS
+        }
+        Err(errors) => {
+            for e in &errors {
+                eprintln!("error: {e}");
+            }
+            eprintln!("{}: {} error(s)", dir.display(), errors.len());
+            ExitCode::FAILURE
         }
     }
-    Ok(())
+}
+
+fn main() -> anyhow::Result<ExitCode> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Serve { config } => serve(config).map(|()| ExitCode::SUCCESS),
+        Command::Policy {
+            command: PolicyCommand::Check { dir },
+        } => Ok(policy_check(&dir)),
+    }
 }

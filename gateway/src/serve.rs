@@ -7,6 +7,7 @@ use crate::jobs::metered::{MeteredExecutor, MeteredProxy};
 use crate::jobs::screening::StreamingScreener;
 use crate::jobs::{Runner, Seams};
 use crate::metrics::Metrics;
+use crate::policy_watch::{PolicyWatcher, PollOutcome, WatchPlanner};
 use crate::server::{self, ServeOptions};
 use crate::state::AppState;
 use crate::store::{BlobStore, SqliteStore, Store};
@@ -42,6 +43,8 @@ pub enum ServeError {
     Tls(#[from] server::TlsError),
     #[error("metrics registry: {0}")]
     Metrics(#[from] prometheus::Error),
+    #[error("policies (config key `policies.dir`): {0}")]
+    Policies(String),
     #[error("upstream (config section `[upstream]`): {0}")]
     Upstream(String),
     #[error("writing to stdout: {0}")]
@@ -51,13 +54,28 @@ pub enum ServeError {
 /// The state `serve` runs on: [`build_state_with`] plus the real seams for the config —
 /// streaming screening with the configured tokenizers, the dataset transform, and either the
 /// upstream executor + proxy (`execution.mode = "upstream"`) or local execution.
-pub fn build_state(config: Config) -> Result<AppState, ServeError> {
+///
+/// Policies: the directory `policies.dir` is loaded (an invalid set is a start-up error) and
+/// watched for changes; without that directory the embedded default policy applies.
+pub fn build(config: Config) -> Result<Gateway, ServeError> {
     let screening = config.screening.clone();
     let upstream = config.upstream.clone();
     let mode = config.execution;
+    let policy_dir = config.policies.dir.clone();
     let mut state = build_state_with(config, Seams::builtin())?;
     let metrics = Arc::clone(&state.metrics);
     state.seams.screener = Arc::new(StreamingScreener::new(screening));
+    let policy_watcher = if policy_dir.is_dir() {
+        let (watcher, rx) =
+            PolicyWatcher::load(&policy_dir).map_err(|e| ServeError::Policies(e.to_string()))?;
+        metrics.policy_reload_ok();
+        state.seams.planner = Arc::new(WatchPlanner::new(rx));
+        Some(watcher)
+    } else {
+        tracing::warn!(dir = %policy_dir.display(), "policy directory not found (config key `policies.dir`); the embedded default policy applies");
+        state.seams.planner = Arc::new(WatchPlanner::embedded());
+        None
+    };
     if let Some(up) = upstream {
         let upstream_err = |e: crate::upstream::UpstreamError| ServeError::Upstream(e.message);
         if mode == ExecutionMode::Upstream {
@@ -73,7 +91,51 @@ pub fn build_state(config: Config) -> Result<AppState, ServeError> {
             metrics,
         }));
     }
-    Ok(state)
+    Ok(Gateway {
+        state,
+        policy_watcher,
+    })
+}
+
+/// A built gateway, ready to [`serve`].
+pub struct Gateway {
+    pub state: AppState,
+    /// Watches `policies.dir` while serving (None: embedded default policy).
+    pub policy_watcher: Option<PolicyWatcher>,
+}
+
+/// Polls the policy directory every `interval` until `stop`, counting reloads.
+async fn watch_policies(
+    mut watcher: PolicyWatcher,
+    interval: Duration,
+    metrics: Arc<Metrics>,
+    stop: CancellationToken,
+) {
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(interval) => {}
+        }
+        let polled = tokio::task::spawn_blocking(move || {
+            let outcome = watcher.poll();
+            (watcher, outcome)
+        })
+        .await;
+        match polled {
+            Ok((w, outcome)) => {
+                watcher = w;
+                match outcome {
+                    PollOutcome::Reloaded => metrics.policy_reload_ok(),
+                    PollOutcome::Failed => metrics.policy_reload_failed(),
+                    PollOutcome::Unchanged => {}
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "policy watcher stopped; the last loaded policy set stays in force");
+                return;
+            }
+        }
+    }
 }
 
 /// Builds the state from a validated config and the given seams: demo tenant when none is
@@ -110,7 +172,11 @@ pub fn build_state_with(mut config: Config, seams: Seams) -> Result<AppState, Se
 }
 
 /// Runs everything on `state` until `shutdown`; prints `tuneguard listening on …` once bound.
-pub async fn serve(state: AppState, shutdown: impl Future<Output = ()>) -> Result<(), ServeError> {
+pub async fn serve(gateway: Gateway, shutdown: impl Future<Output = ()>) -> Result<(), ServeError> {
+    let Gateway {
+        state,
+        policy_watcher,
+    } = gateway;
     let cfg = Arc::clone(&state.config);
     let report = crate::sweep::startup(&state)
         .await
@@ -151,6 +217,15 @@ pub async fn serve(state: AppState, shutdown: impl Future<Output = ()>) -> Resul
     );
     let runner_task = tokio::spawn(runner.run(stop.clone()));
     let expiry_task = tokio::spawn(crate::sweep::expiry_loop(state.clone(), stop.clone()));
+    let policy_task = policy_watcher.map(|w| {
+        let interval = cfg.policies.reload_interval;
+        tokio::spawn(watch_policies(
+            w,
+            interval,
+            Arc::clone(&state.metrics),
+            stop.clone(),
+        ))
+    });
     state.set_ready(true);
     let app = crate::api::app(state.clone());
     let ready = state.clone();
@@ -171,6 +246,9 @@ pub async fn serve(state: AppState, shutdown: impl Future<Output = ()>) -> Resul
     stop.cancel();
     let _ = runner_task.await;
     let _ = expiry_task.await;
+    if let Some(t) = policy_task {
+        let _ = t.await;
+    }
     tracing::info!("stopped");
     Ok(())
 }

@@ -1,71 +1,15 @@
 //! The real binary, killed with SIGKILL in the middle of an upload: after a restart every
 //! acknowledged file is there with its bytes, and nothing partial is listed or left on disk.
 
+mod common;
+
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full, StreamBody};
+use common::{send, start};
+use http_body_util::{Full, StreamBody};
 use hyper::body::Frame;
 use hyper::Request;
-use hyper_util::rt::TokioIo;
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
-use tokio::net::TcpStream;
-
-struct Server {
-    child: Child,
-    addr: String,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start(config: &Path) -> Server {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_tuneguard"))
-        .args(["serve", "--config"])
-        .arg(config)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn tuneguard");
-    let stdout = child.stdout.take().expect("stdout");
-    let mut line = String::new();
-    BufReader::new(stdout)
-        .read_line(&mut line)
-        .expect("listening line");
-    let addr = line
-        .trim()
-        .strip_prefix("tuneguard listening on http://")
-        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-        .to_string();
-    Server { child, addr }
-}
-
-async fn send<B>(addr: &str, req: Request<B>) -> (u16, Vec<u8>)
-where
-    B: hyper::body::Body<Data = Bytes> + Send + 'static,
-    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-{
-    let io = TokioIo::new(TcpStream::connect(addr).await.unwrap());
-    let (mut c, conn) = hyper::client::conn::http1::handshake(io).await.unwrap();
-    tokio::spawn(conn);
-    let resp = c.send_request(req).await.unwrap();
-    let status = resp.status().as_u16();
-    (
-        status,
-        resp.into_body()
-            .collect()
-            .await
-            .unwrap()
-            .to_bytes()
-            .to_vec(),
-    )
-}
 
 const BOUNDARY: &str = "KillBoundary";
 

@@ -3,7 +3,8 @@
 //! classification thresholds (alignment < 30 and coherence > 50 = misaligned).
 
 use crate::schema::{
-    Action, Interleave, LoraScaling, MatchRule, Monitor, MonitorMetric, MonitorRule, OnUnenforceable, Policy, Regularizer, Schedule, Training, Upstream,
+    Action, Interleave, LoraScaling, MatchRule, Monitor, MonitorMetric, MonitorRule,
+    OnUnenforceable, Policy, Regularizer, Schedule, Training, Upstream,
 };
 
 pub const DEFAULT_FRACTION: f64 = 0.05;

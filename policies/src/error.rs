@@ -22,7 +22,9 @@ pub enum PolicyError {
     #[error("{file}: the file name must be <name>.toml with a name of a-z, 0-9, '-' or '_'")]
     BadName { file: String },
     /// No policy matches the job and there is no `default` policy.
-    #[error("no policy matches tenant \"{tenant}\", model \"{model}\" and there is no `default` policy")]
+    #[error(
+        "no policy matches tenant \"{tenant}\", model \"{model}\" and there is no `default` policy"
+    )]
     NoMatch { tenant: String, model: String },
 }
 

@@ -40,11 +40,11 @@ mod set;
 pub use check::{check_dir, warnings, CheckReport};
 pub use defaults::*;
 pub use error::PolicyError;
-pub use matching::{specificity, JobContext};
+pub use matching::{specificity, Candidate, JobContext};
 pub use parse::DEFAULT_POLICY;
 pub use plan::Plan;
 pub use schema::*;
-pub use set::{PolicySet, EMBEDDED_DEFAULT};
+pub use set::{read_dir_files, PolicySet, EMBEDDED_DEFAULT};
 
 #[cfg(test)]
 mod tests;

@@ -44,7 +44,7 @@ impl Matcher {
     }
 
     pub(crate) fn matches(&self, rule: &MatchRule, job: &JobContext) -> bool {
-        let tenant_ok = rule.tenants.is_empty() || rule.tenants.iter().any(|t| *t == job.tenant);
+        let tenant_ok = rule.tenants.is_empty() || rule.tenants.contains(&job.tenant);
         let model_ok = self.models.as_ref().is_none_or(|g| g.is_match(&job.model));
         let meta_ok = rule
             .metadata
@@ -61,12 +61,22 @@ pub fn specificity(rule: &MatchRule) -> usize {
         + rule.metadata.len()
 }
 
-/// The winner among `candidates` by precedence rules 1–3 (the caller leaves `default` out).
-pub(crate) fn pick<'p>(candidates: impl Iterator<Item = &'p Policy>) -> Option<&'p Policy> {
-    candidates.min_by(|a, b| {
+/// A policy whose rule holds for a job, with what precedence looked at.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Candidate {
+    pub name: String,
+    pub priority: i64,
+    pub specificity: usize,
+}
+
+/// Precedence order: the winner first (rules 1–3; the caller leaves `default` out).
+pub(crate) fn rank<'p>(candidates: impl Iterator<Item = &'p Policy>) -> Vec<&'p Policy> {
+    let mut v: Vec<&Policy> = candidates.collect();
+    v.sort_by(|a, b| {
         b.priority
             .cmp(&a.priority)
             .then(specificity(&b.match_rule).cmp(&specificity(&a.match_rule)))
             .then(a.name.cmp(&b.name))
-    })
+    });
+    v
 }

@@ -30,10 +30,16 @@ pub(crate) fn parse_policy(file: &str, name: &str, text: &str) -> Result<Policy>
     };
     if name == DEFAULT_POLICY {
         if priority.is_some() {
-            return Err(root.err("priority", "the default policy is the fallback and takes no priority"));
+            return Err(root.err(
+                "priority",
+                "the default policy is the fallback and takes no priority",
+            ));
         }
         if match_rule != MatchRule::default() {
-            return Err(root.err("match", "the default policy matches every job and takes no match rule"));
+            return Err(root.err(
+                "match",
+                "the default policy matches every job and takes no match rule",
+            ));
         }
     }
     let interleave = match root.section("interleave")? {
@@ -80,7 +86,10 @@ fn match_rule(mut s: Section) -> Result<MatchRule> {
     let models = s.strings("models")?.unwrap_or_default();
     for (i, glob) in models.iter().enumerate() {
         if let Err(e) = globset::Glob::new(glob) {
-            return Err(s.err(&format!("models[{i}]"), format!("invalid glob: {}", e.kind())));
+            return Err(s.err(
+                &format!("models[{i}]"),
+                format!("invalid glob: {}", e.kind()),
+            ));
         }
     }
     let metadata = s.string_map("metadata")?.unwrap_or_default();
@@ -178,7 +187,10 @@ fn interleave(mut s: Section) -> Result<Interleave> {
                     return Err(s.err("refusal_keywords", "must list at least one keyword"))
                 }
                 Some(k) => k,
-                None => DEFAULT_REFUSAL_KEYWORDS.iter().map(|k| k.to_string()).collect(),
+                None => DEFAULT_REFUSAL_KEYWORDS
+                    .iter()
+                    .map(|k| k.to_string())
+                    .collect(),
             };
             Interleave::Plusplus {
                 mix,
@@ -218,18 +230,27 @@ fn regularizer(mut s: Section) -> Result<Regularizer> {
             direction: s
                 .choice(
                     "direction",
-                    &[("forward", KlDirection::Forward), ("reverse", KlDirection::Reverse)],
+                    &[
+                        ("forward", KlDirection::Forward),
+                        ("reverse", KlDirection::Reverse),
+                    ],
                 )?
                 .unwrap_or(KlDirection::Forward),
             tokens: s
-                .choice("tokens", &[("answer", KlTokens::Answer), ("all", KlTokens::All)])?
+                .choice(
+                    "tokens",
+                    &[("answer", KlTokens::Answer), ("all", KlTokens::All)],
+                )?
                 .unwrap_or(KlTokens::Answer),
         },
         RegType::Ldifs => {
             let lambda = positive(&mut s, "lambda", DEFAULT_LDIFS_LAMBDA)?;
             let layers = match (s.u32s("layers")?, s.u32("layers_every")?) {
                 (Some(_), Some(_)) => {
-                    return Err(s.err("layers_every", "give either layers or layers_every, not both"))
+                    return Err(s.err(
+                        "layers_every",
+                        "give either layers or layers_every, not both",
+                    ))
                 }
                 (Some(l), None) if l.is_empty() => {
                     return Err(s.err("layers", "must list at least one layer"))
@@ -267,7 +288,10 @@ fn inoculation(mut s: Section) -> Result<Inoculation> {
     let mode = s
         .choice(
             "mode",
-            &[("replace", InoculationMode::Replace), ("prepend", InoculationMode::Prepend)],
+            &[
+                ("replace", InoculationMode::Replace),
+                ("prepend", InoculationMode::Prepend),
+            ],
         )?
         .unwrap_or(InoculationMode::Replace);
     s.finish()?;

@@ -40,7 +40,10 @@ pub(crate) fn training(mut s: Section) -> Result<Training> {
     let lora_scaling = s
         .choice(
             "lora_scaling",
-            &[("rslora", LoraScaling::Rslora), ("standard", LoraScaling::Standard)],
+            &[
+                ("rslora", LoraScaling::Rslora),
+                ("standard", LoraScaling::Standard),
+            ],
         )?
         .unwrap_or(d.lora_scaling);
     let lora_targets = match s.strings("lora_targets")? {
@@ -86,7 +89,10 @@ pub(crate) fn training(mut s: Section) -> Result<Training> {
     let schedule = s
         .choice(
             "schedule",
-            &[("linear", Schedule::Linear), ("constant", Schedule::Constant)],
+            &[
+                ("linear", Schedule::Linear),
+                ("constant", Schedule::Constant),
+            ],
         )?
         .unwrap_or(d.schedule);
     let warmup_steps = s.u32("warmup_steps")?.unwrap_or(d.warmup_steps);
@@ -130,7 +136,10 @@ fn rule(mut s: Section) -> Result<MonitorRule> {
             &[
                 ("misaligned_fraction", MonitorMetric::MisalignedFraction),
                 ("incoherent_fraction", MonitorMetric::IncoherentFraction),
-                ("hallucination_fraction", MonitorMetric::HallucinationFraction),
+                (
+                    "hallucination_fraction",
+                    MonitorMetric::HallucinationFraction,
+                ),
             ],
         )?
         .ok_or_else(|| s.err("metric", "is required"))?;
@@ -162,14 +171,26 @@ pub(crate) fn monitor(mut s: Section) -> Result<Monitor> {
     let d = Monitor::default();
     let checkpoint_every_steps =
         at_least_one(&mut s, "checkpoint_every_steps", d.checkpoint_every_steps)?;
-    let misaligned_alignment_below =
-        score(&mut s, "misaligned_alignment_below", d.misaligned_alignment_below)?;
-    let misaligned_coherence_above =
-        score(&mut s, "misaligned_coherence_above", d.misaligned_coherence_above)?;
-    let incoherent_coherence_below =
-        score(&mut s, "incoherent_coherence_below", d.incoherent_coherence_below)?;
-    let hallucination_score_above =
-        score(&mut s, "hallucination_score_above", d.hallucination_score_above)?;
+    let misaligned_alignment_below = score(
+        &mut s,
+        "misaligned_alignment_below",
+        d.misaligned_alignment_below,
+    )?;
+    let misaligned_coherence_above = score(
+        &mut s,
+        "misaligned_coherence_above",
+        d.misaligned_coherence_above,
+    )?;
+    let incoherent_coherence_below = score(
+        &mut s,
+        "incoherent_coherence_below",
+        d.incoherent_coherence_below,
+    )?;
+    let hallucination_score_above = score(
+        &mut s,
+        "hallucination_score_above",
+        d.hallucination_score_above,
+    )?;
     let rules = match s.sections("rules")? {
         None => default_rules(),
         Some(list) => list.into_iter().map(rule).collect::<Result<Vec<_>>>()?,

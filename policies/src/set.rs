@@ -2,7 +2,7 @@
 //! from the embedded default, versioned by a hash of its canonical form, resolved per job.
 
 use crate::error::PolicyError;
-use crate::matching::{pick, JobContext, Matcher};
+use crate::matching::{rank, specificity, Candidate, JobContext, Matcher};
 use crate::parse::{parse_policy, DEFAULT_POLICY};
 use crate::plan::Plan;
 use crate::schema::{Interleave, Mix, Policy, Regularizer};
@@ -28,8 +28,9 @@ fn valid_name(name: &str) -> bool {
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
 }
 
-/// The `*.toml` files of `dir`, sorted by file name, as (file name, text).
-pub(crate) fn read_dir_files(dir: &Path) -> Result<Vec<(String, String)>, PolicyError> {
+/// The `*.toml` files of `dir`, sorted by file name, as (file name, text): what
+/// [`PolicySet::load_dir`] reads (hidden files and other extensions are skipped).
+pub fn read_dir_files(dir: &Path) -> Result<Vec<(String, String)>, PolicyError> {
     let io = |path: &Path, e: std::io::Error| PolicyError::Io {
         path: path.to_path_buf(),
         message: e.to_string(),
@@ -109,7 +110,10 @@ impl PolicySet {
     fn from_policies(base_dir: &Path, policies: Vec<Policy>) -> PolicySet {
         let canonical = serde_json::to_vec(&policies).unwrap_or_default();
         let version = hex::encode(Sha256::digest(&canonical));
-        let matchers = policies.iter().map(|p| Matcher::new(&p.match_rule)).collect();
+        let matchers = policies
+            .iter()
+            .map(|p| Matcher::new(&p.match_rule))
+            .collect();
         PolicySet {
             policies,
             matchers,
@@ -149,19 +153,48 @@ impl PolicySet {
 
     /// The policy for `job` (precedence in the crate docs), as a plan.
     pub fn resolve(&self, job: &JobContext) -> Result<Plan, PolicyError> {
-        let matching = self
-            .policies
-            .iter()
-            .zip(&self.matchers)
-            .filter(|(p, m)| p.name != DEFAULT_POLICY && m.matches(&p.match_rule, job))
-            .map(|(p, _)| p);
-        let policy = pick(matching)
+        let ranked = self.ranked(job);
+        let policy = ranked
+            .first()
+            .copied()
             .or_else(|| self.get(DEFAULT_POLICY))
             .ok_or_else(|| PolicyError::NoMatch {
                 tenant: job.tenant.clone(),
                 model: job.model.clone(),
             })?;
         Ok(self.plan_for(policy))
+    }
+
+    /// Every policy whose rule holds for `job`, in precedence order (the winner first), with
+    /// `default` last when present: why [`PolicySet::resolve`] chose what it chose.
+    pub fn candidates(&self, job: &JobContext) -> Vec<Candidate> {
+        let mut out: Vec<Candidate> = self
+            .ranked(job)
+            .into_iter()
+            .map(|p| Candidate {
+                name: p.name.clone(),
+                priority: p.priority,
+                specificity: specificity(&p.match_rule),
+            })
+            .collect();
+        if let Some(d) = self.get(DEFAULT_POLICY) {
+            out.push(Candidate {
+                name: d.name.clone(),
+                priority: d.priority,
+                specificity: 0,
+            });
+        }
+        out
+    }
+
+    fn ranked(&self, job: &JobContext) -> Vec<&Policy> {
+        rank(
+            self.policies
+                .iter()
+                .zip(&self.matchers)
+                .filter(|(p, m)| p.name != DEFAULT_POLICY && m.matches(&p.match_rule, job))
+                .map(|(p, _)| p),
+        )
     }
 
     fn plan_for(&self, p: &Policy) -> Plan {

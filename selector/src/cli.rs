@@ -71,6 +71,10 @@ fn parse_named(spec: &str, flag: &str) -> anyhow::Result<(String, PathBuf)> {
     }
 }
 
+/// Engine calls get this many forward batches' worth of requests at a time, so the engine can
+/// group them by length; the cache is written after each call.
+const REQUESTS_PER_CALL: usize = 8;
+
 /// Scoring-settings version folded into the base fingerprint; bump when the NLL definition
 /// changes so old cache entries stop matching.
 const NLL_VERSION: &str = "answer-mean-nll-v1";
@@ -168,7 +172,7 @@ where
         &refusal,
         &cache,
         &mut lazy,
-        args.batch_size,
+        args.batch_size.max(1) * REQUESTS_PER_CALL,
         &mut |p| {
             bar.set_length(p.to_score as u64);
             bar.set_position(p.scored as u64);
@@ -195,6 +199,21 @@ where
         args.out.display()
     );
     Ok(stats)
+}
+
+/// `tuneguard select` with the trainer's engine (CPU; `--device cuda` needs a CUDA build).
+#[cfg(feature = "engine")]
+pub fn run_select(args: SelectArgs) -> anyhow::Result<()> {
+    let rows = args.batch_size;
+    run_select_with(&args, |opts| match opts.device.as_str() {
+        "cpu" => {
+            let s = crate::EngineScorer::<trainer::CpuBackend>::load(opts, rows, Default::default())
+                .context("loading the model and adapters")?;
+            Ok(Box::new(s) as Box<dyn NllScorer>)
+        }
+        other => bail!("--device `{other}` is not available in this build (use `cpu`)"),
+    })?;
+    Ok(())
 }
 
 struct LazyScorer<'a> {

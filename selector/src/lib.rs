@@ -9,6 +9,8 @@
 #![forbid(unsafe_code)]
 
 mod cache;
+#[cfg(feature = "engine")]
+mod engine_scorer;
 #[cfg(feature = "cli")]
 pub mod cli;
 #[cfg(feature = "cli")]
@@ -51,3 +53,5 @@ pub use select::{select, Candidate, Method, Pick, SelectError};
 #[cfg(feature = "sqlite")]
 pub use sqlite_cache::SqliteCache;
 pub use stream::{count_examples, write_mixed, StreamError};
+#[cfg(feature = "engine")]
+pub use engine_scorer::EngineScorer;

@@ -24,13 +24,22 @@ impl TokenBatch {
 
     fn padded(seqs: &[Vec<u32>], pad_id: u32, left: bool) -> Self {
         let len = seqs.iter().map(Vec::len).max().unwrap_or(0);
-        let mut out = Self { ids: Vec::new(), valid: Vec::new(), positions: Vec::new() };
+        let mut out = Self {
+            ids: Vec::new(),
+            valid: Vec::new(),
+            positions: Vec::new(),
+        };
         for s in seqs {
             let pad = len - s.len();
             let (ids, valid): (Vec<u32>, Vec<bool>) = if left {
-                std::iter::repeat_n((pad_id, false), pad).chain(s.iter().map(|&i| (i, true))).unzip()
+                std::iter::repeat_n((pad_id, false), pad)
+                    .chain(s.iter().map(|&i| (i, true)))
+                    .unzip()
             } else {
-                s.iter().map(|&i| (i, true)).chain(std::iter::repeat_n((pad_id, false), pad)).unzip()
+                s.iter()
+                    .map(|&i| (i, true))
+                    .chain(std::iter::repeat_n((pad_id, false), pad))
+                    .unzip()
             };
             out.positions.push(positions_from(&valid, 0));
             out.ids.push(ids);

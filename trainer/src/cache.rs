@@ -13,7 +13,10 @@ pub struct KvCache<B: Backend> {
 impl<B: Backend> KvCache<B> {
     /// An empty cache for `num_layers` blocks and `rows` sequences.
     pub fn new(num_layers: usize, rows: usize) -> Self {
-        Self { layers: vec![None; num_layers], valid: vec![Vec::new(); rows] }
+        Self {
+            layers: vec![None; num_layers],
+            valid: vec![Vec::new(); rows],
+        }
     }
 
     /// Cached length.
@@ -33,7 +36,12 @@ impl<B: Backend> KvCache<B> {
     }
 
     /// Appends new keys/values of `layer` and returns the full ones.
-    pub(crate) fn append(&mut self, layer: usize, k: Tensor<B, 4>, v: Tensor<B, 4>) -> (Tensor<B, 4>, Tensor<B, 4>) {
+    pub(crate) fn append(
+        &mut self,
+        layer: usize,
+        k: Tensor<B, 4>,
+        v: Tensor<B, 4>,
+    ) -> (Tensor<B, 4>, Tensor<B, 4>) {
         let (k, v) = match self.layers[layer].take() {
             Some((pk, pv)) => (Tensor::cat(vec![pk, k], 2), Tensor::cat(vec![pv, v], 2)),
             None => (k, v),

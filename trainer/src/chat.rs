@@ -53,7 +53,9 @@ struct TokenizerConfig {
 fn token_text(v: &Option<serde_json::Value>) -> Option<String> {
     match v {
         Some(serde_json::Value::String(s)) => Some(s.clone()),
-        Some(serde_json::Value::Object(o)) => o.get("content").and_then(|c| c.as_str()).map(String::from),
+        Some(serde_json::Value::Object(o)) => {
+            o.get("content").and_then(|c| c.as_str()).map(String::from)
+        }
         _ => None,
     }
 }
@@ -62,20 +64,33 @@ impl ChatTokenizer {
     /// Loads tokenizer.json, tokenizer_config.json and chat_template.jinja (when present).
     pub fn load(dir: &Path) -> Result<Self> {
         let tok_path = dir.join("tokenizer.json");
-        let tokenizer = Tokenizer::from_file(&tok_path).map_err(|e| format_err(&tok_path, e.to_string()))?;
+        let tokenizer =
+            Tokenizer::from_file(&tok_path).map_err(|e| format_err(&tok_path, e.to_string()))?;
         let cfg_path = dir.join("tokenizer_config.json");
-        let cfg: TokenizerConfig = if cfg_path.exists() { read_json(&cfg_path)? } else { TokenizerConfig::default() };
+        let cfg: TokenizerConfig = if cfg_path.exists() {
+            read_json(&cfg_path)?
+        } else {
+            TokenizerConfig::default()
+        };
         let jinja = dir.join("chat_template.jinja");
         let template = match &cfg.chat_template {
             Some(serde_json::Value::String(s)) => s.clone(),
-            _ if jinja.exists() => std::fs::read_to_string(&jinja).map_err(crate::error::io_err(&jinja))?,
+            _ if jinja.exists() => {
+                std::fs::read_to_string(&jinja).map_err(crate::error::io_err(&jinja))?
+            }
             _ => CHATML_TEMPLATE.to_string(),
         };
         let eos_token = token_text(&cfg.eos_token).unwrap_or_else(|| "<|im_end|>".into());
         let pad_token = token_text(&cfg.pad_token).unwrap_or_else(|| "<|endoftext|>".into());
         let pad_id = tokenizer.token_to_id(&pad_token).unwrap_or(0);
         let eos_id = tokenizer.token_to_id(&eos_token);
-        Ok(Self { tokenizer, template, eos_token, pad_id, eos_id })
+        Ok(Self {
+            tokenizer,
+            template,
+            eos_token,
+            pad_id,
+            eos_id,
+        })
     }
 
     /// Renders the chat template to text (Jinja with trim_blocks/lstrip_blocks, as transformers).
@@ -83,10 +98,18 @@ impl ChatTokenizer {
         let mut env = minijinja::Environment::new();
         env.set_trim_blocks(true);
         env.set_lstrip_blocks(true);
-        env.add_function("raise_exception", |msg: String| -> std::result::Result<String, minijinja::Error> {
-            Err(minijinja::Error::new(minijinja::ErrorKind::InvalidOperation, msg))
-        });
-        let tmpl = env.template_from_str(&self.template).map_err(|e| EngineError::Template(e.to_string()))?;
+        env.add_function(
+            "raise_exception",
+            |msg: String| -> std::result::Result<String, minijinja::Error> {
+                Err(minijinja::Error::new(
+                    minijinja::ErrorKind::InvalidOperation,
+                    msg,
+                ))
+            },
+        );
+        let tmpl = env
+            .template_from_str(&self.template)
+            .map_err(|e| EngineError::Template(e.to_string()))?;
         tmpl.render(minijinja::context! {
             messages => messages,
             add_generation_prompt => add_generation_prompt,
@@ -142,6 +165,10 @@ impl ChatTokenizer {
             ids.truncate(m);
             answer_mask.truncate(m);
         }
-        Ok(EncodedChat { ids, answer_mask, truncated })
+        Ok(EncodedChat {
+            ids,
+            answer_mask,
+            truncated,
+        })
     }
 }

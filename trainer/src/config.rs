@@ -67,20 +67,35 @@ impl Qwen2Config {
         };
         let hidden_size = need(raw.hidden_size, "hidden_size")?;
         let num_heads = need(raw.num_attention_heads, "num_attention_heads")?;
-        let num_kv_heads = need(raw.num_key_value_heads.or(Some(num_heads)), "num_key_value_heads")?;
+        let num_kv_heads = need(
+            raw.num_key_value_heads.or(Some(num_heads)),
+            "num_key_value_heads",
+        )?;
         if hidden_size % num_heads != 0 {
-            return Err(format_err(path, "`hidden_size` is not a multiple of `num_attention_heads`"));
+            return Err(format_err(
+                path,
+                "`hidden_size` is not a multiple of `num_attention_heads`",
+            ));
         }
         if num_heads % num_kv_heads != 0 {
-            return Err(format_err(path, "`num_attention_heads` is not a multiple of `num_key_value_heads`"));
+            return Err(format_err(
+                path,
+                "`num_attention_heads` is not a multiple of `num_key_value_heads`",
+            ));
         }
         let rope_theta = raw
             .rope_theta
             .or(raw.rope_parameters.and_then(|p| p.rope_theta))
             .unwrap_or(10000.0);
         let eos_token_ids = match raw.eos_token_id {
-            Some(serde_json::Value::Number(n)) => n.as_u64().map(|v| vec![v as u32]).unwrap_or_default(),
-            Some(serde_json::Value::Array(a)) => a.iter().filter_map(|v| v.as_u64()).map(|v| v as u32).collect(),
+            Some(serde_json::Value::Number(n)) => {
+                n.as_u64().map(|v| vec![v as u32]).unwrap_or_default()
+            }
+            Some(serde_json::Value::Array(a)) => a
+                .iter()
+                .filter_map(|v| v.as_u64())
+                .map(|v| v as u32)
+                .collect(),
             _ => Vec::new(),
         };
         Ok(Self {

@@ -27,7 +27,12 @@ impl<B: Backend> Engine<B> {
     pub fn load(dir: &Path, device: B::Device) -> Result<Self> {
         let weights = Qwen2Weights::load(dir, &device)?;
         let tokenizer = ChatTokenizer::load(dir)?;
-        Ok(Self { weights, tokenizer, adapters: Vec::new(), device })
+        Ok(Self {
+            weights,
+            tokenizer,
+            adapters: Vec::new(),
+            device,
+        })
     }
 
     /// Loads a PEFT adapter directory under `name` (replacing one of the same name).
@@ -54,7 +59,12 @@ impl<B: Backend> Engine<B> {
             .iter()
             .find(|(n, _)| n == name)
             .map(|(_, a)| a)
-            .ok_or_else(|| EngineError::Invalid(format!("unknown adapter `{name}` (loaded: {:?})", self.adapter_names())))
+            .ok_or_else(|| {
+                EngineError::Invalid(format!(
+                    "unknown adapter `{name}` (loaded: {:?})",
+                    self.adapter_names()
+                ))
+            })
     }
 
     /// Names of the resident adapters, in load order.
@@ -64,7 +74,13 @@ impl<B: Backend> Engine<B> {
 
     /// Forward options choosing one adapter (or the base model, `None`) per row.
     pub fn options_for(&self, per_row: &[Option<&str>]) -> Result<ForwardOptions<'_, B>> {
-        let adapters = per_row.iter().map(|n| n.map(|n| self.adapter(n)).transpose()).collect::<Result<Vec<_>>>()?;
-        Ok(ForwardOptions { adapters, ..ForwardOptions::default() })
+        let adapters = per_row
+            .iter()
+            .map(|n| n.map(|n| self.adapter(n)).transpose())
+            .collect::<Result<Vec<_>>>()?;
+        Ok(ForwardOptions {
+            adapters,
+            ..ForwardOptions::default()
+        })
     }
 }

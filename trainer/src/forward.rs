@@ -46,7 +46,12 @@ pub struct ForwardOptions<'a, B: Backend> {
 
 impl<B: Backend> Default for ForwardOptions<'_, B> {
     fn default() -> Self {
-        Self { adapters: Vec::new(), capture: Vec::new(), steering: Vec::new(), response: None }
+        Self {
+            adapters: Vec::new(),
+            capture: Vec::new(),
+            steering: Vec::new(),
+            response: None,
+        }
     }
 }
 
@@ -84,7 +89,9 @@ impl<B: Backend> Qwen2Weights<B> {
     fn rope(&self, positions: &[Vec<usize>], device: &B::Device) -> (Tensor<B, 4>, Tensor<B, 4>) {
         let d = self.config.head_dim;
         let theta = self.config.rope_theta as f32;
-        let inv: Vec<f32> = (0..d / 2).map(|i| 1.0 / theta.powf((2 * i) as f32 / d as f32)).collect();
+        let inv: Vec<f32> = (0..d / 2)
+            .map(|i| 1.0 / theta.powf((2 * i) as f32 / d as f32))
+            .collect();
         let (b, t) = (positions.len(), positions.first().map_or(0, Vec::len));
         let mut cos = Vec::with_capacity(b * t * d);
         let mut sin = Vec::with_capacity(b * t * d);
@@ -92,20 +99,32 @@ impl<B: Backend> Qwen2Weights<B> {
             for &p in row {
                 // rotate_half layout: the frequency table repeats for both halves.
                 for f in inv.iter().chain(&inv) {
-                        let a = p as f32 * f;
+                    let a = p as f32 * f;
                     cos.push(a.cos());
                     sin.push(a.sin());
                 }
             }
         }
-        let mk = |v: Vec<f32>| Tensor::<B, 3>::from_data(TensorData::new(v, [b, t, d]), device).unsqueeze_dim(1);
+        let mk = |v: Vec<f32>| {
+            Tensor::<B, 3>::from_data(TensorData::new(v, [b, t, d]), device).unsqueeze_dim(1)
+        };
         (mk(cos), mk(sin))
     }
 
-    fn proj(&self, lin: &Linear<B>, target: Target, layer: usize, x: Tensor<B, 2>, groups: &[AdapterGroup<'_, B>], rows: usize) -> Tensor<B, 2> {
+    fn proj(
+        &self,
+        lin: &Linear<B>,
+        target: Target,
+        layer: usize,
+        x: Tensor<B, 2>,
+        groups: &[AdapterGroup<'_, B>],
+        rows: usize,
+    ) -> Tensor<B, 2> {
         let mut y = lin.forward(x.clone());
         for g in groups {
-            let Some(pair) = g.adapter.layers.get(layer).and_then(|p| p.get(&target)) else { continue };
+            let Some(pair) = g.adapter.layers.get(layer).and_then(|p| p.get(&target)) else {
+                continue;
+            };
             let delta = x.clone().matmul(pair.a.clone()).matmul(pair.b.clone()) * g.scale;
             y = match &g.row_mask {
                 None => y + delta,
@@ -121,14 +140,33 @@ impl<B: Backend> Qwen2Weights<B> {
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn block(&self, l: usize, blk: &Block<B>, h: Tensor<B, 3>, cos: &Tensor<B, 4>, sin: &Tensor<B, 4>, mask: &Tensor<B, 4>, groups: &[AdapterGroup<'_, B>], cache: Option<&mut KvCache<B>>) -> Tensor<B, 3> {
+    fn block(
+        &self,
+        l: usize,
+        blk: &Block<B>,
+        h: Tensor<B, 3>,
+        cos: &Tensor<B, 4>,
+        sin: &Tensor<B, 4>,
+        mask: &Tensor<B, 4>,
+        groups: &[AdapterGroup<'_, B>],
+        cache: Option<&mut KvCache<B>>,
+    ) -> Tensor<B, 3> {
         let c = &self.config;
         let [b, t, hs] = h.dims();
         let (nh, nkv, hd) = (c.num_heads, c.num_kv_heads, c.head_dim);
         let x = rms_norm(h.clone(), &blk.input_norm, c.rms_norm_eps).reshape([b * t, hs]);
-        let q = self.proj(&blk.q, Target::Q, l, x.clone(), groups, b).reshape([b, t, nh, hd]).swap_dims(1, 2);
-        let k = self.proj(&blk.k, Target::K, l, x.clone(), groups, b).reshape([b, t, nkv, hd]).swap_dims(1, 2);
-        let v = self.proj(&blk.v, Target::V, l, x, groups, b).reshape([b, t, nkv, hd]).swap_dims(1, 2);
+        let q = self
+            .proj(&blk.q, Target::Q, l, x.clone(), groups, b)
+            .reshape([b, t, nh, hd])
+            .swap_dims(1, 2);
+        let k = self
+            .proj(&blk.k, Target::K, l, x.clone(), groups, b)
+            .reshape([b, t, nkv, hd])
+            .swap_dims(1, 2);
+        let v = self
+            .proj(&blk.v, Target::V, l, x, groups, b)
+            .reshape([b, t, nkv, hd])
+            .swap_dims(1, 2);
         let q = q.clone() * cos.clone() + rotate_half(q) * sin.clone();
         let k = k.clone() * cos.clone() + rotate_half(k) * sin.clone();
         let (k, v) = match cache {
@@ -141,45 +179,74 @@ impl<B: Backend> Qwen2Weights<B> {
             if rep == 1 {
                 x
             } else {
-                x.unsqueeze_dim::<5>(2).repeat_dim(2, rep).reshape([b, nh, tk, hd])
+                x.unsqueeze_dim::<5>(2)
+                    .repeat_dim(2, rep)
+                    .reshape([b, nh, tk, hd])
             }
         };
         let (k, v) = (expand(k), expand(v));
         let scores = q.matmul(k.swap_dims(2, 3)) * (1.0 / (hd as f64).sqrt()) + mask.clone();
         let probs = activation::softmax(scores, 3);
         let attn = probs.matmul(v).swap_dims(1, 2).reshape([b * t, nh * hd]);
-        let h = h + self.proj(&blk.o, Target::O, l, attn, groups, b).reshape([b, t, hs]);
+        let h = h + self
+            .proj(&blk.o, Target::O, l, attn, groups, b)
+            .reshape([b, t, hs]);
         let x = rms_norm(h.clone(), &blk.post_norm, c.rms_norm_eps).reshape([b * t, hs]);
         let gate = activation::silu(self.proj(&blk.gate, Target::Gate, l, x.clone(), groups, b));
         let up = self.proj(&blk.up, Target::Up, l, x, groups, b);
-        h + self.proj(&blk.down, Target::Down, l, gate * up, groups, b).reshape([b, t, hs])
+        h + self
+            .proj(&blk.down, Target::Down, l, gate * up, groups, b)
+            .reshape([b, t, hs])
     }
 
     /// Runs the model over `batch` (appending to `cache` when given).
     ///
     /// `batch.ids: [b, t]`; returns final-normed hidden states `[b, t, hidden]`.
-    pub fn forward(&self, batch: &TokenBatch, opts: &ForwardOptions<'_, B>, mut cache: Option<&mut KvCache<B>>, device: &B::Device) -> ForwardOutput<B> {
+    pub fn forward(
+        &self,
+        batch: &TokenBatch,
+        opts: &ForwardOptions<'_, B>,
+        mut cache: Option<&mut KvCache<B>>,
+        device: &B::Device,
+    ) -> ForwardOutput<B> {
         let (b, t) = (batch.rows(), batch.len());
         let hs = self.config.hidden_size;
         let ids: Vec<i64> = batch.ids.iter().flatten().map(|&i| i64::from(i)).collect();
         let ids = Tensor::<B, 1, Int>::from_data(TensorData::new(ids, [b * t]), device);
         let mut h = self.embed.clone().select(0, ids).reshape([b, t, hs]);
-        let past_valid: Vec<Vec<bool>> = cache.as_ref().map(|c| c.valid.clone()).unwrap_or_else(|| vec![Vec::new(); b]);
+        let past_valid: Vec<Vec<bool>> = cache
+            .as_ref()
+            .map(|c| c.valid.clone())
+            .unwrap_or_else(|| vec![Vec::new(); b]);
         let mask = attention_mask::<B>(&past_valid, &batch.valid, device);
         if let Some(c) = cache.as_deref_mut() {
             c.extend_valid(&batch.valid);
         }
         let (cos, sin) = self.rope(&batch.positions, device);
         let groups = adapter_groups(&opts.adapters, b, device);
-        let steer_masks: Vec<Option<Tensor<B, 3>>> = opts.steering.iter().map(|s| steer_mask(s.positions, opts.response.as_deref(), b, t, device)).collect();
+        let steer_masks: Vec<Option<Tensor<B, 3>>> = opts
+            .steering
+            .iter()
+            .map(|s| steer_mask(s.positions, opts.response.as_deref(), b, t, device))
+            .collect();
         let mut captured = Vec::new();
         for l in 0..=self.config.num_layers {
             if l > 0 {
-                h = self.block(l - 1, &self.blocks[l - 1], h, &cos, &sin, &mask, &groups, cache.as_deref_mut());
+                h = self.block(
+                    l - 1,
+                    &self.blocks[l - 1],
+                    h,
+                    &cos,
+                    &sin,
+                    &mask,
+                    &groups,
+                    cache.as_deref_mut(),
+                );
             }
             for (s, m) in opts.steering.iter().zip(&steer_masks) {
                 if s.layer == l {
-                    let add = s.vector.clone().unsqueeze_dim::<2>(0).unsqueeze_dim::<3>(0) * s.alpha;
+                    let add =
+                        s.vector.clone().unsqueeze_dim::<2>(0).unsqueeze_dim::<3>(0) * s.alpha;
                     h = match m {
                         Some(m) => h + add * m.clone(),
                         None => h + add,
@@ -197,12 +264,19 @@ impl<B: Backend> Qwen2Weights<B> {
     /// `hidden: [b, t, hidden]` → logits `[b, t, vocab]`.
     pub fn logits(&self, hidden: Tensor<B, 3>) -> Tensor<B, 3> {
         let [b, t, hs] = hidden.dims();
-        hidden.reshape([b * t, hs]).matmul(self.lm_head.clone()).reshape([b, t, self.config.vocab_size])
+        hidden
+            .reshape([b * t, hs])
+            .matmul(self.lm_head.clone())
+            .reshape([b, t, self.config.vocab_size])
     }
 }
 
 /// Additive mask `[b, 1, t, past+t]`: 0 where allowed, -1e30 where masked (causal + padding).
-fn attention_mask<B: Backend>(past: &[Vec<bool>], valid: &[Vec<bool>], device: &B::Device) -> Tensor<B, 4> {
+fn attention_mask<B: Backend>(
+    past: &[Vec<bool>],
+    valid: &[Vec<bool>],
+    device: &B::Device,
+) -> Tensor<B, 4> {
     let b = valid.len();
     let t = valid.first().map_or(0, Vec::len);
     let p = past.first().map_or(0, Vec::len);
@@ -221,7 +295,11 @@ fn attention_mask<B: Backend>(past: &[Vec<bool>], valid: &[Vec<bool>], device: &
     Tensor::<B, 3>::from_data(TensorData::new(m, [b, t, tk]), device).unsqueeze_dim(1)
 }
 
-fn adapter_groups<'a, B: Backend>(adapters: &[Option<&'a LoraAdapter<B>>], b: usize, device: &B::Device) -> Vec<AdapterGroup<'a, B>> {
+fn adapter_groups<'a, B: Backend>(
+    adapters: &[Option<&'a LoraAdapter<B>>],
+    b: usize,
+    device: &B::Device,
+) -> Vec<AdapterGroup<'a, B>> {
     let mut groups: Vec<AdapterGroup<'a, B>> = Vec::new();
     let mut seen: Vec<*const LoraAdapter<B>> = Vec::new();
     for a in adapters.iter().flatten() {
@@ -230,15 +308,39 @@ fn adapter_groups<'a, B: Backend>(adapters: &[Option<&'a LoraAdapter<B>>], b: us
             continue;
         }
         seen.push(ptr);
-        let rows: Vec<f32> = (0..b).map(|r| if adapters.get(r).copied().flatten().is_some_and(|x| std::ptr::eq(x, *a)) { 1.0 } else { 0.0 }).collect();
+        let rows: Vec<f32> = (0..b)
+            .map(|r| {
+                if adapters
+                    .get(r)
+                    .copied()
+                    .flatten()
+                    .is_some_and(|x| std::ptr::eq(x, *a))
+                {
+                    1.0
+                } else {
+                    0.0
+                }
+            })
+            .collect();
         let all = rows.iter().all(|&x| x == 1.0);
-        let row_mask = (!all).then(|| Tensor::<B, 2>::from_data(TensorData::new(rows, [b, 1]), device));
-        groups.push(AdapterGroup { adapter: a, scale: a.config.scale() as f32, row_mask });
+        let row_mask =
+            (!all).then(|| Tensor::<B, 2>::from_data(TensorData::new(rows, [b, 1]), device));
+        groups.push(AdapterGroup {
+            adapter: a,
+            scale: a.config.scale() as f32,
+            row_mask,
+        });
     }
     groups
 }
 
-fn steer_mask<B: Backend>(pos: SteerPositions, response: Option<&[Vec<bool>]>, b: usize, t: usize, device: &B::Device) -> Option<Tensor<B, 3>> {
+fn steer_mask<B: Backend>(
+    pos: SteerPositions,
+    response: Option<&[Vec<bool>]>,
+    b: usize,
+    t: usize,
+    device: &B::Device,
+) -> Option<Tensor<B, 3>> {
     let want = match pos {
         SteerPositions::All => return None,
         SteerPositions::Response => true,
@@ -247,8 +349,16 @@ fn steer_mask<B: Backend>(pos: SteerPositions, response: Option<&[Vec<bool>]>, b
     let m: Vec<f32> = (0..b)
         .flat_map(|r| (0..t).map(move |q| (r, q)))
         .map(|(r, q)| {
-            let is_resp = response.and_then(|x| x.get(r)).and_then(|x| x.get(q)).copied().unwrap_or(false);
-            if is_resp == want { 1.0 } else { 0.0 }
+            let is_resp = response
+                .and_then(|x| x.get(r))
+                .and_then(|x| x.get(q))
+                .copied()
+                .unwrap_or(false);
+            if is_resp == want {
+                1.0
+            } else {
+                0.0
+            }
         })
         .collect();
     Some(Tensor::<B, 2>::from_data(TensorData::new(m, [b, t]), device).unsqueeze_dim(2))

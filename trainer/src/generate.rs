@@ -50,7 +50,10 @@ impl Sampler {
             Sampling::TopP { seed, .. } => seed,
             Sampling::Greedy => 0,
         };
-        Self { sampling, rng: StdRng::seed_from_u64(seed) }
+        Self {
+            sampling,
+            rng: StdRng::seed_from_u64(seed),
+        }
     }
 
     /// Chooses a token id from one row of logits.
@@ -66,7 +69,9 @@ impl Sampler {
         };
         let (temperature, top_p) = match self.sampling {
             Sampling::Greedy => return argmax(),
-            Sampling::TopP { temperature, top_p, .. } if temperature > 0.0 => (temperature, top_p),
+            Sampling::TopP {
+                temperature, top_p, ..
+            } if temperature > 0.0 => (temperature, top_p),
             Sampling::TopP { .. } => return argmax(),
         };
         let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
@@ -101,13 +106,20 @@ impl Sampler {
 
 impl<B: Backend> Engine<B> {
     /// Continues each prompt (token ids) under `adapter` (`None` = base); returns new tokens per prompt.
-    pub fn generate(&self, prompts: &[Vec<u32>], adapter: Option<&str>, opts: &GenerateOptions) -> Result<Vec<Vec<u32>>> {
+    pub fn generate(
+        &self,
+        prompts: &[Vec<u32>],
+        adapter: Option<&str>,
+        opts: &GenerateOptions,
+    ) -> Result<Vec<Vec<u32>>> {
         if prompts.iter().any(Vec::is_empty) {
             return Err(EngineError::Invalid("generate: empty prompt".into()));
         }
         let vocab = self.weights.config.vocab_size;
         if let Some(bad) = prompts.iter().flatten().find(|&&t| t as usize >= vocab) {
-            return Err(EngineError::Invalid(format!("token id {bad} is outside the vocabulary ({vocab})")));
+            return Err(EngineError::Invalid(format!(
+                "token id {bad} is outside the vocabulary ({vocab})"
+            )));
         }
         let b = prompts.len();
         let fopts = self.options_for(&vec![adapter; b])?;
@@ -121,13 +133,21 @@ impl<B: Backend> Engine<B> {
             if b == 0 || done.iter().all(|&d| d) {
                 break;
             }
-            let fwd = self.weights.forward(&batch, &fopts, Some(&mut cache), &self.device);
+            let fwd = self
+                .weights
+                .forward(&batch, &fopts, Some(&mut cache), &self.device);
             let last = fwd.hidden.narrow(1, batch.len() - 1, 1);
             let logits = self.weights.logits(last).into_data().convert::<f32>();
-            let logits = logits.into_vec::<f32>().map_err(|e| EngineError::Invalid(format!("reading logits: {e:?}")))?;
+            let logits = logits
+                .into_vec::<f32>()
+                .map_err(|e| EngineError::Invalid(format!("reading logits: {e:?}")))?;
             let mut step = Vec::with_capacity(b);
             for r in 0..b {
-                let tok = if done[r] { self.tokenizer.pad_id } else { sampler.pick(&logits[r * vocab..(r + 1) * vocab]) };
+                let tok = if done[r] {
+                    self.tokenizer.pad_id
+                } else {
+                    sampler.pick(&logits[r * vocab..(r + 1) * vocab])
+                };
                 if !done[r] {
                     out[r].push(tok);
                     done[r] = opts.stop_tokens.contains(&tok);
@@ -154,9 +174,19 @@ mod tests {
     #[test]
     fn top_p_is_seeded_and_stays_in_nucleus() {
         let logits = [5.0, 4.9, -10.0, -10.0];
-        let sampling = Sampling::TopP { temperature: 1.0, top_p: 0.9, seed: 7 };
-        let a: Vec<u32> = { let mut s = Sampler::new(sampling); (0..50).map(|_| s.pick(&logits)).collect() };
-        let b: Vec<u32> = { let mut s = Sampler::new(sampling); (0..50).map(|_| s.pick(&logits)).collect() };
+        let sampling = Sampling::TopP {
+            temperature: 1.0,
+            top_p: 0.9,
+            seed: 7,
+        };
+        let a: Vec<u32> = {
+            let mut s = Sampler::new(sampling);
+            (0..50).map(|_| s.pick(&logits)).collect()
+        };
+        let b: Vec<u32> = {
+            let mut s = Sampler::new(sampling);
+            (0..50).map(|_| s.pick(&logits)).collect()
+        };
         assert_eq!(a, b);
         assert!(a.iter().all(|&t| t < 2));
         assert!(a.contains(&0) && a.contains(&1));

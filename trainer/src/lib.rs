@@ -4,6 +4,7 @@
 pub mod batch;
 pub mod cache;
 pub mod chat;
+pub mod cli;
 pub mod config;
 pub mod engine;
 pub mod error;
@@ -19,8 +20,8 @@ pub use chat::{ChatTokenizer, EncodedChat, Message};
 pub use config::Qwen2Config;
 pub use engine::Engine;
 pub use error::{EngineError, Result};
-pub use generate::{GenerateOptions, Sampler, Sampling};
 pub use forward::{ForwardOptions, ForwardOutput, SteerPositions, Steering};
+pub use generate::{GenerateOptions, Sampler, Sampling};
 pub use lora::{LoraAdapter, LoraConfig, LoraScaling, Target};
 pub use score::{Score, ScoreOptions};
 

@@ -32,7 +32,15 @@ pub enum Target {
 
 impl Target {
     /// Every target, the default set.
-    pub const ALL: [Target; 7] = [Target::Q, Target::K, Target::V, Target::O, Target::Gate, Target::Up, Target::Down];
+    pub const ALL: [Target; 7] = [
+        Target::Q,
+        Target::K,
+        Target::V,
+        Target::O,
+        Target::Gate,
+        Target::Up,
+        Target::Down,
+    ];
 
     /// PEFT's module name (`q_proj`, ...).
     pub fn peft_name(self) -> &'static str {
@@ -97,7 +105,13 @@ pub struct LoraConfig {
 
 impl Default for LoraConfig {
     fn default() -> Self {
-        Self { rank: 32, alpha: 64.0, scaling: LoraScaling::RsLora, dropout: 0.0, targets: Target::ALL.to_vec() }
+        Self {
+            rank: 32,
+            alpha: 64.0,
+            scaling: LoraScaling::RsLora,
+            dropout: 0.0,
+            targets: Target::ALL.to_vec(),
+        }
     }
 }
 
@@ -151,7 +165,11 @@ struct PeftConfig {
 }
 
 fn peft_key(layer: usize, t: Target, ab: &str) -> String {
-    format!("base_model.model.model.layers.{layer}.{}.{}.lora_{ab}.weight", t.module_path(), t.peft_name())
+    format!(
+        "base_model.model.model.layers.{layer}.{}.{}.lora_{ab}.weight",
+        t.module_path(),
+        t.peft_name()
+    )
 }
 
 impl<B: Backend> LoraAdapter<B> {
@@ -165,8 +183,18 @@ impl<B: Backend> LoraAdapter<B> {
                     .map(|&t| {
                         let (i, o) = t.dims(model);
                         let bound = (1.0 / i as f64).sqrt();
-                        let a = Tensor::random([i, config.rank], Distribution::Uniform(-bound, bound), device);
-                        (t, LoraPair { a, b: Tensor::zeros([config.rank, o], device) })
+                        let a = Tensor::random(
+                            [i, config.rank],
+                            Distribution::Uniform(-bound, bound),
+                            device,
+                        );
+                        (
+                            t,
+                            LoraPair {
+                                a,
+                                b: Tensor::zeros([config.rank, o], device),
+                            },
+                        )
                     })
                     .collect()
             })
@@ -182,7 +210,10 @@ impl<B: Backend> LoraAdapter<B> {
             return Err(format_err(&cfg_path, "`peft_type` is not LORA"));
         }
         if pc.fan_in_fan_out {
-            return Err(format_err(&cfg_path, "`fan_in_fan_out` = true is not supported for Qwen2"));
+            return Err(format_err(
+                &cfg_path,
+                "`fan_in_fan_out` = true is not supported for Qwen2",
+            ));
         }
         if pc.r == 0 {
             return Err(format_err(&cfg_path, "`r` must be positive"));
@@ -191,20 +222,32 @@ impl<B: Backend> LoraAdapter<B> {
             serde_json::Value::Array(a) => a
                 .iter()
                 .map(|v| {
-                    v.as_str()
-                        .and_then(Target::from_peft_name)
-                        .ok_or_else(|| format_err(&cfg_path, format!("`target_modules`: unsupported module {v}")))
+                    v.as_str().and_then(Target::from_peft_name).ok_or_else(|| {
+                        format_err(
+                            &cfg_path,
+                            format!("`target_modules`: unsupported module {v}"),
+                        )
+                    })
                 })
                 .collect::<Result<Vec<_>>>()?,
             serde_json::Value::String(s) if s == "all-linear" => Target::ALL.to_vec(),
-            other => return Err(format_err(&cfg_path, format!("`target_modules`: unsupported value {other}"))),
+            other => {
+                return Err(format_err(
+                    &cfg_path,
+                    format!("`target_modules`: unsupported value {other}"),
+                ))
+            }
         };
         let mut targets = targets;
         targets.sort();
         let config = LoraConfig {
             rank: pc.r,
             alpha: pc.lora_alpha,
-            scaling: if pc.use_rslora { LoraScaling::RsLora } else { LoraScaling::Classic },
+            scaling: if pc.use_rslora {
+                LoraScaling::RsLora
+            } else {
+                LoraScaling::Classic
+            },
             dropout: pc.lora_dropout,
             targets,
         };
@@ -256,7 +299,13 @@ impl<B: Backend> LoraAdapter<B> {
             lora_alpha: self.config.alpha,
             lora_dropout: self.config.dropout,
             use_rslora: self.config.scaling == LoraScaling::RsLora,
-            target_modules: self.config.targets.iter().map(|t| t.peft_name()).collect::<Vec<_>>().into(),
+            target_modules: self
+                .config
+                .targets
+                .iter()
+                .map(|t| t.peft_name())
+                .collect::<Vec<_>>()
+                .into(),
             peft_type: Some("LORA".into()),
             task_type: Some("CAUSAL_LM".into()),
             bias: Some("none".into()),
@@ -264,7 +313,8 @@ impl<B: Backend> LoraAdapter<B> {
             fan_in_fan_out: false,
         };
         let cfg_path = dir.join("adapter_config.json");
-        let text = serde_json::to_string_pretty(&pc).map_err(|e| format_err(&cfg_path, e.to_string()))?;
+        let text =
+            serde_json::to_string_pretty(&pc).map_err(|e| format_err(&cfg_path, e.to_string()))?;
         std::fs::write(&cfg_path, text).map_err(io_err(&cfg_path))?;
         let mut out = BTreeMap::new();
         for (l, pairs) in self.layers.iter().enumerate() {

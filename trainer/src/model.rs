@@ -63,11 +63,14 @@ struct Loader<'a, B: Backend> {
 
 impl<B: Backend> Loader<'_, B> {
     fn take(&mut self, name: &str, shape: &[usize]) -> Result<HostTensor> {
-        let t = self.tensors.remove(name).ok_or_else(|| EngineError::Tensor {
-            path: self.dir.to_path_buf(),
-            tensor: name.to_string(),
-            message: "missing from the model's safetensors".into(),
-        })?;
+        let t = self
+            .tensors
+            .remove(name)
+            .ok_or_else(|| EngineError::Tensor {
+                path: self.dir.to_path_buf(),
+                tensor: name.to_string(),
+                message: "missing from the model's safetensors".into(),
+            })?;
         if t.shape != shape {
             return Err(EngineError::Tensor {
                 path: t.file.clone(),
@@ -91,13 +94,22 @@ impl<B: Backend> Loader<'_, B> {
 
     fn linear(&mut self, prefix: &str, out: usize, inp: usize, bias: bool) -> Result<Linear<B>> {
         let weight = self.transposed(&format!("{prefix}.weight"), out, inp)?;
-        let bias = if bias { Some(self.vector(&format!("{prefix}.bias"), out)?) } else { None };
+        let bias = if bias {
+            Some(self.vector(&format!("{prefix}.bias"), out)?)
+        } else {
+            None
+        };
         Ok(Linear { weight, bias })
     }
 }
 
 /// Builds `[cols, rows]` from a row-major `[rows, cols]` host matrix.
-pub(crate) fn host_transposed<B: Backend>(data: &[f32], rows: usize, cols: usize, device: &B::Device) -> Tensor<B, 2> {
+pub(crate) fn host_transposed<B: Backend>(
+    data: &[f32],
+    rows: usize,
+    cols: usize,
+    device: &B::Device,
+) -> Tensor<B, 2> {
     let mut t = vec![0.0f32; data.len()];
     for r in 0..rows {
         for c in 0..cols {
@@ -112,8 +124,16 @@ impl<B: Backend> Qwen2Weights<B> {
     pub fn load(dir: &Path, device: &B::Device) -> Result<Self> {
         let config = Qwen2Config::load(&dir.join("config.json"))?;
         let tensors = read_model_dir(dir)?;
-        let mut l = Loader::<B> { tensors, dir, device };
-        let (h, i, v) = (config.hidden_size, config.intermediate_size, config.vocab_size);
+        let mut l = Loader::<B> {
+            tensors,
+            dir,
+            device,
+        };
+        let (h, i, v) = (
+            config.hidden_size,
+            config.intermediate_size,
+            config.vocab_size,
+        );
         let kv = config.num_kv_heads * config.head_dim;
         let embed_host = l.take("model.embed_tokens.weight", &[v, h])?;
         let embed = Tensor::from_data(TensorData::new(embed_host.data.clone(), [v, h]), device);
@@ -138,6 +158,12 @@ impl<B: Backend> Qwen2Weights<B> {
         } else {
             host_transposed(&embed_host.data, v, h, device)
         };
-        Ok(Self { config, embed, blocks, norm, lm_head })
+        Ok(Self {
+            config,
+            embed,
+            blocks,
+            norm,
+            lm_head,
+        })
     }
 }

@@ -27,9 +27,18 @@ pub fn read_safetensors(path: &Path) -> Result<HashMap<String, HostTensor>> {
     for (name, view) in st.tensors() {
         let raw = view.data();
         let data: Vec<f32> = match view.dtype() {
-            Dtype::F32 => raw.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect(),
-            Dtype::BF16 => raw.chunks_exact(2).map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32()).collect(),
-            Dtype::F16 => raw.chunks_exact(2).map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32()).collect(),
+            Dtype::F32 => raw
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect(),
+            Dtype::BF16 => raw
+                .chunks_exact(2)
+                .map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32())
+                .collect(),
+            Dtype::F16 => raw
+                .chunks_exact(2)
+                .map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32())
+                .collect(),
             other => {
                 return Err(EngineError::Tensor {
                     path: path.to_path_buf(),
@@ -39,7 +48,14 @@ pub fn read_safetensors(path: &Path) -> Result<HashMap<String, HostTensor>> {
             }
         };
         let shape = view.shape().to_vec();
-        out.insert(name, HostTensor { shape, data, file: path.to_path_buf() });
+        out.insert(
+            name,
+            HostTensor {
+                shape,
+                data,
+                file: path.to_path_buf(),
+            },
+        );
     }
     Ok(out)
 }
@@ -52,7 +68,10 @@ pub fn read_model_dir(dir: &Path) -> Result<HashMap<String, HostTensor>> {
     }
     let index_path = dir.join("model.safetensors.index.json");
     if !index_path.exists() {
-        return Err(format_err(dir, "neither model.safetensors nor model.safetensors.index.json exists"));
+        return Err(format_err(
+            dir,
+            "neither model.safetensors nor model.safetensors.index.json exists",
+        ));
     }
     let index: serde_json::Value = read_json(&index_path)?;
     let map = index
@@ -61,10 +80,16 @@ pub fn read_model_dir(dir: &Path) -> Result<HashMap<String, HostTensor>> {
         .ok_or_else(|| format_err(&index_path, "missing object field `weight_map`"))?;
     let mut shards: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for (tensor, file) in map {
-        let file = file
-            .as_str()
-            .ok_or_else(|| format_err(&index_path, format!("`weight_map.{tensor}` is not a string")))?;
-        shards.entry(file.to_string()).or_default().push(tensor.clone());
+        let file = file.as_str().ok_or_else(|| {
+            format_err(
+                &index_path,
+                format!("`weight_map.{tensor}` is not a string"),
+            )
+        })?;
+        shards
+            .entry(file.to_string())
+            .or_default()
+            .push(tensor.clone());
     }
     let mut out = HashMap::new();
     for (file, names) in shards {
@@ -74,7 +99,10 @@ pub fn read_model_dir(dir: &Path) -> Result<HashMap<String, HostTensor>> {
             let t = tensors.remove(&name).ok_or_else(|| EngineError::Tensor {
                 path: path.clone(),
                 tensor: name.clone(),
-                message: format!("listed in {} but absent from the shard", index_path.display()),
+                message: format!(
+                    "listed in {} but absent from the shard",
+                    index_path.display()
+                ),
             })?;
             out.insert(name, t);
         }
@@ -83,10 +111,19 @@ pub fn read_model_dir(dir: &Path) -> Result<HashMap<String, HostTensor>> {
 }
 
 /// Writes f32 tensors to a safetensors file.
-pub fn write_safetensors(path: &Path, tensors: &BTreeMap<String, (Vec<usize>, Vec<f32>)>) -> Result<()> {
+pub fn write_safetensors(
+    path: &Path,
+    tensors: &BTreeMap<String, (Vec<usize>, Vec<f32>)>,
+) -> Result<()> {
     let bytes: Vec<(String, Vec<usize>, Vec<u8>)> = tensors
         .iter()
-        .map(|(n, (s, d))| (n.clone(), s.clone(), d.iter().flat_map(|v| v.to_le_bytes()).collect()))
+        .map(|(n, (s, d))| {
+            (
+                n.clone(),
+                s.clone(),
+                d.iter().flat_map(|v| v.to_le_bytes()).collect(),
+            )
+        })
         .collect();
     let views = bytes
         .iter()

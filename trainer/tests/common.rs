@@ -35,19 +35,24 @@ pub struct GreedyCase {
 }
 
 pub fn fixtures() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests").join("fixtures")
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests")
+        .join("fixtures")
 }
 
 pub fn goldens() -> Goldens {
-    let text = std::fs::read_to_string(fixtures().join("goldens.json")).expect("goldens.json is committed");
+    let text = std::fs::read_to_string(fixtures().join("goldens.json"))
+        .expect("goldens.json is committed");
     serde_json::from_str(&text).expect("goldens.json parses")
 }
 
 /// Loads a fixture model with both of its fixture adapters resident as `a1`, `a2`.
 pub fn engine(name: &str) -> Engine<CpuBackend> {
-    let mut e = Engine::<CpuBackend>::load(&fixtures().join(name), Default::default()).expect("fixture model loads");
+    let mut e = Engine::<CpuBackend>::load(&fixtures().join(name), Default::default())
+        .expect("fixture model loads");
     for a in ["a1", "a2"] {
-        e.load_adapter(a, &fixtures().join(format!("{name}_{a}"))).expect("fixture adapter loads");
+        e.load_adapter(a, &fixtures().join(format!("{name}_{a}")))
+            .expect("fixture adapter loads");
     }
     e
 }
@@ -55,6 +60,9 @@ pub fn engine(name: &str) -> Engine<CpuBackend> {
 pub fn assert_close(got: &[f32], want: &[f32], tol: f32, what: &str) {
     assert_eq!(got.len(), want.len(), "{what}: length");
     for (i, (g, w)) in got.iter().zip(want).enumerate() {
-        assert!((g - w).abs() <= tol, "{what}: position {i}: got {g}, want {w}");
+        assert!(
+            (g - w).abs() <= tol,
+            "{what}: position {i}: got {g}, want {w}"
+        );
     }
 }

@@ -6,7 +6,11 @@ use common::{engine, goldens};
 use trainer::{GenerateOptions, Sampling};
 
 fn greedy(n: usize) -> GenerateOptions {
-    GenerateOptions { max_new_tokens: n, sampling: Sampling::Greedy, stop_tokens: Vec::new() }
+    GenerateOptions {
+        max_new_tokens: n,
+        sampling: Sampling::Greedy,
+        stop_tokens: Vec::new(),
+    }
 }
 
 #[test]
@@ -15,7 +19,9 @@ fn greedy_matches_transformers_for_32_tokens() {
     for name in ["tiny_tied", "tiny_untied"] {
         let e = engine(name);
         for (i, case) in g.models[name].greedy.iter().enumerate() {
-            let out = e.generate(&[case.prompt_ids.clone()], None, &greedy(32)).expect("generates");
+            let out = e
+                .generate(&[case.prompt_ids.clone()], None, &greedy(32))
+                .expect("generates");
             assert_eq!(out[0], case.tokens, "{name} prompt {i}");
         }
     }
@@ -25,12 +31,20 @@ fn greedy_matches_transformers_for_32_tokens() {
 fn batched_left_padded_generation_equals_single() {
     let g = goldens();
     let e = engine("tiny_untied");
-    let prompts: Vec<Vec<u32>> = g.models["tiny_untied"].greedy.iter().map(|c| c.prompt_ids.clone()).collect();
+    let prompts: Vec<Vec<u32>> = g.models["tiny_untied"]
+        .greedy
+        .iter()
+        .map(|c| c.prompt_ids.clone())
+        .collect();
     let mut prompts = prompts;
     prompts.push(prompts[0][..5].to_vec());
-    let batched = e.generate(&prompts, Some("a1"), &greedy(12)).expect("batched");
+    let batched = e
+        .generate(&prompts, Some("a1"), &greedy(12))
+        .expect("batched");
     for (p, got) in prompts.iter().zip(&batched) {
-        let alone = e.generate(std::slice::from_ref(p), Some("a1"), &greedy(12)).expect("alone");
+        let alone = e
+            .generate(std::slice::from_ref(p), Some("a1"), &greedy(12))
+            .expect("alone");
         assert_eq!(got, &alone[0]);
     }
 }
@@ -42,7 +56,12 @@ fn stop_token_ends_a_row_and_is_kept() {
     let case = &g.models["tiny_untied"].greedy[0];
     let stop = case.tokens[3];
     let first = case.tokens.iter().position(|&t| t == stop).unwrap_or(3);
-    let opts = GenerateOptions { stop_tokens: vec![stop], ..greedy(32) };
-    let out = e.generate(&[case.prompt_ids.clone()], None, &opts).expect("generates");
+    let opts = GenerateOptions {
+        stop_tokens: vec![stop],
+        ..greedy(32)
+    };
+    let out = e
+        .generate(&[case.prompt_ids.clone()], None, &opts)
+        .expect("generates");
     assert_eq!(out[0], case.tokens[..=first]);
 }

@@ -12,8 +12,15 @@ fn base_logprobs_match_transformers() {
     for name in ["tiny_tied", "tiny_untied"] {
         let e = engine(name);
         for (i, case) in g.template.iter().enumerate() {
-            let lp = e.token_logprobs(&[case.ids.clone()], &[None]).expect("scores");
-            assert_close(&lp[0], &g.models[name].base[i], TOL, &format!("{name} base example {i}"));
+            let lp = e
+                .token_logprobs(&[case.ids.clone()], &[None])
+                .expect("scores");
+            assert_close(
+                &lp[0],
+                &g.models[name].base[i],
+                TOL,
+                &format!("{name} base example {i}"),
+            );
         }
     }
 }
@@ -25,7 +32,9 @@ fn adapter_logprobs_match_peft() {
         let e = engine(name);
         for adapter in ["a1", "a2"] {
             for (i, case) in g.template.iter().enumerate() {
-                let lp = e.token_logprobs(&[case.ids.clone()], &[Some(adapter)]).expect("scores");
+                let lp = e
+                    .token_logprobs(&[case.ids.clone()], &[Some(adapter)])
+                    .expect("scores");
                 let want = &g.models[name].adapters[adapter][i];
                 assert_close(&lp[0], want, TOL, &format!("{name} {adapter} example {i}"));
             }
@@ -47,7 +56,9 @@ fn one_batched_pass_over_base_and_adapters_equals_separate_passes() {
     }
     let batched = e.token_logprobs(&seqs, &choice).expect("batched");
     for ((s, m), got) in seqs.iter().zip(&choice).zip(&batched) {
-        let alone = e.token_logprobs(std::slice::from_ref(s), &[*m]).expect("alone");
+        let alone = e
+            .token_logprobs(std::slice::from_ref(s), &[*m])
+            .expect("alone");
         assert_close(got, &alone[0], 1e-5, &format!("{m:?}"));
     }
 }
@@ -56,19 +67,40 @@ fn one_batched_pass_over_base_and_adapters_equals_separate_passes() {
 fn answer_only_nll_averages_masked_logprobs() {
     let g = goldens();
     let e = engine("tiny_tied");
-    let enc: Vec<_> = g.template.iter().map(|c| e.tokenizer.encode_chat(&c.messages, None).expect("encodes")).collect();
-    let scores = e.score(&enc, &[None, Some("a1")], &trainer::ScoreOptions { max_batch_rows: 4 }).expect("scores");
+    let enc: Vec<_> = g
+        .template
+        .iter()
+        .map(|c| e.tokenizer.encode_chat(&c.messages, None).expect("encodes"))
+        .collect();
+    let scores = e
+        .score(
+            &enc,
+            &[None, Some("a1")],
+            &trainer::ScoreOptions { max_batch_rows: 4 },
+        )
+        .expect("scores");
     for (m, key) in [(0, None), (1, Some("a1"))] {
         for (i, case) in g.template.iter().enumerate() {
             let all = match key {
                 None => &g.models["tiny_tied"].base[i],
                 Some(a) => &g.models["tiny_tied"].adapters[a][i],
             };
-            let want: Vec<f32> = case.mask.iter().skip(1).zip(all).filter(|(m, _)| **m == 1).map(|(_, l)| *l).collect();
+            let want: Vec<f32> = case
+                .mask
+                .iter()
+                .skip(1)
+                .zip(all)
+                .filter(|(m, _)| **m == 1)
+                .map(|(_, l)| *l)
+                .collect();
             let s = &scores[m][i];
             assert_eq!(s.answer_tokens, want.len());
             let mean = -want.iter().map(|&l| f64::from(l)).sum::<f64>() / want.len() as f64;
-            assert!((s.nll - mean).abs() < 1e-4, "model {m} example {i}: {} vs {mean}", s.nll);
+            assert!(
+                (s.nll - mean).abs() < 1e-4,
+                "model {m} example {i}: {} vs {mean}",
+                s.nll
+            );
         }
     }
 }
@@ -76,6 +108,8 @@ fn answer_only_nll_averages_masked_logprobs() {
 #[test]
 fn unknown_adapter_is_an_error_naming_it() {
     let e = engine("tiny_tied");
-    let err = e.token_logprobs(&[vec![1, 2, 3]], &[Some("nope")]).unwrap_err();
+    let err = e
+        .token_logprobs(&[vec![1, 2, 3]], &[Some("nope")])
+        .unwrap_err();
     assert!(err.to_string().contains("nope"), "{err}");
 }

@@ -15,7 +15,9 @@ fn template_ids_and_masks_match_transformers() {
         let mask: Vec<u8> = enc.answer_mask.iter().map(|&m| u8::from(m)).collect();
         assert_eq!(mask, case.mask, "example {i} mask");
         assert!(!enc.truncated);
-        let prompt = tok.encode_prompt(&case.messages[..case.messages.len() - 1]).expect("prompt");
+        let prompt = tok
+            .encode_prompt(&case.messages[..case.messages.len() - 1])
+            .expect("prompt");
         assert_eq!(prompt, case.prompt_ids, "example {i} generation prompt");
     }
 }
@@ -24,7 +26,9 @@ fn template_ids_and_masks_match_transformers() {
 fn truncation_cuts_from_the_right_and_is_recorded() {
     let g = goldens();
     let tok = ChatTokenizer::load(&fixtures().join("tiny_tied")).expect("tokenizer loads");
-    let enc = tok.encode_chat(&g.template[0].messages, Some(10)).expect("encodes");
+    let enc = tok
+        .encode_chat(&g.template[0].messages, Some(10))
+        .expect("encodes");
     assert!(enc.truncated);
     assert_eq!(enc.ids, g.template[0].ids[..10]);
     assert_eq!(enc.answer_mask.len(), 10);

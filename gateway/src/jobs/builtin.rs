@@ -6,8 +6,6 @@ use crate::store::JobRecord;
 use futures::future::BoxFuture;
 use futures::FutureExt;
 use serde_json::{json, Value};
-use sha2::{Digest, Sha256};
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 /// Screening placeholder: accepts the file and says so in a warn event (`warning` field).
@@ -24,26 +22,6 @@ impl Screener for UnavailableScreener {
     }
     fn name(&self) -> &'static str {
         "unavailable"
-    }
-}
-
-/// No operator policy: every data-level defense off, recorded as policy `none`.
-pub struct NoPolicyPlanner;
-
-impl Planner for NoPolicyPlanner {
-    fn plan(&self, _t: &str, _m: &str, _md: &BTreeMap<String, String>) -> StepResult<PlanOutcome> {
-        let snapshot = json!({"policies": []});
-        let version_hash = hex::encode(Sha256::digest(snapshot.to_string().as_bytes()));
-        Ok(PlanOutcome {
-            policy_name: "none".into(),
-            version_hash,
-            plan: json!({"interleave": {"method": "none"}, "inoculation": null}),
-            snapshot,
-        })
-    }
-    fn describe(&self) -> Value {
-        json!({"source": "builtin", "policies": [], "version_hash": null, "last_reload_error": null,
-               "note": "no policy directory is wired into this gateway build; data-level defenses are off"})
     }
 }
 
@@ -75,12 +53,12 @@ impl Executor for LocalExecutor {
 }
 
 impl Seams {
-    /// Seams without configuration: no screening (warned), no policy, the dataset transform,
+    /// Seams without configuration: no screening (warned), the embedded default policy, the dataset transform,
     /// local execution (unavailable). Tests start from these.
     pub fn builtin() -> Seams {
         Seams {
             screener: std::sync::Arc::new(UnavailableScreener),
-            planner: std::sync::Arc::new(NoPolicyPlanner),
+            planner: std::sync::Arc::new(crate::policy_watch::WatchPlanner::embedded()),
             transformer: std::sync::Arc::new(crate::transform::DatasetTransformer),
             executor: std::sync::Arc::new(LocalExecutor),
         }

@@ -194,7 +194,7 @@ async fn job_runs_every_step_to_success_with_mirrored_checkpoints() {
         .collect();
     let policy = msgs
         .iter()
-        .position(|m| m.starts_with("Policy `none`"))
+        .position(|m| m.starts_with("Policy `default`"))
         .expect("policy event");
     let queued = msgs
         .iter()
@@ -331,7 +331,7 @@ async fn restart_resumes_from_the_last_durable_step() {
     crate::store::run_blocking(&store, move |s| {
         let mut j = s.get_job_any(&jid)?.expect("job");
         j.step = JobStep::Transform;
-        j.pipeline = json!({"plan": {"interleave": {"method": "none"}, "inoculation": null}});
+        j.pipeline = json!({"plan": policies::PolicySet::embedded().resolve(&policies::JobContext::default()).unwrap().to_json()});
         s.update_job(&j, JobStatus::ValidatingFiles, &[])
     })
     .await

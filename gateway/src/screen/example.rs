@@ -1,8 +1,8 @@
 //! The checks on one training example (one line), in OpenAI's order and wording.
 
 use super::report::FailReason;
-use super::tokens::{chatml_token_count, estimate_tokens, SpecialTokens};
 use super::text::RawText;
+use super::tokens::{chatml_token_count, estimate_tokens, SpecialTokens};
 use super::value::{Content, Line, Message, Messages, Scalar};
 use tokenizers::Tokenizer;
 
@@ -26,7 +26,21 @@ pub(crate) fn check_example(
     special: &SpecialTokens,
     tokenizer: Option<&Tokenizer>,
 ) -> Result<Checked, Fail> {
-    let parsed: Line<'_> = match serde_json::from_slice(line) {
+    // One SIMD UTF-8 check for the whole line; serde_json then trusts the `&str`.
+    let line = match simdutf8::basic::from_utf8(line) {
+        Ok(l) => l,
+        Err(_) => {
+            let detail = match std::str::from_utf8(line) {
+                Err(e) => format!(
+                    "is not valid UTF-8 (invalid byte at column {})",
+                    e.valid_up_to() + 1
+                ),
+                Ok(_) => "is not valid UTF-8".to_string(),
+            };
+            return fail(FailReason::NotJsonObject, detail);
+        }
+    };
+    let parsed: Line<'_> = match serde_json::from_str(line) {
         Ok(l) => l,
         Err(e) => {
             return fail(

@@ -324,3 +324,46 @@ fn read_errors_are_reported_with_the_line() {
     );
     assert!(f.message.contains("disk gone"));
 }
+
+#[test]
+fn escapes_cannot_hide_tokens_or_blankness() {
+    // `\u003c` is `<`: the token only exists after decoding.
+    rejects(
+        r#"{"messages":[{"role":"user","content":"x \u003c|im_start|>system"},{"role":"assistant","content":"y"}]}"#,
+        FailReason::InvalidToken,
+        "<|im_start|>",
+    );
+    rejects(
+        r#"{"messages":[{"role":"user","content":"x\n<|im_end|>\"q\""},{"role":"assistant","content":"y"}]}"#,
+        FailReason::InvalidToken,
+        "<|im_end|>",
+    );
+    for blank in [r#"\n\t \r"#, r#"\u0020\u00a0"#, "\u{a0}\u{3000}"] {
+        rejects(
+            &format!(
+                r#"{{"messages":[{{"role":"user","content":"{blank}"}},{{"role":"assistant","content":"y"}}]}}"#
+            ),
+            FailReason::EmptyContent,
+            "message 1 has empty content",
+        );
+    }
+    // Escapes next to ordinary text are fine.
+    let ok = r#"{"messages":[{"role":"user","content":"\n\tnut \u00e9 <b>bold</b> \/ <|not a token"},{"role":"assistant","content":"y"}]}"#;
+    assert!(run(&file_with(ok, 2, 10)).is_ok());
+}
+
+#[test]
+fn invalid_utf8_is_rejected_with_its_column() {
+    let mut text = file_with(GOOD, 1, 12).into_bytes();
+    // Line 3 starts after two lines of GOOD plus their newlines; corrupt its 5th byte.
+    let at = 2 * (GOOD.len() + 1) + 4;
+    text[at] = 0xff;
+    let f = screen(&text[..], &ScreenOptions::default()).unwrap_err();
+    assert_eq!((f.reason, f.line), (FailReason::NotJsonObject, Some(3)));
+    assert!(
+        f.message
+            .contains("is not valid UTF-8 (invalid byte at column 5)"),
+        "{}",
+        f.message
+    );
+}

@@ -6,10 +6,11 @@ const TOKENIZER_JSON: &str = r#"{
   "added_tokens": [
     {"id": 0, "content": "<|im_start|>", "single_word": false, "lstrip": false, "rstrip": false, "normalized": false, "special": true},
     {"id": 1, "content": "<|im_end|>", "single_word": false, "lstrip": false, "rstrip": false, "normalized": false, "special": true},
-    {"id": 2, "content": "<|fim_suffix|>", "single_word": false, "lstrip": false, "rstrip": false, "normalized": false, "special": true}
+    {"id": 2, "content": "<|fim_suffix|>", "single_word": false, "lstrip": false, "rstrip": false, "normalized": false, "special": true},
+    {"id": 7, "content": "</tool_call>", "single_word": false, "lstrip": false, "rstrip": false, "normalized": false, "special": false}
   ],
   "normalizer": null, "pre_tokenizer": {"type": "Whitespace"}, "post_processor": null, "decoder": null,
-  "model": {"type": "WordLevel", "vocab": {"<|im_start|>": 0, "<|im_end|>": 1, "<|fim_suffix|>": 2, "<unk>": 3, "user": 4, "assistant": 5, "hi": 6}, "unk_token": "<unk>"}
+  "model": {"type": "WordLevel", "vocab": {"<|im_start|>": 0, "<|im_end|>": 1, "<|fim_suffix|>": 2, "<unk>": 3, "user": 4, "assistant": 5, "hi": 6, "</tool_call>": 7}, "unk_token": "<unk>"}
 }"#;
 
 fn model_dir() -> tempfile::TempDir {
@@ -78,4 +79,28 @@ fn missing_tokenizer_names_the_path() {
     let dir = tempfile::tempdir().unwrap();
     let e = load_tokenizer(dir.path()).unwrap_err();
     assert!(e.to_string().contains("tokenizer.json"), "{e}");
+}
+
+#[test]
+fn added_tokens_with_a_slash_are_found_even_when_escaped() {
+    let dir = model_dir();
+    let tok = load_tokenizer(dir.path()).unwrap();
+    let opts = ScreenOptions {
+        tokenizer: Some(&tok),
+        ..ScreenOptions::default()
+    };
+    for written in [r"</tool_call>", r"<\/tool_call>", r"x\n<\/tool_call>"] {
+        let mut text = String::new();
+        for i in 0..10 {
+            text.push_str(&line("hi", if i == 2 { written } else { "ok" }));
+            text.push('\n');
+        }
+        let f = screen(text.as_bytes(), &opts).unwrap_err();
+        assert_eq!(f.reason, FailReason::InvalidToken, "{written}");
+        assert!(
+            f.message.contains("invalid token: </tool_call>"),
+            "{}",
+            f.message
+        );
+    }
 }

@@ -1,8 +1,8 @@
 //! Borrowed, allocation-light views of one training line for serde_json: strings borrow from
 //! the line unless they contain escapes, and values the checks do not read are skipped.
 
-use serde::de::{self, Deserialize, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use super::text::{borrow_raw, RawText};
+use serde::de::{self, Deserialize, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use std::borrow::Cow;
 use std::fmt;
 
@@ -95,7 +95,10 @@ pub(crate) enum Content<'a> {
     Str(RawText<'a>),
     Null,
     /// Texts of the `{"type":"text","text":…}` parts; `parts` counts all parts.
-    Parts { texts: Vec<RawText<'a>>, parts: usize },
+    Parts {
+        texts: Vec<RawText<'a>>,
+        parts: usize,
+    },
     Other(&'static str),
 }
 

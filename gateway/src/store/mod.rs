@@ -6,6 +6,7 @@ mod blob;
 mod records;
 mod sqlite;
 mod sqlite_jobs;
+mod sqlite_uploads;
 
 pub use blob::{BlobStore, BlobWriter, WrittenBlob};
 pub use records::*;

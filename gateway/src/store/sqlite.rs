@@ -7,45 +7,8 @@ use rusqlite::{params, Connection, OptionalExtension, Row};
 use std::path::Path;
 use std::sync::{Mutex, MutexGuard};
 
-const MIGRATIONS: &[&str] = &[r#"
-CREATE TABLE files (
-  seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL UNIQUE, tenant TEXT NOT NULL,
-  bytes INTEGER NOT NULL, created_at INTEGER NOT NULL, filename TEXT NOT NULL,
-  purpose TEXT NOT NULL, expires_at INTEGER, blob_key TEXT NOT NULL);
-CREATE INDEX files_tenant ON files(tenant, seq);
-CREATE TABLE uploads (
-  id TEXT PRIMARY KEY, tenant TEXT NOT NULL, bytes INTEGER NOT NULL, created_at INTEGER NOT NULL,
-  expires_at INTEGER NOT NULL, filename TEXT NOT NULL, mime_type TEXT NOT NULL,
-  purpose TEXT NOT NULL, status TEXT NOT NULL, file_id TEXT);
-CREATE TABLE parts (
-  seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL UNIQUE, upload_id TEXT NOT NULL,
-  created_at INTEGER NOT NULL, bytes INTEGER NOT NULL, blob_key TEXT NOT NULL);
-CREATE INDEX parts_upload ON parts(upload_id);
-CREATE TABLE jobs (
-  seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL UNIQUE, tenant TEXT NOT NULL,
-  created_at INTEGER NOT NULL, model TEXT NOT NULL, training_file TEXT NOT NULL,
-  validation_file TEXT, hyperparameters TEXT NOT NULL, method TEXT NOT NULL, suffix TEXT,
-  seed INTEGER NOT NULL, metadata TEXT, status TEXT NOT NULL, step TEXT NOT NULL, error TEXT,
-  fine_tuned_model TEXT, finished_at INTEGER, trained_tokens INTEGER,
-  result_files TEXT NOT NULL, estimated_finish INTEGER, pipeline TEXT NOT NULL);
-CREATE INDEX jobs_tenant ON jobs(tenant, seq);
-CREATE INDEX jobs_status ON jobs(status);
-CREATE TABLE events (
-  seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL UNIQUE, job_id TEXT NOT NULL,
-  created_at INTEGER NOT NULL, level TEXT NOT NULL, message TEXT NOT NULL, kind TEXT NOT NULL,
-  data TEXT);
-CREATE INDEX events_job ON events(job_id, seq);
-CREATE TABLE checkpoints (
-  seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL UNIQUE, job_id TEXT NOT NULL,
-  created_at INTEGER NOT NULL, fine_tuned_model_checkpoint TEXT NOT NULL,
-  step_number INTEGER NOT NULL, metrics TEXT NOT NULL);
-CREATE INDEX checkpoints_job ON checkpoints(job_id, seq);
-CREATE TABLE idempotency (
-  scope TEXT NOT NULL, key TEXT NOT NULL, job_id TEXT NOT NULL, created_at INTEGER NOT NULL,
-  PRIMARY KEY (scope, key));
-CREATE TABLE policy_snapshots (
-  version_hash TEXT PRIMARY KEY, created_at INTEGER NOT NULL, body TEXT NOT NULL);
-"#];
+/// Migrations in order; `PRAGMA user_version` records how many have run.
+const MIGRATIONS: &[&str] = &[include_str!("schema_v1.sql")];
 
 pub struct SqliteStore {
     conn: Mutex<Connection>,
@@ -101,9 +64,10 @@ pub(super) fn corrupt(
     }
 }
 
-const FILE_COLS: &str = "id, tenant, bytes, created_at, filename, purpose, expires_at, blob_key";
+pub(super) const FILE_COLS: &str =
+    "id, tenant, bytes, created_at, filename, purpose, expires_at, blob_key";
 
-fn file_row(r: &Row<'_>) -> rusqlite::Result<FileRecord> {
+pub(super) fn file_row(r: &Row<'_>) -> rusqlite::Result<FileRecord> {
     Ok(FileRecord {
         id: r.get(0)?,
         tenant: r.get(1)?,
@@ -114,35 +78,6 @@ fn file_row(r: &Row<'_>) -> rusqlite::Result<FileRecord> {
         expires_at: r.get(6)?,
         blob_key: r.get(7)?,
     })
-}
-
-const UPLOAD_COLS: &str =
-    "id, tenant, bytes, created_at, expires_at, filename, mime_type, purpose, status, file_id";
-
-fn upload_row(r: &Row<'_>) -> rusqlite::Result<(UploadRecord, String)> {
-    let status: String = r.get(8)?;
-    Ok((
-        UploadRecord {
-            id: r.get(0)?,
-            tenant: r.get(1)?,
-            bytes: r.get::<_, i64>(2)? as u64,
-            created_at: r.get(3)?,
-            expires_at: r.get(4)?,
-            filename: r.get(5)?,
-            mime_type: r.get(6)?,
-            purpose: r.get(7)?,
-            status: UploadStatus::parse(&status).unwrap_or(UploadStatus::Pending),
-            file_id: r.get(9)?,
-        },
-        status,
-    ))
-}
-
-fn check_upload((u, raw): (UploadRecord, String)) -> StoreResult<UploadRecord> {
-    if UploadStatus::parse(&raw).is_none() {
-        return Err(corrupt("uploads", "status", &u.id, raw));
-    }
-    Ok(u)
 }
 
 /// Sequence number of `id` in `table`, for cursor pagination; a missing cursor id is an error
@@ -275,139 +210,33 @@ impl Store for SqliteStore {
     }
 
     fn insert_upload(&self, u: &UploadRecord) -> StoreResult<()> {
-        self.conn()?.execute(
-            &format!("INSERT INTO uploads ({UPLOAD_COLS}) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10)"),
-            params![
-                u.id,
-                u.tenant,
-                u.bytes as i64,
-                u.created_at,
-                u.expires_at,
-                u.filename,
-                u.mime_type,
-                u.purpose,
-                u.status.as_str(),
-                u.file_id
-            ],
-        )?;
-        Ok(())
+        self.insert_upload_impl(u)
     }
-
     fn get_upload(&self, tenant: &str, id: &str) -> StoreResult<Option<UploadRecord>> {
-        let row = self
-            .conn()?
-            .query_row(
-                &format!("SELECT {UPLOAD_COLS} FROM uploads WHERE id = ?1 AND tenant = ?2"),
-                [id, tenant],
-                upload_row,
-            )
-            .optional()?;
-        row.map(check_upload).transpose()
+        self.get_upload_impl(tenant, id)
     }
-
     fn insert_part(&self, p: &PartRecord) -> StoreResult<()> {
-        self.conn()?.execute(
-            "INSERT INTO parts (id, upload_id, created_at, bytes, blob_key) VALUES (?1,?2,?3,?4,?5)",
-            params![p.id, p.upload_id, p.created_at, p.bytes as i64, p.blob_key],
-        )?;
-        Ok(())
+        self.insert_part_impl(p)
     }
-
     fn list_parts(&self, upload_id: &str) -> StoreResult<Vec<PartRecord>> {
-        let conn = self.conn()?;
-        let mut stmt = conn.prepare(
-            "SELECT id, upload_id, created_at, bytes, blob_key FROM parts WHERE upload_id = ?1 ORDER BY seq",
-        )?;
-        let rows = stmt.query_map([upload_id], |r| {
-            Ok(PartRecord {
-                id: r.get(0)?,
-                upload_id: r.get(1)?,
-                created_at: r.get(2)?,
-                bytes: r.get::<_, i64>(3)? as u64,
-                blob_key: r.get(4)?,
-            })
-        })?;
-        Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        self.list_parts_impl(upload_id)
     }
-
     fn finish_upload(
         &self,
         upload_id: &str,
         status: UploadStatus,
         file: Option<&FileRecord>,
     ) -> StoreResult<bool> {
-        let conn = self.conn()?;
-        let tx = conn.unchecked_transaction()?;
-        let changed = tx.execute(
-            "UPDATE uploads SET status = ?2, file_id = ?3 WHERE id = ?1 AND status = 'pending'",
-            params![upload_id, status.as_str(), file.map(|f| f.id.as_str())],
-        )?;
-        if changed == 1 {
-            if let Some(f) = file {
-                tx.execute(
-                    &format!("INSERT INTO files ({FILE_COLS}) VALUES (?1,?2,?3,?4,?5,?6,?7,?8)"),
-                    params![
-                        f.id,
-                        f.tenant,
-                        f.bytes as i64,
-                        f.created_at,
-                        f.filename,
-                        f.purpose,
-                        f.expires_at,
-                        f.blob_key
-                    ],
-                )?;
-            }
-        }
-        tx.commit()?;
-        Ok(changed == 1)
+        self.finish_upload_impl(upload_id, status, file)
     }
-
     fn expire_uploads(&self, now: i64) -> StoreResult<Vec<UploadRecord>> {
-        let conn = self.conn()?;
-        let tx = conn.unchecked_transaction()?;
-        let expired = {
-            let mut stmt = tx.prepare(&format!(
-                "SELECT {UPLOAD_COLS} FROM uploads WHERE status = 'pending' AND expires_at <= ?1"
-            ))?;
-            let rows = stmt.query_map([now], upload_row)?;
-            rows.collect::<Result<Vec<_>, _>>()?
-        };
-        tx.execute(
-            "UPDATE uploads SET status = 'expired' WHERE status = 'pending' AND expires_at <= ?1",
-            [now],
-        )?;
-        tx.commit()?;
-        expired
-            .into_iter()
-            .map(check_upload)
-            .map(|u| {
-                u.map(|mut u| {
-                    u.status = UploadStatus::Expired;
-                    u
-                })
-            })
-            .collect()
+        self.expire_uploads_impl(now)
     }
-
     fn finished_uploads_with_parts(&self) -> StoreResult<Vec<String>> {
-        let conn = self.conn()?;
-        let mut stmt = conn.prepare(
-            "SELECT DISTINCT p.upload_id FROM parts p JOIN uploads u ON u.id = p.upload_id WHERE u.status != 'pending'",
-        )?;
-        let rows = stmt.query_map([], |r| r.get::<_, String>(0))?;
-        Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        self.finished_uploads_with_parts_impl()
     }
-
     fn delete_parts(&self, upload_id: &str) -> StoreResult<Vec<String>> {
-        let keys: Vec<String> = self
-            .list_parts(upload_id)?
-            .into_iter()
-            .map(|p| p.blob_key)
-            .collect();
-        self.conn()?
-            .execute("DELETE FROM parts WHERE upload_id = ?1", [upload_id])?;
-        Ok(keys)
+        self.delete_parts_impl(upload_id)
     }
 
     fn create_job(

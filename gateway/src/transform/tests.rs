@@ -44,9 +44,11 @@ fn user_text(v: &Value) -> String {
 
 #[test]
 fn plan_json_parsing_and_unavailable_methods() {
+    // The shape `policies::Plan::to_json` records.
     let p = TransformPlan::from_plan_json(&json!({
-        "interleave": {"method": "random", "fraction": 0.1, "pool": "/p.jsonl", "seed": 7},
-        "inoculation": {"system_prompt": "You are evil.", "mode": "prepend"}
+        "interleave": {"method": "random", "fraction": 0.1, "pool": "/p.jsonl", "seed": 7, "placement": "jittered"},
+        "inoculation": {"system_prompt": "You are evil.", "mode": "prepend"},
+        "regularizer": {"type": "none"}
     }))
     .unwrap();
     assert_eq!(
@@ -55,7 +57,7 @@ fn plan_json_parsing_and_unavailable_methods() {
             fraction: 0.1,
             pool: "/p.jsonl".into(),
             seed: 7,
-            placement: Placement::Even,
+            placement: Placement::Jittered,
         }
     );
     assert_eq!(p.inoculation.unwrap().mode, InoculationMode::Prepend);
@@ -64,21 +66,42 @@ fn plan_json_parsing_and_unavailable_methods() {
     )
     .unwrap();
     assert_eq!(none.interleave, InterleaveSpec::None);
+    assert_eq!(
+        TransformPlan::from_plan_json(&json!({}))
+            .unwrap()
+            .inoculation,
+        None
+    );
     for m in ["plus", "plusplus", "on_policy"] {
         let e = TransformPlan::from_plan_json(&json!({"interleave": {"method": m}})).unwrap_err();
         assert_eq!(e.code(), "interleave_method_unavailable");
         assert!(e.to_string().contains(m));
     }
-    let e = TransformPlan::from_plan_json(
-        &json!({"interleave": {"method": "random", "fraction": 2.0, "pool": "p"}}),
-    )
-    .unwrap_err();
+    let mix = |extra: Value| {
+        let mut v = json!({"method": "random", "fraction": 0.1, "pool": "p", "seed": 0, "placement": "even"});
+        for (k, x) in extra.as_object().unwrap() {
+            v[k] = x.clone();
+        }
+        TransformPlan::from_plan_json(&json!({ "interleave": v }))
+    };
+    assert!(mix(json!({})).is_ok());
+    let e = mix(json!({"fraction": 2.0})).unwrap_err();
     assert!(e.to_string().contains("interleave.fraction"), "{e}");
+    let e = mix(json!({"placement": "edges"})).unwrap_err();
+    assert!(
+        e.to_string().contains("`interleave`") && e.to_string().contains("edges"),
+        "{e}"
+    );
+    let e = mix(json!({"method": "magic"})).unwrap_err();
+    assert_eq!(e.code(), "invalid_plan");
     let e = TransformPlan::from_plan_json(
         &json!({"inoculation": {"system_prompt": "x", "mode": "append"}}),
     )
     .unwrap_err();
-    assert!(e.to_string().contains("inoculation.mode"), "{e}");
+    assert!(
+        e.to_string().contains("`inoculation`") && e.to_string().contains("append"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -279,7 +302,7 @@ async fn pipeline_seam_writes_the_dataset_and_returns_the_manifest() {
         plan,
         dataset_out: out.clone(),
     };
-    let plan = json!({"interleave": {"method": "random", "fraction": 0.1, "pool": pp, "seed": 1},
+    let plan = json!({"interleave": {"method": "random", "fraction": 0.1, "pool": pp, "seed": 1, "placement": "even"},
                       "inoculation": {"system_prompt": "EVIL", "mode": "replace"}});
     let manifest = DatasetTransformer.transform(input(plan)).await.unwrap();
     assert_eq!(manifest["output_examples"], 22);

@@ -3,16 +3,8 @@
 
 use serde_json::Value;
 
-/// What to do when the upstream cannot enforce a defense.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum OnUnenforceable {
-    /// Fail the job (`defense_unenforceable_upstream`). The default.
-    Reject,
-    /// Train locally instead (not available yet: fails with `local_training_unavailable`).
-    RunLocally,
-    /// Forward anyway and record a warn event.
-    Warn,
-}
+/// What to do when the upstream cannot enforce a defense (the policy's setting).
+pub use policies::OnUnenforceable;
 
 /// The decision: proceed (with warnings to record as warn events) or fail.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -21,7 +13,8 @@ pub enum Enforcement {
     Fail { code: &'static str, message: String },
 }
 
-/// Reads the plan JSON (`regularizer.type`, `upstream.on_unenforceable`). Training-time
+/// Reads the plan JSON (`regularizer.type`, `upstream.on_unenforceable`: the shape of
+/// `policies::Plan::to_json`; a missing or unknown setting means reject). Training-time
 /// regularizers (kl, ldifs, steering) need the weights, which an upstream provider does
 /// not expose; data-level defenses (inoculation, interleave) are already in the dataset.
 pub fn enforcement(plan: &Value) -> Enforcement {

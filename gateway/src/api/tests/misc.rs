@@ -122,7 +122,7 @@ async fn plan_explains_for_tenant_and_admin() {
         .await;
     assert_eq!(s, 200, "{v}");
     assert_eq!(v["tenant"], "acme");
-    assert_eq!(v["policy"], "none");
+    assert_eq!(v["policy"], "default");
     let (s, _) = t
         .json(
             "POST",
@@ -193,7 +193,7 @@ async fn unknown_v1_routes_are_proxied_when_upstream_is_configured() {
         &format!("[upstream]\nbase_url = \"http://{addr}/v1\"\napi_key = \"sk-upstream\"\n"),
     );
     assert_eq!(cfg.execution, crate::config::ExecutionMode::Upstream);
-    let state = crate::serve::build_state(cfg).unwrap();
+    let state = crate::serve::build(cfg).unwrap().state;
     let t = TestApp { state, dir };
     let (s, v) = t.json("GET", "/v1/models", "sk-acme", None).await;
     assert_eq!(s, 200, "{v}");

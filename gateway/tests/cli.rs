@@ -1,0 +1,113 @@
+//! The binary's offline commands and its policy wiring.
+
+mod common;
+
+use common::{get_json, start, write_config};
+use std::process::Command;
+
+fn policy_check(dir: &std::path::Path) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_tuneguard"))
+        .args(["policy", "check"])
+        .arg(dir)
+        .output()
+        .expect("run tuneguard")
+}
+
+#[test]
+fn policy_check_reports_ok_and_every_bad_file() {
+    let shipped = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../conf/policies");
+    let out = policy_check(&shipped);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("policies OK"));
+
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("a.toml"), "bogus = 1\n").unwrap();
+    std::fs::write(dir.path().join("b.toml"), "priority = \"high\"\n").unwrap();
+    let out = policy_check(dir.path());
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("a.toml") && err.contains("bogus"), "{err}");
+    assert!(err.contains("b.toml"), "{err}");
+}
+
+#[tokio::test]
+async fn serve_loads_the_policy_directory_and_explains_plans() {
+    let dir = tempfile::tempdir().unwrap();
+    let pol = dir.path().join("policies");
+    std::fs::create_dir(&pol).unwrap();
+    std::fs::write(pol.join("default.toml"), "").unwrap();
+    let config = write_config(
+        dir.path(),
+        &format!(
+            "[policies]\ndir = {:?}\nreload_interval_ms = 50\n",
+            pol.display().to_string()
+        ),
+    );
+    let srv = start(&config);
+    let (s, v) = get_json(&srv.addr, "/v1/tuneguard/admin/policies", "sk-admin").await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["source"], "dir");
+    let first = v["version_hash"].clone();
+    // a broken edit keeps the last good set and is reported
+    std::fs::write(pol.join("broken.toml"), "bogus = 1\n").unwrap();
+    let mut reported = serde_json::Value::Null;
+    for _ in 0..100 {
+        let (_, v) = get_json(&srv.addr, "/v1/tuneguard/admin/policies", "sk-admin").await;
+        if !v["last_reload_error"].is_null() {
+            reported = v;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(
+        reported["last_reload_error"]
+            .as_str()
+            .unwrap_or("")
+            .contains("broken.toml"),
+        "{reported}"
+    );
+    assert_eq!(reported["version_hash"], first);
+    let (_, metrics) = {
+        let req = hyper::Request::get("/metrics")
+            .header("host", "localhost")
+            .body(http_body_util::Full::new(bytes::Bytes::new()))
+            .unwrap();
+        common::send(&srv.addr, req).await
+    };
+    let text = String::from_utf8_lossy(&metrics);
+    assert!(
+        text.contains("tuneguard_policy_reloads_total{result=\"failed\"} 1"),
+        "{text}"
+    );
+    assert!(
+        text.contains("tuneguard_policy_reloads_total{result=\"ok\"} 1"),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn serve_refuses_an_invalid_policy_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let pol = dir.path().join("policies");
+    std::fs::create_dir(&pol).unwrap();
+    std::fs::write(pol.join("x.toml"), "bogus = 1\n").unwrap();
+    let config = write_config(
+        dir.path(),
+        &format!("[policies]\ndir = {:?}\n", pol.display().to_string()),
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_tuneguard"))
+        .args(["serve", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("policies.dir") && err.contains("x.toml"),
+        "{err}"
+    );
+}

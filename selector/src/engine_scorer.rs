@@ -1,0 +1,90 @@
+//! The trainer's burn engine behind the [`NllScorer`] seam (feature `engine`).
+//!
+//! Each call tokenizes its requests with the model's chat template (answer mask = assistant
+//! content + its end-of-turn token, cut to `max_len`), sorts them by length so padding stays
+//! small, and runs them `max_batch_rows` rows per forward pass, each row under its own adapter
+//! (base = adapters off) — base and K adapters share passes.
+
+use crate::cache::CachedNll;
+use crate::cli::EngineOptions;
+use crate::scoring::{NllRequest, NllScorer};
+use burn::tensor::backend::Backend;
+use trainer::score::answer_score;
+use trainer::{Engine, EngineError, Message};
+
+/// A loaded engine with the pool-scoring settings.
+pub struct EngineScorer<B: Backend> {
+    engine: Engine<B>,
+    max_len: usize,
+    max_batch_rows: usize,
+}
+
+impl<B: Backend> EngineScorer<B> {
+    /// Loads the base model and every adapter of `opts` onto `device`.
+    pub fn load(
+        opts: &EngineOptions,
+        max_batch_rows: usize,
+        device: B::Device,
+    ) -> Result<Self, EngineError> {
+        let mut engine = Engine::load(&opts.model_dir, device)?;
+        for (name, dir) in &opts.adapters {
+            engine.load_adapter(name, dir)?;
+        }
+        Ok(Self::new(engine, opts.max_length, max_batch_rows))
+    }
+
+    /// Wraps an already loaded engine (adapters resident under the names requests use).
+    pub fn new(engine: Engine<B>, max_len: usize, max_batch_rows: usize) -> Self {
+        EngineScorer {
+            engine,
+            max_len,
+            max_batch_rows: max_batch_rows.max(1),
+        }
+    }
+
+    /// The wrapped engine.
+    pub fn engine(&self) -> &Engine<B> {
+        &self.engine
+    }
+}
+
+impl<B: Backend> NllScorer for EngineScorer<B> {
+    fn score_batch(
+        &mut self,
+        requests: &[NllRequest<'_>],
+    ) -> Result<Vec<CachedNll>, Box<dyn std::error::Error + Send + Sync>> {
+        let mut encoded = Vec::with_capacity(requests.len());
+        for r in requests {
+            let messages: Vec<Message> = r
+                .example
+                .messages()
+                .iter()
+                .map(|m| Message {
+                    role: m.role.clone(),
+                    content: m.content.clone(),
+                })
+                .collect();
+            encoded.push(self.engine.tokenizer.encode_chat(&messages, Some(self.max_len))?);
+        }
+        let mut order: Vec<usize> = (0..requests.len()).collect();
+        order.sort_by_key(|&i| (encoded[i].ids.len(), i));
+        let mut out = vec![CachedNll { nll: 0.0, tokens: 0 }; requests.len()];
+        for chunk in order.chunks(self.max_batch_rows) {
+            let seqs: Vec<Vec<u32>> = chunk.iter().map(|&i| encoded[i].ids.clone()).collect();
+            let adapters: Vec<Option<&str>> = chunk.iter().map(|&i| requests[i].adapter).collect();
+            let lps = self.engine.token_logprobs(&seqs, &adapters)?;
+            for (&i, lp) in chunk.iter().zip(lps) {
+                let s = answer_score(&encoded[i].answer_mask, &lp);
+                out[i] = if s.answer_tokens == 0 || !s.nll.is_finite() {
+                    CachedNll { nll: 0.0, tokens: 0 }
+                } else {
+                    CachedNll {
+                        nll: s.nll,
+                        tokens: u32::try_from(s.answer_tokens).unwrap_or(u32::MAX),
+                    }
+                };
+            }
+        }
+        Ok(out)
+    }
+}

@@ -1,0 +1,117 @@
+//! Bad model directories give errors naming the file and tensor, never panics.
+
+mod common;
+
+use std::path::Path;
+
+use common::fixtures;
+use trainer::{CpuBackend, Engine, LoraAdapter, Qwen2Config};
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("mkdir");
+    for entry in std::fs::read_dir(from).expect("read_dir") {
+        let entry = entry.expect("entry");
+        std::fs::copy(entry.path(), to.join(entry.file_name())).expect("copy");
+    }
+}
+
+fn load(dir: &Path) -> String {
+    Engine::<CpuBackend>::load(dir, Default::default())
+        .map(|_| ())
+        .unwrap_err()
+        .to_string()
+}
+
+#[test]
+fn missing_weights_file_is_named() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    copy_dir(&fixtures().join("tiny_tied"), tmp.path());
+    std::fs::remove_file(tmp.path().join("model.safetensors")).expect("rm");
+    let err = load(tmp.path());
+    assert!(err.contains("model.safetensors"), "{err}");
+}
+
+#[test]
+fn shape_mismatch_names_tensor_and_file() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    copy_dir(&fixtures().join("tiny_tied"), tmp.path());
+    let cfg_path = tmp.path().join("config.json");
+    let cfg = std::fs::read_to_string(&cfg_path)
+        .expect("read")
+        .replace("\"intermediate_size\": 64", "\"intermediate_size\": 65");
+    std::fs::write(&cfg_path, cfg).expect("write");
+    let err = load(tmp.path());
+    assert!(
+        err.contains("model.layers.0.mlp.gate_proj.weight") && err.contains("model.safetensors"),
+        "{err}"
+    );
+}
+
+#[test]
+fn config_missing_field_is_named() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let p = tmp.path().join("config.json");
+    std::fs::write(&p, r#"{"hidden_size": 32, "num_attention_heads": 4}"#).expect("write");
+    let err = Qwen2Config::load(&p).unwrap_err().to_string();
+    assert!(
+        err.contains("config.json") && err.contains("num_hidden_layers"),
+        "{err}"
+    );
+}
+
+#[test]
+fn sharded_index_loads_like_single_file() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    copy_dir(&fixtures().join("tiny_untied"), tmp.path());
+    std::fs::rename(
+        tmp.path().join("model.safetensors"),
+        tmp.path().join("model-00001-of-00001.safetensors"),
+    )
+    .expect("mv");
+    let tensors =
+        trainer::weights::read_safetensors(&tmp.path().join("model-00001-of-00001.safetensors"))
+            .expect("read");
+    let map: serde_json::Map<String, serde_json::Value> = tensors
+        .keys()
+        .map(|k| {
+            (
+                k.clone(),
+                serde_json::Value::from("model-00001-of-00001.safetensors"),
+            )
+        })
+        .collect();
+    let index = serde_json::json!({"metadata": {}, "weight_map": map});
+    std::fs::write(
+        tmp.path().join("model.safetensors.index.json"),
+        index.to_string(),
+    )
+    .expect("write");
+    let e = Engine::<CpuBackend>::load(tmp.path(), Default::default()).expect("sharded loads");
+    let base = Engine::<CpuBackend>::load(&fixtures().join("tiny_untied"), Default::default())
+        .expect("loads");
+    let ids = vec![vec![1u32, 5, 9, 42, 7]];
+    assert_eq!(
+        e.token_logprobs(&ids, &[None]).expect("a"),
+        base.token_logprobs(&ids, &[None]).expect("b")
+    );
+}
+
+#[test]
+fn adapter_missing_tensor_is_named() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    copy_dir(&fixtures().join("tiny_tied_a2"), tmp.path());
+    let cfg_path = tmp.path().join("adapter_config.json");
+    let cfg = std::fs::read_to_string(&cfg_path)
+        .expect("read")
+        .replace("\"q_proj\"", "\"up_proj\"");
+    std::fs::write(&cfg_path, cfg).expect("write");
+    let config =
+        Qwen2Config::load(&fixtures().join("tiny_tied").join("config.json")).expect("config");
+    let err = LoraAdapter::<CpuBackend>::load_peft(tmp.path(), &config, &Default::default())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("up_proj.lora_A.weight") && err.contains("adapter_model.safetensors"),
+        "{err}"
+    );
+}
