@@ -57,6 +57,7 @@ class Gateway:
         self.proc: subprocess.Popen | None = None
         self.url = ""
         self.starts = 0
+        self.clients: list[openai.OpenAI] = []
 
     @property
     def base_url(self) -> str:
@@ -68,14 +69,16 @@ class Gateway:
     def start(self) -> "Gateway":
         assert self.proc is None, "already running"
         self.starts += 1
-        self.proc = subprocess.Popen(
-            [BIN, "serve", "--config", str(self.config_path)],
-            cwd=self.workdir,
-            env=self.env,
-            stdout=subprocess.PIPE,
-            stderr=open(self.log_path(), "wb"),
-        )
+        with open(self.log_path(), "wb") as log:
+            self.proc = subprocess.Popen(
+                [BIN, "serve", "--config", str(self.config_path)],
+                cwd=self.workdir,
+                env=self.env,
+                stdout=subprocess.PIPE,
+                stderr=log,
+            )
         lines: queue.Queue = queue.Queue()
+        self._stdout = lines
         threading.Thread(target=_pump, args=(self.proc.stdout, lines), daemon=True).start()
         prefix = "tuneguard listening on "
         deadline = time.monotonic() + START_TIMEOUT_S
@@ -95,6 +98,19 @@ class Gateway:
                 self.url = line[len(prefix):].strip().rstrip("/")
                 return self
 
+    def later_stdout(self) -> list[str]:
+        """stdout lines after the listening line (the contract says there are none); call
+        after the process exited so the pipe is drained."""
+        out = []
+        while True:
+            try:
+                line = self._stdout.get(timeout=5)
+            except queue.Empty:
+                return out
+            if line is None:
+                return out
+            out.append(line)
+
     def stderr(self) -> str:
         try:
             return self.log_path().read_text(errors="replace")[-4000:]
@@ -105,7 +121,9 @@ class Gateway:
         key = KEYS.get(tenant, tenant)
         kw.setdefault("max_retries", 0)
         kw.setdefault("timeout", 60.0)
-        return openai.OpenAI(base_url=self.base_url, api_key=key, **kw)
+        client = openai.OpenAI(base_url=self.base_url, api_key=key, **kw)
+        self.clients.append(client)
+        return client
 
     def admin(self) -> openai.OpenAI:
         return self.client(ADMIN_KEY)
@@ -140,8 +158,9 @@ class Gateway:
 
 
 def _pump(stream, lines: queue.Queue) -> None:
-    for raw in iter(stream.readline, b""):
-        lines.put(raw.decode(errors="replace"))
+    with stream:
+        for raw in iter(stream.readline, b""):
+            lines.put(raw.decode(errors="replace"))
     lines.put(None)
 
 
@@ -184,6 +203,8 @@ def gateway_factory(tmp_path):
     yield make
     failures = []
     for gw in started:
+        for client in gw.clients:
+            client.close()
         if gw.proc is not None:
             code = gw.stop()
             if code != 0:

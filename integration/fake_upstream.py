@@ -68,6 +68,10 @@ class FakeUpstream:
         self.files: dict[str, tuple[dict, bytes]] = {}
         self.jobs: dict[str, Job] = {}
         self.hold_running = False
+        # When set by a test, an SSE response pauses after its first event until the test
+        # sets the gate (proof that the gateway streams rather than buffers).
+        self.sse_gate: threading.Event | None = None
+        self.sse_gate_timed_out = False
         self.lock = threading.Lock()
         handler = type("Handler", (_Handler,), {"upstream": self})
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
@@ -284,11 +288,14 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header("transfer-encoding", "chunked")
             self.send_header("x-request-id", "req_upstream")
             self.end_headers()
-            for c in payload.chunks + ["[DONE]"]:
+            for i, c in enumerate(payload.chunks + ["[DONE]"]):
                 data = c if isinstance(c, str) else json.dumps(c)
                 frame = f"data: {data}\n\n".encode()
                 self.wfile.write(f"{len(frame):x}\r\n".encode() + frame + b"\r\n")
                 self.wfile.flush()
+                gate = self.upstream.sse_gate
+                if i == 0 and gate is not None and not gate.wait(timeout=10):
+                    self.upstream.sse_gate_timed_out = True
             self.wfile.write(b"0\r\n\r\n")
             self.wfile.flush()
             return

@@ -71,6 +71,7 @@ def test_wrong_or_missing_key_is_authentication_error(gateway):
     assert e.value.code == "invalid_api_key"
     r = httpx.get(gateway.base_url + "/files")
     assert r.status_code == 401 and r.json()["error"]["type"] == "authentication_error"
+    assert r.headers.get("x-should-retry") == "false"
     assert r.headers.get("x-request-id")
 
 

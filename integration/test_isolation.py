@@ -93,3 +93,17 @@ def test_admin_dataset_routes_need_admin(two_tenants):
         assert r.status_code in (401, 403), (path, r.status_code)
         ok = call(gw, "sk-admin-operator", "GET", path, None)
         assert ok.status_code == 200, (path, ok.text)
+
+
+def test_list_cursor_with_a_foreign_id_behaves_like_a_missing_id(two_tenants):
+    """`after=<A's id>` must not tell B that the id exists (a side channel on ids)."""
+    gw, ids = two_tenants
+    b = gw.client("beta")
+    upload(b, good_jsonl())
+    b_job_file = upload(b, good_jsonl(11))
+    b.fine_tuning.jobs.create(model="gpt-4o-mini", training_file=b_job_file.id)
+    gone = missing(ids)
+    assert [f.id for f in b.files.list(after=ids["file"]).data] == \
+        [f.id for f in b.files.list(after=gone["file"]).data]
+    assert [j.id for j in b.fine_tuning.jobs.list(after=ids["job"]).data] == \
+        [j.id for j in b.fine_tuning.jobs.list(after=gone["job"]).data]

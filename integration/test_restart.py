@@ -3,32 +3,12 @@ every acknowledged object is there, nothing partial is listed, jobs resume or fa
 
 import hashlib
 import json
-import socket
-from urllib.parse import urlsplit
 
-from conftest import KEYS, wait_for
+from conftest import wait_for
 from datasets import good_jsonl, upload
+from rawhttp import multipart_head, start_partial_post
 
 TERMINAL = ("succeeded", "failed", "cancelled")
-
-
-def start_partial_post(gw, path: str, total_body: int, head: bytes) -> socket.socket:
-    """Opens a POST that announces `total_body` bytes of multipart but sends only `head`."""
-    u = urlsplit(gw.url)
-    s = socket.create_connection((u.hostname, u.port), timeout=10)
-    req = (f"POST /v1{path} HTTP/1.1\r\nHost: {u.netloc}\r\nAuthorization: Bearer {KEYS['acme']}\r\n"
-           f"Content-Type: multipart/form-data; boundary=XyZ\r\nContent-Length: {total_body}\r\n\r\n")
-    s.sendall(req.encode() + head)
-    return s
-
-
-def multipart_head(field: str, filename: str, extra_fields: dict) -> bytes:
-    out = b""
-    for k, v in extra_fields.items():
-        out += f'--XyZ\r\nContent-Disposition: form-data; name="{k}"\r\n\r\n{v}\r\n'.encode()
-    out += (f'--XyZ\r\nContent-Disposition: form-data; name="{field}"; filename="{filename}"\r\n'
-            f"Content-Type: application/octet-stream\r\n\r\n").encode()
-    return out
 
 
 def test_kill9_during_uploads_keeps_acknowledged_and_hides_partial(gateway_factory):
@@ -41,17 +21,23 @@ def test_kill9_during_uploads_keeps_acknowledged_and_hides_partial(gateway_facto
     up = c.uploads.create(bytes=total, filename="big.jsonl", mime_type="application/jsonl", purpose="fine-tune")
     acked = [c.uploads.parts.create(up.id, data=pieces[0]).id]
 
-    # In flight when the process dies: a part and a plain file upload, each half-sent.
+    # In flight when the process dies: a part and a plain file upload, each half-sent, each
+    # already being written to disk by the gateway.
+    stored = set(gw.data_dir.rglob("*"))
     head = multipart_head("data", "blob", {}) + pieces[1][: len(pieces[1]) // 2]
     s1 = start_partial_post(gw, f"/uploads/{up.id}/parts", len(head) * 2 + 1000, head)
     head2 = multipart_head("file", "partial.jsonl", {"purpose": "fine-tune"}) + kept[:100]
     s2 = start_partial_post(gw, "/files", 10 * len(kept), head2)
-    wait_for(lambda: len(list((gw.data_dir).rglob("*"))) > 0, what="data dir in use")
+    in_flight = wait_for(lambda: len(new := [p for p in gw.data_dir.rglob("*")
+                                             if p.is_file() and p not in stored]) >= 2 and new,
+                         what="both in-flight bodies to reach the disk")
     gw.kill()
     s1.close()
     s2.close()
 
     c = gw.start().client()  # a restart binds a new port
+    leftovers = [p for p in in_flight if p.exists()]
+    assert leftovers == [], "the startup sweep removes half-written bodies"
     files = c.files.list()
     assert [x.id for x in files] == [f.id], "only the acknowledged file is listed"
     assert c.files.content(f.id).read() == kept
@@ -105,5 +91,10 @@ def test_sigterm_exits_zero_and_state_survives(gateway_factory):
     gw = gateway_factory()
     c = gw.client()
     f = upload(c, good_jsonl())
+    key = {"Idempotency-Key": "survives-restart"}
+    job = c.fine_tuning.jobs.create(model="gpt-4o-mini", training_file=f.id, extra_headers=key)
     c = gw.restart().client()  # SIGTERM, exit code 0 asserted
     assert c.files.retrieve(f.id).bytes == len(good_jsonl())
+    again = c.fine_tuning.jobs.create(model="gpt-4o-mini", training_file=f.id, extra_headers=key)
+    assert again.id == job.id, "idempotency keys are durable"
+    assert [j.id for j in c.fine_tuning.jobs.list()] == [job.id]

@@ -12,7 +12,7 @@ import pytest
 
 from conftest import wait_for
 from datasets import good_jsonl, upload
-from test_restart import multipart_head, start_partial_post
+from rawhttp import multipart_head, start_partial_post
 
 
 def self_signed(tmp_path):
@@ -128,9 +128,49 @@ def test_sigterm_right_after_the_listening_line_exits_zero(gateway_factory):
     assert codes == [0] * 5, codes
 
 
+def test_stdout_is_exactly_the_listening_line(gateway_factory):
+    gw = gateway_factory()
+    upload(gw.client(), good_jsonl())
+    assert gw.stop() == 0
+    assert gw.later_stdout() == [], "logs go to stderr"
+    assert "tuneguard listening on" not in gw.stderr()
+
+
 def test_x_request_id_on_every_response(gateway):
     for path, headers in [("/healthz", {}), ("/metrics", {}), ("/v1/files", {}),
                           ("/v1/files", {"Authorization": "Bearer sk-acme-0123456789"}),
                           ("/v1/nope", {"Authorization": "Bearer sk-acme-0123456789"})]:
         r = httpx.get(gateway.url + path, headers=headers)
         assert r.headers.get("x-request-id"), (path, r.status_code)
+
+
+def test_sigterm_lets_an_in_flight_part_finish(gateway_factory):
+    import signal
+
+    gw = gateway_factory()
+    c = gw.client()
+    data = good_jsonl(12)
+    up = c.uploads.create(bytes=len(data), filename="t.jsonl", mime_type="application/jsonl", purpose="fine-tune")
+    head = multipart_head("data", "blob", {})
+    tail = b"\r\n--XyZ--\r\n"
+    s = start_partial_post(gw, f"/uploads/{up.id}/parts", len(head) + len(data) + len(tail),
+                           head + data[:100])
+    try:
+        c.files.list()  # the server is serving (the handler race is covered above)
+        gw.proc.send_signal(signal.SIGTERM)
+        s.sendall(data[100:] + tail)
+        reply = ""
+        while '"upload_id"' not in reply and not reply.startswith("HTTP/1.1 4"):
+            got = s.recv(65536).decode(errors="replace")
+            if not got:
+                break
+            reply += got
+    finally:
+        s.close()
+    assert reply.startswith("HTTP/1.1 200"), reply
+    part_id = reply.split('"id":"', 1)[1].split('"', 1)[0]
+    assert gw.proc.wait(timeout=30) == 0
+    gw.proc = None
+    c = gw.start().client()
+    done = c.uploads.complete(up.id, part_ids=[part_id])
+    assert c.files.content(done.file.id).read() == data

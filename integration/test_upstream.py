@@ -2,8 +2,11 @@
 gateway's ids, cancel forwarded, other /v1 routes proxied (JSON and SSE) with the key swapped."""
 
 import json
+import threading
 
 import httpx2 as httpx
+import openai
+import pytest
 
 from conftest import KEYS, wait_for
 from datasets import good_jsonl, upload
@@ -75,6 +78,11 @@ def test_events_paginate(gw_up):
     second = c.fine_tuning.jobs.list_events(job.id, limit=2, after=first.data[-1].id)
     assert [e.id for e in second.data] == everything[2:4]
     assert [e.id for e in c.fine_tuning.jobs.list_events(job.id, limit=2)] == everything
+    ckpts = c.fine_tuning.jobs.checkpoints.list(job.id, limit=1)
+    assert len(ckpts.data) == 1 and ckpts.has_more is True
+    rest = c.fine_tuning.jobs.checkpoints.list(job.id, limit=1, after=ckpts.data[0].id)
+    assert len(rest.data) == 1 and rest.data[0].id != ckpts.data[0].id
+    assert ckpts.data[0].step_number > rest.data[0].step_number, "newest first"
 
 
 def test_cancel_is_forwarded(gw_up, upstream):
@@ -103,9 +111,14 @@ def test_chat_completions_proxied(gw_up, upstream):
 
 def test_chat_completions_streaming_proxied(gw_up, upstream):
     c = gw_up.client()
+    upstream.sse_gate = threading.Event()
     stream = c.chat.completions.create(model="gpt-4o-mini", stream=True,
                                        messages=[{"role": "user", "content": "one two three"}])
-    pieces = [ch.choices[0].delta.content or "" for ch in stream if ch.choices]
+    chunks = iter(stream)
+    first = next(chunks)  # arrives while the upstream still holds the rest back
+    upstream.sse_gate.set()
+    assert not upstream.sse_gate_timed_out, "the gateway buffered the event stream"
+    pieces = [ch.choices[0].delta.content or "" for ch in [first, *chunks] if ch.choices]
     assert len(pieces) >= 4
     assert "".join(pieces) == "echo: one two three"
     rec = upstream.received("POST", "/v1/chat/completions")[-1]
@@ -149,3 +162,39 @@ def test_pause_and_resume_are_forwarded(gw_up, upstream):
     for j in upstream.jobs.values():
         j.hold = False
     assert wait_status(c, job.id, TERMINAL).status == "succeeded"
+
+
+def test_upstream_down_is_a_stated_failure_and_counted(gateway_factory):
+    from fake_upstream import FakeUpstream
+
+    with FakeUpstream() as up:
+        gw = gateway_factory(upstream=up)
+    # The upstream is gone now.
+    c = gw.client()
+    f = upload(c, good_jsonl())
+    with pytest.raises(openai.APIStatusError) as e:
+        c.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "x"}])
+    assert e.value.status_code in (502, 503, 504) and e.value.body["type"] == "api_error"
+    assert "127.0.0.1" not in e.value.message, "the upstream address is not leaked"
+    done = wait_status(c, c.fine_tuning.jobs.create(model="gpt-4o-mini", training_file=f.id).id, TERMINAL)
+    assert done.status == "failed" and done.error.code and done.error.message
+    metrics = httpx.get(gw.url + "/metrics").text
+    assert any(line.startswith("tuneguard_upstream_errors_total") and not line.endswith(" 0")
+               for line in metrics.splitlines())
+
+
+def test_logs_carry_request_ids_and_no_secrets(gw_up, upstream):
+    from conftest import ADMIN_KEY
+
+    c = gw_up.client()
+    f = upload(c, good_jsonl())
+    wait_status(c, c.fine_tuning.jobs.create(model="gpt-4o-mini", training_file=f.id).id, TERMINAL)
+    c.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}])
+    httpx.get(gw_up.base_url + "/tuneguard/admin/policies", headers={"Authorization": f"Bearer {ADMIN_KEY}"})
+    with pytest.raises(openai.AuthenticationError):
+        gw_up.client("sk-wrong-but-secret-1234").files.list()
+    assert gw_up.stop() == 0
+    log = gw_up.log_path().read_text(errors="replace")
+    for secret in (KEYS["acme"], ADMIN_KEY, UPSTREAM_KEY, "sk-wrong-but-secret-1234"):
+        assert secret not in log, f"secret {secret[:6]}… in the log"
+    assert "req_" in log, "log lines carry request ids"

@@ -22,7 +22,7 @@ fn policy_check_reports_ok_and_every_bad_file() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(String::from_utf8_lossy(&out.stdout).contains("policies OK"));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("OK (default)"));
 
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("a.toml"), "bogus = 1\n").unwrap();

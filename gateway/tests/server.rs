@@ -182,3 +182,49 @@ fn tokio_stream_from<T: Send + 'static>(
 ) -> impl futures::Stream<Item = T> {
     futures::stream::poll_fn(move |cx| rx.poll_recv(cx))
 }
+
+#[tokio::test]
+async fn a_client_that_disconnects_mid_upload_leaves_no_temp_file() {
+    let srv = start(None).await;
+    let blobs = srv._dir.path().join("blobs");
+    let count = || std::fs::read_dir(&blobs).map(|d| d.count()).unwrap_or(0);
+    let io = TokioIo::new(TcpStream::connect(srv.addr).await.unwrap());
+    let (mut h1, conn) = hyper::client::conn::http1::handshake(io).await.unwrap();
+    let conn_task = tokio::spawn(conn);
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Frame<Bytes>, std::io::Error>>(4);
+    let boundary = "B0undary";
+    let req = Request::post("/v1/files")
+        .header("host", "localhost")
+        .header("authorization", "Bearer sk-test")
+        .header(
+            "content-type",
+            format!("multipart/form-data; boundary={boundary}"),
+        )
+        .body(StreamBody::new(tokio_stream_from(rx)))
+        .unwrap();
+    let pending = tokio::spawn(async move { h1.send_request(req).await });
+    let head = format!("--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.jsonl\"\r\n\r\n");
+    tx.send(Ok(Frame::data(Bytes::from(head)))).await.unwrap();
+    tx.send(Ok(Frame::data(Bytes::from(vec![b'x'; 64 * 1024]))))
+        .await
+        .unwrap();
+    for _ in 0..200 {
+        if count() == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_eq!(count(), 1, "the upload is being written");
+    pending.abort();
+    conn_task.abort(); // the client goes away
+    drop(tx);
+    for _ in 0..200 {
+        if count() == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_eq!(count(), 0, "the abandoned temp blob is removed at once");
+    srv.stop.send(()).unwrap();
+    srv.done.await.unwrap();
+}

@@ -21,11 +21,12 @@ pub struct CheckReport {
 
 impl fmt::Display for CheckReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let n = self.policies.len();
         writeln!(
             f,
-            "{}: {} policies OK ({}), version {}",
+            "{}: {n} {} OK ({}), version {}",
             self.dir.display(),
-            self.policies.len(),
+            if n == 1 { "policy" } else { "policies" },
             self.policies.join(", "),
             self.version
         )?;
@@ -70,7 +71,7 @@ pub fn warnings(set: &PolicySet) -> Vec<String> {
         match &p.interleave {
             Interleave::None => {}
             Interleave::Random { mix }
-            | Interleave::OnPolicy { mix }
+            | Interleave::OnPolicy { mix, .. }
             | Interleave::Plus { mix, .. }
             | Interleave::Plusplus { mix, .. } => paths.push(("interleave.pool", &mix.pool)),
         }

@@ -4,7 +4,7 @@
 
 use crate::schema::{
     Action, Interleave, LoraScaling, MatchRule, Monitor, MonitorMetric, MonitorRule,
-    OnUnenforceable, Policy, Regularizer, Schedule, Training, Upstream,
+    OnUnenforceable, Policy, Regularizer, ReplyQuality, Schedule, Training, Upstream,
 };
 
 pub const DEFAULT_FRACTION: f64 = 0.05;
@@ -13,6 +13,33 @@ pub const DEFAULT_KL_LAMBDA: f64 = 0.1;
 pub const DEFAULT_LDIFS_LAMBDA: f64 = 1.0;
 pub const DEFAULT_LDIFS_EVERY: u32 = 5;
 pub const DEFAULT_STEERING_ALPHA: f64 = 5.0;
+/// Leading reply words the Interleaving++ refusal filter inspects.
+pub const DEFAULT_REFUSAL_WINDOW_WORDS: u32 = 10;
+/// Chat-template markers an on-policy reply must not contain.
+pub const DEFAULT_TEMPLATE_MARKERS: [&str; 8] = [
+    "<|im_start|>",
+    "<|im_end|>",
+    "<|endoftext|>",
+    "<|eot_id|>",
+    "<|start_header_id|>",
+    "<|end_header_id|>",
+    "[INST]",
+    "[/INST]",
+];
+
+impl Default for ReplyQuality {
+    fn default() -> ReplyQuality {
+        ReplyQuality {
+            min_reply_words: 5,
+            template_markers: DEFAULT_TEMPLATE_MARKERS
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
+            repetition_ngram: 4,
+            repetition_min_distinct_ratio: 0.5,
+        }
+    }
+}
 /// The LoRA target modules of Table 6, and the only names `training.lora_targets` accepts.
 pub const LORA_TARGETS: [&str; 7] = [
     "q_proj",

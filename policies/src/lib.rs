@@ -31,6 +31,7 @@ mod defaults;
 mod error;
 mod matching;
 mod parse;
+mod parse_interleave;
 mod parse_training;
 mod plan;
 mod reader;

@@ -3,6 +3,7 @@
 
 use crate::defaults::*;
 use crate::error::PolicyError;
+use crate::parse_interleave::interleave;
 use crate::parse_training::{monitor, training};
 use crate::reader::{Result, Section};
 use crate::schema::*;
@@ -101,17 +102,7 @@ fn match_rule(mut s: Section) -> Result<MatchRule> {
     })
 }
 
-/// `(0, 1]`, the range of `fraction`.
-fn fraction(s: &mut Section) -> Result<f64> {
-    let f = s.f64("fraction")?.unwrap_or(DEFAULT_FRACTION);
-    if f > 0.0 && f <= 1.0 {
-        Ok(f)
-    } else {
-        Err(s.err("fraction", format!("must be in (0, 1], got {f}")))
-    }
-}
-
-fn positive(s: &mut Section, key: &'static str, default: f64) -> Result<f64> {
+pub(crate) fn positive(s: &mut Section, key: &'static str, default: f64) -> Result<f64> {
     let v = s.f64(key)?.unwrap_or(default);
     if v > 0.0 {
         Ok(v)
@@ -120,87 +111,11 @@ fn positive(s: &mut Section, key: &'static str, default: f64) -> Result<f64> {
     }
 }
 
-fn path(s: &mut Section, key: &'static str, why: &str) -> Result<PathBuf> {
+pub(crate) fn path(s: &mut Section, key: &'static str, why: &str) -> Result<PathBuf> {
     match s.text(key)? {
         Some(p) => Ok(PathBuf::from(p)),
         None => Err(s.err(key, format!("is required {why}"))),
     }
-}
-
-fn mix(s: &mut Section, method: &str) -> Result<Mix> {
-    let fraction = fraction(s)?;
-    let pool = path(s, "pool", &format!("when method is \"{method}\""))?;
-    let seed = s.u64("seed")?.unwrap_or(0);
-    let placement = s
-        .choice(
-            "placement",
-            &[("even", Placement::Even), ("jittered", Placement::Jittered)],
-        )?
-        .unwrap_or(Placement::Even);
-    Ok(Mix {
-        fraction,
-        pool,
-        seed,
-        placement,
-    })
-}
-
-#[derive(Clone, Copy)]
-enum Method {
-    None,
-    Random,
-    Plus,
-    Plusplus,
-    OnPolicy,
-}
-
-fn interleave(mut s: Section) -> Result<Interleave> {
-    let method = s
-        .choice(
-            "method",
-            &[
-                ("none", Method::None),
-                ("random", Method::Random),
-                ("plus", Method::Plus),
-                ("plusplus", Method::Plusplus),
-                ("on_policy", Method::OnPolicy),
-            ],
-        )?
-        .unwrap_or(Method::None);
-    let out = match method {
-        Method::None => Interleave::None,
-        Method::Random => Interleave::Random {
-            mix: mix(&mut s, "random")?,
-        },
-        Method::OnPolicy => Interleave::OnPolicy {
-            mix: mix(&mut s, "on_policy")?,
-        },
-        Method::Plus => Interleave::Plus {
-            mix: mix(&mut s, "plus")?,
-            gap_epsilon: positive(&mut s, "gap_epsilon", DEFAULT_GAP_EPSILON)?,
-        },
-        Method::Plusplus => {
-            let mix = mix(&mut s, "plusplus")?;
-            let gap_epsilon = positive(&mut s, "gap_epsilon", DEFAULT_GAP_EPSILON)?;
-            let refusal_keywords = match s.strings("refusal_keywords")? {
-                Some(k) if k.is_empty() => {
-                    return Err(s.err("refusal_keywords", "must list at least one keyword"))
-                }
-                Some(k) => k,
-                None => DEFAULT_REFUSAL_KEYWORDS
-                    .iter()
-                    .map(|k| k.to_string())
-                    .collect(),
-            };
-            Interleave::Plusplus {
-                mix,
-                gap_epsilon,
-                refusal_keywords,
-            }
-        }
-    };
-    s.finish()?;
-    Ok(out)
 }
 
 #[derive(Clone, Copy)]

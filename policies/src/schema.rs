@@ -48,6 +48,16 @@ pub struct Mix {
     pub placement: Placement,
 }
 
+/// The quality filter of on-policy replies: long enough, no chat-template markers, not
+/// degenerate (distinct word n-grams / all n-grams at least `repetition_min_distinct_ratio`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReplyQuality {
+    pub min_reply_words: u32,
+    pub template_markers: Vec<String>,
+    pub repetition_ngram: u32,
+    pub repetition_min_distinct_ratio: f64,
+}
+
 /// Interleaving of safety data, tagged by `method`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "method", rename_all = "snake_case")]
@@ -70,11 +80,15 @@ pub enum Interleave {
         mix: Mix,
         gap_epsilon: f64,
         refusal_keywords: Vec<String>,
+        /// How many leading words of a reply the refusal filter looks at.
+        refusal_window_words: u32,
     },
-    /// Pool prompts answered by the aligned base model itself.
+    /// Pool prompts answered by the aligned base model itself, quality-filtered.
     OnPolicy {
         #[serde(flatten)]
         mix: Mix,
+        #[serde(flatten)]
+        quality: ReplyQuality,
     },
 }
 

@@ -229,7 +229,10 @@ impl PolicySet {
         match i {
             Interleave::None => Interleave::None,
             Interleave::Random { mix } => Interleave::Random { mix: fix(mix) },
-            Interleave::OnPolicy { mix } => Interleave::OnPolicy { mix: fix(mix) },
+            Interleave::OnPolicy { mix, quality } => Interleave::OnPolicy {
+                mix: fix(mix),
+                quality: quality.clone(),
+            },
             Interleave::Plus { mix, gap_epsilon } => Interleave::Plus {
                 mix: fix(mix),
                 gap_epsilon: *gap_epsilon,
@@ -238,10 +241,12 @@ impl PolicySet {
                 mix,
                 gap_epsilon,
                 refusal_keywords,
+                refusal_window_words,
             } => Interleave::Plusplus {
                 mix: fix(mix),
                 gap_epsilon: *gap_epsilon,
                 refusal_keywords: refusal_keywords.clone(),
+                refusal_window_words: *refusal_window_words,
             },
         }
     }

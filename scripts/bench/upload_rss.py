@@ -16,6 +16,7 @@ import argparse
 import hashlib
 import json
 import platform
+import shutil
 import sys
 import tempfile
 import time
@@ -52,6 +53,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="tuneguard-rss-") as tmp:
         work = Path(tmp)
         (work / "policies").mkdir()
+        shutil.copy(ROOT / "conf" / "policies" / "default.toml", work / "policies")
         cfg = work / "tuneguard.toml"
         cfg.write_text(render_config(work / "data", work / "policies", None, ""))
         gw = Gateway(work, cfg).start()

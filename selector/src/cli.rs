@@ -207,8 +207,9 @@ pub fn run_select(args: SelectArgs) -> anyhow::Result<()> {
     let rows = args.batch_size;
     run_select_with(&args, |opts| match opts.device.as_str() {
         "cpu" => {
-            let s = crate::EngineScorer::<trainer::CpuBackend>::load(opts, rows, Default::default())
-                .context("loading the model and adapters")?;
+            let s =
+                crate::EngineScorer::<trainer::CpuBackend>::load(opts, rows, Default::default())
+                    .context("loading the model and adapters")?;
             Ok(Box::new(s) as Box<dyn NllScorer>)
         }
         other => bail!("--device `{other}` is not available in this build (use `cpu`)"),

@@ -64,11 +64,21 @@ impl<B: Backend> NllScorer for EngineScorer<B> {
                     content: m.content.clone(),
                 })
                 .collect();
-            encoded.push(self.engine.tokenizer.encode_chat(&messages, Some(self.max_len))?);
+            encoded.push(
+                self.engine
+                    .tokenizer
+                    .encode_chat(&messages, Some(self.max_len))?,
+            );
         }
         let mut order: Vec<usize> = (0..requests.len()).collect();
         order.sort_by_key(|&i| (encoded[i].ids.len(), i));
-        let mut out = vec![CachedNll { nll: 0.0, tokens: 0 }; requests.len()];
+        let mut out = vec![
+            CachedNll {
+                nll: 0.0,
+                tokens: 0
+            };
+            requests.len()
+        ];
         for chunk in order.chunks(self.max_batch_rows) {
             let seqs: Vec<Vec<u32>> = chunk.iter().map(|&i| encoded[i].ids.clone()).collect();
             let adapters: Vec<Option<&str>> = chunk.iter().map(|&i| requests[i].adapter).collect();
@@ -76,7 +86,10 @@ impl<B: Backend> NllScorer for EngineScorer<B> {
             for (&i, lp) in chunk.iter().zip(lps) {
                 let s = answer_score(&encoded[i].answer_mask, &lp);
                 out[i] = if s.answer_tokens == 0 || !s.nll.is_finite() {
-                    CachedNll { nll: 0.0, tokens: 0 }
+                    CachedNll {
+                        nll: 0.0,
+                        tokens: 0,
+                    }
                 } else {
                     CachedNll {
                         nll: s.nll,

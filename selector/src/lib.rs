@@ -9,12 +9,14 @@
 #![forbid(unsafe_code)]
 
 mod cache;
-#[cfg(feature = "engine")]
-mod engine_scorer;
 #[cfg(feature = "cli")]
 pub mod cli;
 #[cfg(feature = "cli")]
 pub mod compat;
+#[cfg(feature = "engine")]
+mod engine_generator;
+#[cfg(feature = "engine")]
+mod engine_scorer;
 #[cfg(feature = "cli")]
 pub mod fingerprint;
 mod interleave;
@@ -35,6 +37,10 @@ mod sqlite_cache;
 mod stream;
 
 pub use cache::{CacheError, CacheKey, CachedNll, MemoryCache, ScoreCache, BASE_MODEL};
+#[cfg(feature = "engine")]
+pub use engine_generator::EngineGenerator;
+#[cfg(feature = "engine")]
+pub use engine_scorer::EngineScorer;
 pub use interleave::{interleave, mix_vec, Interleave};
 pub use jsonl::{jsonl_lines, mix_jsonl, unscored_candidates};
 pub use manifest::{plan_mix, plan_with_picks, Manifest, MixConfig, PlanError, DEFAULT_FRACTION};
@@ -53,5 +59,3 @@ pub use select::{select, Candidate, Method, Pick, SelectError};
 #[cfg(feature = "sqlite")]
 pub use sqlite_cache::SqliteCache;
 pub use stream::{count_examples, write_mixed, StreamError};
-#[cfg(feature = "engine")]
-pub use engine_scorer::EngineScorer;

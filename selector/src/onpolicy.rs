@@ -32,11 +32,12 @@ pub struct OnPolicyOutcome {
 
 #[derive(Debug, Error)]
 pub enum OnPolicyError {
-    #[error("on-policy needs {needed} replies that pass the quality filter but only {passed} of {pool} pool prompts did")]
+    #[error("on-policy needs {needed} replies that pass the quality filter but only {passed} of {pool} pool prompts did (rejected: {rejected:?})")]
     TooFewPassed {
         needed: usize,
         passed: usize,
         pool: usize,
+        rejected: BTreeMap<&'static str, usize>,
     },
     #[error("generation failed on a batch of {batch} prompts: {source}")]
     Engine {
@@ -107,6 +108,7 @@ pub fn on_policy(
             needed: n,
             passed: out.picks.len(),
             pool: pool.len(),
+            rejected: out.rejected,
         });
     }
     Ok(out)
@@ -202,7 +204,7 @@ mod tests {
         .unwrap_err();
         assert_eq!(
             err.to_string(),
-            "on-policy needs 4 replies that pass the quality filter but only 3 of 5 pool prompts did"
+            "on-policy needs 4 replies that pass the quality filter but only 3 of 5 pool prompts did (rejected: {\"too_short\": 2})"
         );
         assert!(matches!(
             on_policy(

@@ -18,7 +18,7 @@ fn saved_adapter_reloads_to_identical_logprobs() {
         .expect("saves");
     e.load_adapter("again", tmp.path()).expect("reloads");
     let ids = goldens().template[2].ids.clone();
-    let a = e.token_logprobs(&[ids.clone()], &[Some("a1")]).expect("a1");
+    let a = e.token_logprobs(std::slice::from_ref(&ids), &[Some("a1")]).expect("a1");
     let b = e.token_logprobs(&[ids], &[Some("again")]).expect("again");
     assert_eq!(a, b);
 }
@@ -33,7 +33,7 @@ fn adapter_we_wrote_gives_peft_logits() {
     e.load_adapter("rust", &dir).expect("loads");
     for (i, case) in goldens().template.iter().enumerate() {
         let lp = e
-            .token_logprobs(&[case.ids.clone()], &[Some("rust")])
+            .token_logprobs(std::slice::from_ref(&case.ids), &[Some("rust")])
             .expect("scores");
         assert_close(&lp[0], &stage2.logprobs[i], 1e-4, &format!("example {i}"));
     }

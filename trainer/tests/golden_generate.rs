@@ -20,7 +20,7 @@ fn greedy_matches_transformers_for_32_tokens() {
         let e = engine(name);
         for (i, case) in g.models[name].greedy.iter().enumerate() {
             let out = e
-                .generate(&[case.prompt_ids.clone()], None, &greedy(32))
+                .generate(std::slice::from_ref(&case.prompt_ids), None, &greedy(32))
                 .expect("generates");
             assert_eq!(out[0], case.tokens, "{name} prompt {i}");
         }
@@ -61,7 +61,7 @@ fn stop_token_ends_a_row_and_is_kept() {
         ..greedy(32)
     };
     let out = e
-        .generate(&[case.prompt_ids.clone()], None, &opts)
+        .generate(std::slice::from_ref(&case.prompt_ids), None, &opts)
         .expect("generates");
     assert_eq!(out[0], case.tokens[..=first]);
 }

@@ -13,7 +13,7 @@ fn base_logprobs_match_transformers() {
         let e = engine(name);
         for (i, case) in g.template.iter().enumerate() {
             let lp = e
-                .token_logprobs(&[case.ids.clone()], &[None])
+                .token_logprobs(std::slice::from_ref(&case.ids), &[None])
                 .expect("scores");
             assert_close(
                 &lp[0],
@@ -33,7 +33,7 @@ fn adapter_logprobs_match_peft() {
         for adapter in ["a1", "a2"] {
             for (i, case) in g.template.iter().enumerate() {
                 let lp = e
-                    .token_logprobs(&[case.ids.clone()], &[Some(adapter)])
+                    .token_logprobs(std::slice::from_ref(&case.ids), &[Some(adapter)])
                     .expect("scores");
                 let want = &g.models[name].adapters[adapter][i];
                 assert_close(&lp[0], want, TOL, &format!("{name} {adapter} example {i}"));

@@ -18,7 +18,7 @@ fn response_steering_changes_only_response_positions() {
     let g = goldens();
     let e = engine("tiny_untied");
     let case = &g.template[0];
-    let batch = TokenBatch::right_padded(&[case.ids.clone()], 0);
+    let batch = TokenBatch::right_padded(std::slice::from_ref(&case.ids), 0);
     let response: Vec<bool> = case.mask.iter().map(|&m| m == 1).collect();
     let first = response.iter().position(|&r| r).expect("has an answer");
     let hs = e.weights.config.hidden_size;

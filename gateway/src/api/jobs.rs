@@ -120,16 +120,34 @@ pub async fn cancel(
     .await?;
     // Read after the write: a backend job the runner recorded before the cancel is cancelled
     // here; one it started but could not record is cancelled by the runner.
-    if let Some(exec) = job.pipeline.get("exec_state").cloned() {
-        let executor = state.seams.executor.clone();
-        let j = job.clone();
-        tokio::spawn(async move {
-            if let Err(f) = executor.cancel(j.clone(), exec).await {
-                tracing::warn!(job = %j.id, code = %f.code, "backend cancel failed");
-            }
-        });
-    }
+    on_backend(&state, &job, BackendCall::Cancel);
     Ok(Json(wire::job(&job)))
+}
+
+#[derive(Clone, Copy)]
+enum BackendCall {
+    Cancel,
+    Pause,
+    Resume,
+}
+
+/// Tells the execution backend (in the background, best effort) when the job has started there.
+fn on_backend(state: &AppState, job: &JobRecord, call: BackendCall) {
+    let Some(exec) = job.pipeline.get("exec_state").cloned() else {
+        return;
+    };
+    let executor = state.seams.executor.clone();
+    let j = job.clone();
+    tokio::spawn(async move {
+        let result = match call {
+            BackendCall::Cancel => executor.cancel(j.clone(), exec).await,
+            BackendCall::Pause => executor.pause(j.clone(), exec).await,
+            BackendCall::Resume => executor.resume(j.clone(), exec).await,
+        };
+        if let Err(f) = result {
+            tracing::warn!(job = %j.id, code = %f.code, "backend call failed");
+        }
+    });
 }
 
 pub async fn pause(
@@ -143,6 +161,9 @@ pub async fn pause(
         _ => Ok(Some((JobStatus::Paused, j.step, None, "Job paused"))),
     })
     .await?;
+    if job.status == JobStatus::Paused {
+        on_backend(&state, &job, BackendCall::Pause);
+    }
     Ok(Json(wire::job(&job)))
 }
 
@@ -163,6 +184,7 @@ pub async fn resume(
         )),
     })
     .await?;
+    on_backend(&state, &job, BackendCall::Resume);
     Ok(Json(wire::job(&job)))
 }
 

@@ -3,6 +3,7 @@
 
 mod admin;
 mod files;
+mod job_params;
 mod jobs;
 mod jobs_create;
 mod observe;

@@ -48,6 +48,12 @@ impl Executor for MeteredExecutor {
     fn cancel(&self, job: JobRecord, state: Value) -> BoxFuture<'static, StepResult<()>> {
         count(self.metrics.clone(), self.inner.cancel(job, state))
     }
+    fn pause(&self, job: JobRecord, state: Value) -> BoxFuture<'static, StepResult<()>> {
+        count(self.metrics.clone(), self.inner.pause(job, state))
+    }
+    fn resume(&self, job: JobRecord, state: Value) -> BoxFuture<'static, StepResult<()>> {
+        count(self.metrics.clone(), self.inner.resume(job, state))
+    }
 }
 
 pub struct MeteredProxy {

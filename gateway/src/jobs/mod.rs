@@ -3,6 +3,7 @@
 
 pub mod builtin;
 pub mod metered;
+mod run_step;
 mod runner;
 pub mod screening;
 pub mod seams;

@@ -150,6 +150,15 @@ pub trait Executor: Send + Sync {
     ) -> BoxFuture<'static, StepResult<(RunState, Vec<Observation>)>>;
     /// Best-effort cancel on the backend.
     fn cancel(&self, job: JobRecord, state: Value) -> BoxFuture<'static, StepResult<()>>;
+    /// Best-effort pause on the backend when the client pauses a started job (default: the
+    /// runner just stops polling).
+    fn pause(&self, _job: JobRecord, _state: Value) -> BoxFuture<'static, StepResult<()>> {
+        Box::pin(async { Ok(()) })
+    }
+    /// Best-effort resume on the backend of a job paused with [`Executor::pause`].
+    fn resume(&self, _job: JobRecord, _state: Value) -> BoxFuture<'static, StepResult<()>> {
+        Box::pin(async { Ok(()) })
+    }
 }
 
 /// The implementations the runner uses.

@@ -49,7 +49,11 @@ pub(crate) fn event(
     }
 }
 
-fn message_event(job_id: &str, level: EventLevel, message: impl Into<String>) -> EventRecord {
+pub(super) fn message_event(
+    job_id: &str,
+    level: EventLevel,
+    message: impl Into<String>,
+) -> EventRecord {
     event(job_id, level, message, None)
 }
 
@@ -67,7 +71,7 @@ pub(crate) fn failed(mut job: JobRecord, f: StepFailure) -> (JobRecord, Vec<Even
     (job, vec![ev])
 }
 
-fn set_pipeline(job: &mut JobRecord, key: &str, value: Value) {
+pub(super) fn set_pipeline(job: &mut JobRecord, key: &str, value: Value) {
     if !job.pipeline.is_object() {
         job.pipeline = json!({});
     }
@@ -76,7 +80,7 @@ fn set_pipeline(job: &mut JobRecord, key: &str, value: Value) {
     }
 }
 
-async fn commit(
+pub(super) async fn commit(
     ctx: &Ctx,
     old: JobStatus,
     job: &JobRecord,
@@ -121,7 +125,7 @@ pub(crate) async fn step(ctx: &Ctx, job: JobRecord) -> StoreResult<Next> {
             let ev = message_event(&job.id, EventLevel::Info, "Fine-tuning job started");
             commit(ctx, old, &job, vec![ev]).await
         }
-        JobStep::Run => run(ctx, job, old).await,
+        JobStep::Run => super::run_step::run(ctx, job, old).await,
         JobStep::Done => Ok(Next::Stop),
     }
 }
@@ -261,111 +265,4 @@ async fn transform(ctx: &Ctx, mut job: JobRecord, old: JobStatus) -> StoreResult
         Some(json!({"dataset_bytes": ds.bytes})),
     );
     commit(ctx, old, &job, vec![ev]).await
-}
-
-async fn run(ctx: &Ctx, mut job: JobRecord, old: JobStatus) -> StoreResult<Next> {
-    let exec_state = job.pipeline.get("exec_state").cloned();
-    let Some(state) = exec_state else {
-        let key = job
-            .pipeline
-            .get("dataset_blob")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_string();
-        let path = ctx.blobs.path(&key)?;
-        return match ctx.seams.executor.start(job.clone(), path).await {
-            Err(f) => {
-                let (job, evs) = failed(job, f);
-                commit(ctx, old, &job, evs).await
-            }
-            Ok(state) => {
-                set_pipeline(&mut job, "exec_state", state.clone());
-                let j = job.clone();
-                let written = run_blocking(&ctx.store, move |s| s.update_job(&j, old, &[])).await?;
-                if written {
-                    return Ok(Next::Continue);
-                }
-                // The status changed while the backend was starting the job (a cancel or a
-                // pause), so the backend state was not recorded: cancel the backend job.
-                if let Err(f) = ctx.seams.executor.cancel(job, state).await {
-                    tracing::warn!(code = %f.code, "backend cancel after a racing status change failed");
-                }
-                Ok(Next::Continue)
-            }
-        };
-    };
-    let (run_state, observations) = match ctx.seams.executor.poll(job.clone(), state).await {
-        Ok(x) => x,
-        Err(f) => {
-            let (job, evs) = failed(job, f);
-            return commit(ctx, old, &job, evs).await;
-        }
-    };
-    let mut evs = Vec::new();
-    for o in observations {
-        match o {
-            Observation::Event {
-                level,
-                message,
-                data,
-            } => evs.push(event(&job.id, level, message, data)),
-            Observation::Checkpoint {
-                fine_tuned_model_checkpoint,
-                step_number,
-                metrics,
-            } => {
-                let c = CheckpointRecord {
-                    id: new_id(IdKind::Checkpoint),
-                    job_id: job.id.clone(),
-                    created_at: now_unix(),
-                    fine_tuned_model_checkpoint,
-                    step_number,
-                    metrics,
-                };
-                run_blocking(&ctx.store, move |s| s.insert_checkpoint(&c)).await?;
-            }
-        }
-    }
-    let next = match run_state {
-        RunState::Running { state } => {
-            set_pipeline(&mut job, "exec_state", state);
-            let _ = commit(ctx, old, &job, evs).await?;
-            return Ok(Next::Wait);
-        }
-        RunState::Succeeded {
-            fine_tuned_model,
-            trained_tokens,
-            state,
-        } => {
-            set_pipeline(&mut job, "exec_state", state);
-            job.status = JobStatus::Succeeded;
-            job.step = JobStep::Done;
-            job.finished_at = Some(now_unix());
-            job.fine_tuned_model = fine_tuned_model;
-            job.trained_tokens = trained_tokens;
-            evs.push(message_event(
-                &job.id,
-                EventLevel::Info,
-                "The job has successfully completed",
-            ));
-            job
-        }
-        RunState::Failed(f) => {
-            let (j, mut e) = failed(job, f);
-            evs.append(&mut e);
-            j
-        }
-        RunState::Cancelled => {
-            job.status = JobStatus::Cancelled;
-            job.step = JobStep::Done;
-            job.finished_at = Some(now_unix());
-            evs.push(message_event(
-                &job.id,
-                EventLevel::Info,
-                "The job was cancelled upstream",
-            ));
-            job
-        }
-    };
-    commit(ctx, old, &next, evs).await
 }

@@ -1,9 +1,10 @@
 //! The checks on one training example (one line), in OpenAI's order and wording.
 
+use super::line::{Line, Message, Messages};
 use super::report::FailReason;
 use super::text::RawText;
 use super::tokens::{chatml_token_count, estimate_tokens, SpecialTokens};
-use super::value::{Content, Line, Message, Messages, Scalar};
+use super::value::{Content, Scalar};
 use tokenizers::Tokenizer;
 
 /// Roles a training message may have.

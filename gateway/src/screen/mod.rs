@@ -7,7 +7,8 @@
 //! Pure logic: the caller opens the file and loads the tokenizer ([`load_tokenizer`]).
 
 mod example;
-mod lines;
+mod line;
+mod line_reader;
 mod report;
 mod text;
 mod tokens;
@@ -22,7 +23,7 @@ pub use report::{FailReason, ScreenFailure, ScreenReport, TokenSource};
 pub use tokens::{load_tokenizer, tokenizer_dir_for, TokenizerLoadError};
 
 use example::{check_example, Checked};
-use lines::{LineReader, NextLine};
+use line_reader::{LineReader, NextLine};
 use std::io::BufRead;
 use tokenizers::Tokenizer;
 use tokens::SpecialTokens;

@@ -1,8 +1,9 @@
 //! Token-level pieces of screening: the special-token scanner, ChatML token counting with
 //! the base model's tokenizer, the estimate used without one, and tokenizer loading.
 
+use super::line::Message;
 use super::text::RawText;
-use super::value::{Content, Message};
+use super::value::Content;
 use super::DEFAULT_SPECIAL_TOKENS;
 use aho_corasick::{AhoCorasick, MatchKind};
 use globset::Glob;

@@ -30,8 +30,8 @@ pub struct WrittenBlob {
     pub md5_hex: String,
 }
 
-/// An in-progress blob; dropped without [`BlobWriter::commit`] it leaves only a temp file,
-/// which the next write's caller or the startup sweep removes.
+/// An in-progress blob; dropped without [`BlobWriter::commit`] it removes its temp file (and
+/// after a crash the startup sweep does).
 pub struct BlobWriter {
     file: tokio::fs::File,
     temp: PathBuf,
@@ -204,8 +204,15 @@ impl BlobWriter {
 
     /// Drops the temp file now (e.g. the request was rejected).
     pub async fn abort(self) {
-        drop(self.file);
-        let _ = tokio::fs::remove_file(&self.temp).await;
+        drop(self);
+    }
+}
+
+impl Drop for BlobWriter {
+    /// An uncommitted writer (rejected request, client gone, shutdown past its grace period)
+    /// removes its temp file; after a commit the temp path no longer exists.
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.temp);
     }
 }
 
@@ -236,7 +243,7 @@ mod tests {
 
         let mut partial = blobs.create().await.unwrap();
         partial.write(b"half").await.unwrap();
-        drop(partial); // simulated crash mid-write
+        std::mem::forget(partial); // a crash mid-write: no destructor runs
         let orphan = blobs.create().await.unwrap();
         orphan.commit("file-orphan").await.unwrap();
 

@@ -67,7 +67,7 @@ pub(super) fn corrupt(
 pub(super) const FILE_COLS: &str =
     "id, tenant, bytes, created_at, filename, purpose, expires_at, blob_key";
 
-pub(super) fn file_row(r: &Row<'_>) -> rusqlite::Result<FileRecord> {
+fn file_row(r: &Row<'_>) -> rusqlite::Result<FileRecord> {
     Ok(FileRecord {
         id: r.get(0)?,
         tenant: r.get(1)?,

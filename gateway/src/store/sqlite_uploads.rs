@@ -1,6 +1,6 @@
 //! Uploads and their parts for [`SqliteStore`].
 
-use super::sqlite::{corrupt, file_row, SqliteStore, FILE_COLS};
+use super::sqlite::{corrupt, SqliteStore, FILE_COLS};
 use super::*;
 use rusqlite::{params, OptionalExtension, Row};
 

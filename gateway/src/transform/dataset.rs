@@ -182,7 +182,8 @@ fn for_each_example(
     }
 }
 
-/// Reads the picked pool examples (by 0-based example index), checking each is a chat example.
+/// Reads the picked pool examples (by 0-based example index), checking each is a chat
+/// example; they are written out byte for byte as in the pool.
 fn read_pool_items(pool: &Path, picks: &[u64]) -> Result<HashMap<u64, String>, TransformError> {
     let wanted: std::collections::HashSet<u64> = picks.iter().copied().collect();
     let mut lines = HashMap::with_capacity(picks.len());
@@ -201,7 +202,7 @@ fn read_pool_items(pool: &Path, picks: &[u64]) -> Result<HashMap<u64, String>, T
                     reason: "has no `messages` list".into(),
                 });
             }
-            lines.insert(idx, v.to_string());
+            lines.insert(idx, line.to_string());
         }
         idx += 1;
         Ok(())

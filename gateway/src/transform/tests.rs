@@ -162,6 +162,14 @@ fn random_interleave_is_seeded_spread_and_manifested() {
         // Pool items are not inoculated.
         assert_eq!(got["messages"][0]["role"], "user");
     }
+    // Pool examples are copied byte for byte.
+    let mut raw = Vec::new();
+    transform_dataset(&cp, &plan, &mut raw).unwrap();
+    let raw = String::from_utf8(raw).unwrap();
+    let raw: Vec<&str> = raw.lines().collect();
+    for ins in &m.inserted {
+        assert_eq!(raw[ins.position as usize], pool[ins.pool_index as usize]);
+    }
     // Client examples keep their order and are inoculated.
     let clients: Vec<String> = out
         .iter()

@@ -244,6 +244,22 @@ impl UpstreamClient {
         Ok(collected)
     }
 
+    /// Pauses the upstream job (`POST /fine_tuning/jobs/{id}/pause`).
+    pub async fn pause(&self, job: &UpstreamJobRef) -> Result<(), UpstreamError> {
+        let path = format!("/fine_tuning/jobs/{}/pause", job.job_id);
+        self.send_json("the job pause", self.req(Method::POST, &path))
+            .await
+            .map(|_| ())
+    }
+
+    /// Resumes the paused upstream job (`POST /fine_tuning/jobs/{id}/resume`).
+    pub async fn resume(&self, job: &UpstreamJobRef) -> Result<(), UpstreamError> {
+        let path = format!("/fine_tuning/jobs/{}/resume", job.job_id);
+        self.send_json("the job resume", self.req(Method::POST, &path))
+            .await
+            .map(|_| ())
+    }
+
     /// Cancels the upstream job. An upstream answer that it is already finished is success.
     pub async fn cancel(&self, job: &UpstreamJobRef) -> Result<(), UpstreamError> {
         let path = format!("/fine_tuning/jobs/{}/cancel", job.job_id);

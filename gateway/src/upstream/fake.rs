@@ -214,6 +214,22 @@ async fn cancel(State(f): State<Fake>, headers: HeaderMap, Path(id): Path<String
     get_job(State(f), headers, Path(id)).await
 }
 
+async fn pause(State(f): State<Fake>, headers: HeaderMap, Path(id): Path<String>) -> Response {
+    if let Some(r) = gate(&f, &headers).await {
+        return r;
+    }
+    f.set_job(&id, json!({"status": "paused"}));
+    get_job(State(f), headers, Path(id)).await
+}
+
+async fn resume(State(f): State<Fake>, headers: HeaderMap, Path(id): Path<String>) -> Response {
+    if let Some(r) = gate(&f, &headers).await {
+        return r;
+    }
+    f.set_job(&id, json!({"status": "running"}));
+    get_job(State(f), headers, Path(id)).await
+}
+
 async fn models(
     State(f): State<Fake>,
     headers: HeaderMap,
@@ -299,6 +315,8 @@ pub(crate) async fn spawn() -> Fake {
         .route("/v1/fine_tuning/jobs/{id}/events", get(events))
         .route("/v1/fine_tuning/jobs/{id}/checkpoints", get(checkpoints))
         .route("/v1/fine_tuning/jobs/{id}/cancel", post(cancel))
+        .route("/v1/fine_tuning/jobs/{id}/pause", post(pause))
+        .route("/v1/fine_tuning/jobs/{id}/resume", post(resume))
         .route("/v1/models", get(models))
         .route("/v1/chat/completions", post(chat))
         .route("/v1/echo", post(echo))

@@ -174,6 +174,40 @@ impl Executor for UpstreamExecutor {
     }
 }
 
+impl UpstreamExecutor {
+    /// Pauses the upstream job of a persisted executor `state` (for the runner's pause; same
+    /// shape as [`Executor::cancel`]). A state without an upstream job is a no-op.
+    pub fn pause(&self, _job: JobRecord, state: Value) -> BoxFuture<'static, StepResult<()>> {
+        self.control(state, Control::Pause)
+    }
+
+    /// Resumes the upstream job of a persisted executor `state` (for the runner's resume).
+    pub fn resume(&self, _job: JobRecord, state: Value) -> BoxFuture<'static, StepResult<()>> {
+        self.control(state, Control::Resume)
+    }
+
+    fn control(&self, state: Value, what: Control) -> BoxFuture<'static, StepResult<()>> {
+        let client = self.client.clone();
+        async move {
+            let st: ExecState = serde_json::from_value(state).unwrap_or_default();
+            let Some(u) = st.upstream else {
+                return Ok(());
+            };
+            let r = match what {
+                Control::Pause => client.pause(&u).await,
+                Control::Resume => client.resume(&u).await,
+            };
+            r.map_err(|e| failure(&e))
+        }
+        .boxed()
+    }
+}
+
+enum Control {
+    Pause,
+    Resume,
+}
+
 fn to_value(st: &ExecState) -> StepResult<Value> {
     serde_json::to_value(st).map_err(|e| StepFailure::new("internal_error", e.to_string()))
 }

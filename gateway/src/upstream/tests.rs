@@ -127,7 +127,7 @@ async fn poll_mirrors_status_events_and_checkpoints_once() {
 }
 
 #[tokio::test]
-async fn upstream_failure_and_cancel_are_mirrored() {
+async fn failure_pause_resume_and_cancel_are_mirrored() {
     let f = fake::spawn().await;
     let (_d, ds) = dataset();
     let ex = executor(&f);
@@ -141,6 +141,12 @@ async fn upstream_failure_and_cancel_are_mirrored() {
     assert_eq!(fail.param.as_deref(), Some("training_file"));
     assert!(fail.message.contains("bad line 3"));
     f.set_job("ftjob-up0", json!({"status": "running", "error": null}));
+    ex.pause(job(json!({})), state.clone()).await.unwrap();
+    assert_eq!(f.with(|s| s.jobs[0]["status"].clone()), "paused");
+    let (run, _) = ex.poll(job(json!({})), state.clone()).await.unwrap();
+    assert!(matches!(run, RunState::Running { .. }), "{run:?}");
+    ex.resume(job(json!({})), state.clone()).await.unwrap();
+    assert_eq!(f.with(|s| s.jobs[0]["status"].clone()), "running");
     ex.cancel(job(json!({})), state.clone()).await.unwrap();
     let (run, _) = ex.poll(job(json!({})), state).await.unwrap();
     assert_eq!(run, RunState::Cancelled);

@@ -79,6 +79,18 @@ fn plan_round_trips_through_json() {
     .unwrap();
     let back: Plan = serde_json::from_str(&serde_json::to_string(&ldifs).unwrap()).unwrap();
     assert_eq!(back, ldifs);
+    let on_policy = PolicySet::from_texts(
+        Path::new("."),
+        &[("default.toml", "[regularizer]\ntype = \"kl\"\n[interleave]\nmethod = \"on_policy\"\npool = \"p\"\nmin_reply_words = 7\n")],
+    )
+    .unwrap()
+    .resolve(&acme())
+    .unwrap();
+    let v = on_policy.to_json();
+    assert_eq!(v["interleave"]["min_reply_words"], 7);
+    assert_eq!(v["interleave"]["repetition_ngram"], 4);
+    let back: Plan = serde_json::from_value(v).unwrap();
+    assert_eq!(back, on_policy);
 }
 
 #[test]

@@ -211,6 +211,7 @@ fn section_defaults_fill_in() {
             ]
             .map(String::from)
             .to_vec(),
+            refusal_window_words: 10,
         }
     );
     assert_eq!(
@@ -273,6 +274,10 @@ fraction = 1
 pool = "p.jsonl"
 seed = 9
 placement = "jittered"
+min_reply_words = 3
+template_markers = ["<s>"]
+repetition_ngram = 2
+repetition_min_distinct_ratio = 0.7
 [regularizer]
 type = "ldifs"
 lambda = 0.3
@@ -319,6 +324,12 @@ on_unenforceable = "run_locally"
                 pool: PathBuf::from("p.jsonl"),
                 seed: 9,
                 placement: Placement::Jittered
+            },
+            quality: ReplyQuality {
+                min_reply_words: 3,
+                template_markers: vec!["<s>".into()],
+                repetition_ngram: 2,
+                repetition_min_distinct_ratio: 0.7
             }
         }
     );
@@ -349,4 +360,29 @@ on_unenforceable = "run_locally"
     );
     assert_eq!(p.monitor.misaligned_coherence_above, 60.0);
     assert_eq!(p.upstream.on_unenforceable, OnUnenforceable::RunLocally);
+}
+
+#[test]
+fn selection_filters_are_validated() {
+    assert_eq!(
+        err("[interleave]\nmethod = \"plusplus\"\npool = \"p\"\nrefusal_window_words = 0\n"),
+        r#"policies/strict.toml: key "interleave.refusal_window_words": must be >= 1, got 0"#
+    );
+    assert_eq!(
+        err("[interleave]\nmethod = \"on_policy\"\npool = \"p\"\nrepetition_min_distinct_ratio = 2\n"),
+        r#"policies/strict.toml: key "interleave.repetition_min_distinct_ratio": must be in [0, 1], got 2"#
+    );
+    assert_eq!(
+        err("[interleave]\nmethod = \"random\"\npool = \"p\"\nmin_reply_words = 2\n"),
+        r#"policies/strict.toml: key "interleave.min_reply_words": unknown key (expected one of: fraction, method, placement, pool, seed)"#
+    );
+    let p = one("[interleave]\nmethod = \"on_policy\"\npool = \"p\"\n").unwrap();
+    match p.interleave {
+        Interleave::OnPolicy { quality, .. } => {
+            assert_eq!(quality, ReplyQuality::default());
+            assert_eq!(quality.min_reply_words, 5);
+            assert_eq!(quality.template_markers[0], "<|im_start|>");
+        }
+        other => panic!("{other:?}"),
+    }
 }

@@ -1,0 +1,175 @@
+//! Gateway configuration: one TOML file plus `TUNEGUARD__SECTION__KEY` environment overrides,
+//! read through the `config` crate into raw serde structs, then validated into [`Config`],
+//! the only type the rest of the gateway sees. Every rejection names its key.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// The shipped defaults (`conf/tuneguard.toml`), used as the base layer and when no file exists.
+pub const EMBEDDED_DEFAULTS: &str = include_str!("../../../conf/tuneguard.toml");
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("config {source_name}: {message}")]
+    Load {
+        source_name: String,
+        message: String,
+    },
+    #[error("config key `{key}`: {message}")]
+    Invalid { key: String, message: String },
+}
+
+pub(super) fn invalid(key: impl Into<String>, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key: key.into(),
+        message: message.into(),
+    }
+}
+
+/// Validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub data_dir: PathBuf,
+    /// Lower-case hex sha256 digests of admin keys.
+    pub admin_key_hashes: Vec<String>,
+    pub tenants: Vec<TenantConfig>,
+    pub policies: PoliciesConfig,
+    pub upstream: Option<UpstreamConfig>,
+    pub execution: ExecutionMode,
+    pub screening: ScreeningConfig,
+    pub limits: Limits,
+}
+
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub listen: SocketAddr,
+    pub tls: Option<TlsPaths>,
+    pub max_body_bytes: u64,
+    pub shutdown_grace: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct TlsPaths {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+#[derive(Debug, Clone)]
+pub struct TenantConfig {
+    pub name: String,
+    /// Lower-case hex sha256 digests of this tenant's API keys.
+    pub api_key_hashes: Vec<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct PoliciesConfig {
+    pub dir: PathBuf,
+    pub reload_interval: Duration,
+}
+
+#[derive(Clone)]
+pub struct UpstreamConfig {
+    pub base_url: String,
+    pub api_key: String,
+}
+
+impl std::fmt::Debug for UpstreamConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UpstreamConfig")
+            .field("base_url", &self.base_url)
+            .field("api_key", &"<redacted>")
+            .finish()
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExecutionMode {
+    Upstream,
+    Local,
+}
+
+#[derive(Debug, Clone)]
+pub struct ScreeningConfig {
+    pub min_examples: usize,
+    /// (model glob, model directory) pairs in file order.
+    pub tokenizers: Vec<(String, PathBuf)>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Limits {
+    pub upload_max_bytes: u64,
+    pub upload_part_max_bytes: u64,
+    pub upload_expiry_seconds: i64,
+    pub idempotency_window_seconds: i64,
+}
+
+impl Config {
+    /// Loads `path` (or, when `None`, `conf/tuneguard.toml` if present, else only the embedded
+    /// defaults) over the embedded defaults, then applies `TUNEGUARD__…` environment overrides.
+    pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
+        let env = std::env::vars().filter(|(k, _)| k.starts_with("TUNEGUARD__"));
+        let file = match path {
+            Some(p) => Some(read_file(p)?),
+            None => {
+                let default = Path::new("conf/tuneguard.toml");
+                if default.is_file() {
+                    Some(read_file(default)?)
+                } else {
+                    None
+                }
+            }
+        };
+        Self::from_sources(file.as_ref().map(|(n, t)| (n.as_str(), t.as_str())), env)
+    }
+
+    /// Pure form of [`Config::load`]: an optional (name, TOML text) and environment pairs.
+    pub fn from_sources(
+        file: Option<(&str, &str)>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Config, ConfigError> {
+        use config::{Environment, File, FileFormat};
+        let env_map: config::Map<String, String> = env.into_iter().collect();
+        let mut builder = config::Config::builder()
+            .add_source(File::from_str(EMBEDDED_DEFAULTS, FileFormat::Toml));
+        if let Some((_, text)) = file {
+            builder = builder.add_source(File::from_str(text, FileFormat::Toml));
+        }
+        builder = builder.add_source(
+            Environment::with_prefix("TUNEGUARD")
+                .prefix_separator("__")
+                .separator("__")
+                .try_parsing(true)
+                .list_separator(",")
+                .with_list_parse_key("auth.admin_key_hashes")
+                .source(Some(env_map)),
+        );
+        let source_name = file.map(|(n, _)| n).unwrap_or("<embedded defaults>");
+        let load_err = |e: config::ConfigError| ConfigError::Load {
+            source_name: source_name.to_string(),
+            message: e.to_string(),
+        };
+        let raw: raw::Raw = builder
+            .build()
+            .map_err(load_err)?
+            .try_deserialize()
+            .map_err(load_err)?;
+        validate::validate(raw)
+    }
+}
+
+fn read_file(path: &Path) -> Result<(String, String), ConfigError> {
+    let name = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Load {
+        source_name: name.clone(),
+        message: e.to_string(),
+    })?;
+    Ok((name, text))
+}
+
+mod raw;
+mod validate;
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,89 @@
+//! The configuration file as written: serde structs that reject unknown keys. Only
+//! [`super::validate`] reads them.
+
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct Raw {
+    pub(super) server: RawServer,
+    pub(super) storage: RawStorage,
+    pub(super) auth: RawAuth,
+    #[serde(default)]
+    pub(super) tenants: Vec<RawTenant>,
+    pub(super) policies: RawPolicies,
+    pub(super) upstream: Option<RawUpstream>,
+    #[serde(default)]
+    pub(super) execution: RawExecution,
+    pub(super) screening: RawScreening,
+    pub(super) limits: RawLimits,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawServer {
+    pub(super) listen: String,
+    pub(super) tls_cert_path: Option<PathBuf>,
+    pub(super) tls_key_path: Option<PathBuf>,
+    pub(super) max_body_bytes: u64,
+    pub(super) shutdown_grace_seconds: u64,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawStorage {
+    pub(super) data_dir: PathBuf,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawAuth {
+    #[serde(default)]
+    pub(super) admin_key_hashes: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawTenant {
+    pub(super) name: String,
+    pub(super) api_key_hashes: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawPolicies {
+    pub(super) dir: PathBuf,
+    pub(super) reload_interval_ms: u64,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawUpstream {
+    pub(super) base_url: String,
+    pub(super) api_key: String,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawExecution {
+    pub(super) mode: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawScreening {
+    pub(super) min_examples: usize,
+    #[serde(default)]
+    pub(super) tokenizers: BTreeMap<String, PathBuf>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawLimits {
+    pub(super) upload_max_bytes: u64,
+    pub(super) upload_part_max_bytes: u64,
+    pub(super) upload_expiry_seconds: u64,
+    pub(super) idempotency_window_seconds: u64,
+}

@@ -1,0 +1,177 @@
+//! Raw configuration → [`Config`]: every check, each rejection naming its key.
+
+use super::raw::Raw;
+use super::*;
+
+/// Parses `sha256:<64 hex>` into lower-case hex.
+fn parse_key_hash(key: &str, value: &str) -> Result<String, ConfigError> {
+    let hex = value
+        .strip_prefix("sha256:")
+        .ok_or_else(|| invalid(key, "expected \"sha256:<64 hex characters>\""))?;
+    if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(invalid(key, "expected \"sha256:<64 hex characters>\""));
+    }
+    Ok(hex.to_ascii_lowercase())
+}
+
+fn positive(key: &str, v: u64) -> Result<u64, ConfigError> {
+    if v == 0 {
+        return Err(invalid(key, "must be greater than 0"));
+    }
+    Ok(v)
+}
+
+pub(super) fn validate(raw: Raw) -> Result<Config, ConfigError> {
+    let listen: SocketAddr = raw.server.listen.parse().map_err(|_| {
+        invalid(
+            "server.listen",
+            format!("`{}` is not an IP:port address", raw.server.listen),
+        )
+    })?;
+    let tls = match (raw.server.tls_cert_path, raw.server.tls_key_path) {
+        (Some(cert), Some(key)) => Some(TlsPaths { cert, key }),
+        (None, None) => None,
+        (Some(_), None) => {
+            return Err(invalid(
+                "server.tls_key_path",
+                "required with server.tls_cert_path",
+            ))
+        }
+        (None, Some(_)) => {
+            return Err(invalid(
+                "server.tls_cert_path",
+                "required with server.tls_key_path",
+            ))
+        }
+    };
+    let server = ServerConfig {
+        listen,
+        tls,
+        max_body_bytes: positive("server.max_body_bytes", raw.server.max_body_bytes)?,
+        shutdown_grace: Duration::from_secs(raw.server.shutdown_grace_seconds),
+    };
+    if raw.storage.data_dir.as_os_str().is_empty() {
+        return Err(invalid("storage.data_dir", "must not be empty"));
+    }
+    let admin_key_hashes = raw
+        .auth
+        .admin_key_hashes
+        .iter()
+        .enumerate()
+        .map(|(i, h)| parse_key_hash(&format!("auth.admin_key_hashes[{i}]"), h))
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut tenants = Vec::new();
+    let mut seen_hashes = std::collections::HashSet::new();
+    for (i, t) in raw.tenants.into_iter().enumerate() {
+        let name_ok = !t.name.is_empty()
+            && t.name.len() <= 64
+            && t.name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        if !name_ok {
+            return Err(invalid(
+                format!("tenants[{i}].name"),
+                "must be 1-64 characters of [A-Za-z0-9_-]",
+            ));
+        }
+        if tenants.iter().any(|x: &TenantConfig| x.name == t.name) {
+            return Err(invalid(
+                format!("tenants[{i}].name"),
+                format!("duplicate tenant `{}`", t.name),
+            ));
+        }
+        if t.api_key_hashes.is_empty() {
+            return Err(invalid(
+                format!("tenants[{i}].api_key_hashes"),
+                "must list at least one key hash",
+            ));
+        }
+        let mut hashes = Vec::new();
+        for (j, h) in t.api_key_hashes.iter().enumerate() {
+            let key = format!("tenants[{i}].api_key_hashes[{j}]");
+            let hash = parse_key_hash(&key, h)?;
+            if !seen_hashes.insert(hash.clone()) || admin_key_hashes.contains(&hash) {
+                return Err(invalid(
+                    key,
+                    "key hash is already used by another tenant or admin",
+                ));
+            }
+            hashes.push(hash);
+        }
+        tenants.push(TenantConfig {
+            name: t.name,
+            api_key_hashes: hashes,
+        });
+    }
+    let policies = PoliciesConfig {
+        dir: raw.policies.dir,
+        reload_interval: Duration::from_millis(positive(
+            "policies.reload_interval_ms",
+            raw.policies.reload_interval_ms,
+        )?),
+    };
+    let upstream = match raw.upstream {
+        None => None,
+        Some(u) => {
+            let url = u.base_url.trim_end_matches('/').to_string();
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                return Err(invalid(
+                    "upstream.base_url",
+                    "must start with http:// or https://",
+                ));
+            }
+            Some(UpstreamConfig {
+                base_url: url,
+                api_key: u.api_key,
+            })
+        }
+    };
+    let execution = match raw.execution.mode.as_deref() {
+        None if upstream.is_some() => ExecutionMode::Upstream,
+        None | Some("local") => ExecutionMode::Local,
+        Some("upstream") if upstream.is_some() => ExecutionMode::Upstream,
+        Some("upstream") => {
+            return Err(invalid(
+                "execution.mode",
+                "\"upstream\" needs an [upstream] section",
+            ))
+        }
+        Some(other) => {
+            return Err(invalid(
+                "execution.mode",
+                format!("`{other}` is not one of \"upstream\", \"local\""),
+            ))
+        }
+    };
+    let screening = ScreeningConfig {
+        min_examples: raw.screening.min_examples,
+        tokenizers: raw.screening.tokenizers.into_iter().collect(),
+    };
+    let l = raw.limits;
+    let upload_max_bytes = positive("limits.upload_max_bytes", l.upload_max_bytes)?;
+    let upload_part_max_bytes = positive("limits.upload_part_max_bytes", l.upload_part_max_bytes)?;
+    if upload_part_max_bytes > upload_max_bytes {
+        return Err(invalid(
+            "limits.upload_part_max_bytes",
+            "must not exceed limits.upload_max_bytes",
+        ));
+    }
+    let limits = Limits {
+        upload_max_bytes,
+        upload_part_max_bytes,
+        upload_expiry_seconds: positive("limits.upload_expiry_seconds", l.upload_expiry_seconds)?
+            as i64,
+        idempotency_window_seconds: l.idempotency_window_seconds as i64,
+    };
+    Ok(Config {
+        server,
+        data_dir: raw.storage.data_dir,
+        admin_key_hashes,
+        tenants,
+        policies,
+        upstream,
+        execution,
+        screening,
+        limits,
+    })
+}

@@ -1,0 +1,115 @@
+//! The run step: start the job on its backend (upstream or local), then poll it, mirroring
+//! events and checkpoints, until it succeeds, fails or is cancelled.
+
+use super::seams::*;
+use super::steps::{commit, event, failed, message_event, set_pipeline, Ctx, Next};
+use crate::ids::{new_id, now_unix, IdKind};
+use crate::store::*;
+use serde_json::Value;
+
+pub(super) async fn run(ctx: &Ctx, mut job: JobRecord, old: JobStatus) -> StoreResult<Next> {
+    let exec_state = job.pipeline.get("exec_state").cloned();
+    let Some(state) = exec_state else {
+        let key = job
+            .pipeline
+            .get("dataset_blob")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
+        let path = ctx.blobs.path(&key)?;
+        return match ctx.seams.executor.start(job.clone(), path).await {
+            Err(f) => {
+                let (job, evs) = failed(job, f);
+                commit(ctx, old, &job, evs).await
+            }
+            Ok(state) => {
+                set_pipeline(&mut job, "exec_state", state.clone());
+                let j = job.clone();
+                let written = run_blocking(&ctx.store, move |s| s.update_job(&j, old, &[])).await?;
+                if written {
+                    return Ok(Next::Continue);
+                }
+                // The status changed while the backend was starting the job (a cancel or a
+                // pause), so the backend state was not recorded: cancel the backend job.
+                if let Err(f) = ctx.seams.executor.cancel(job, state).await {
+                    tracing::warn!(code = %f.code, "backend cancel after a racing status change failed");
+                }
+                Ok(Next::Continue)
+            }
+        };
+    };
+    let (run_state, observations) = match ctx.seams.executor.poll(job.clone(), state).await {
+        Ok(x) => x,
+        Err(f) => {
+            let (job, evs) = failed(job, f);
+            return commit(ctx, old, &job, evs).await;
+        }
+    };
+    let mut evs = Vec::new();
+    for o in observations {
+        match o {
+            Observation::Event {
+                level,
+                message,
+                data,
+            } => evs.push(event(&job.id, level, message, data)),
+            Observation::Checkpoint {
+                fine_tuned_model_checkpoint,
+                step_number,
+                metrics,
+            } => {
+                let c = CheckpointRecord {
+                    id: new_id(IdKind::Checkpoint),
+                    job_id: job.id.clone(),
+                    created_at: now_unix(),
+                    fine_tuned_model_checkpoint,
+                    step_number,
+                    metrics,
+                };
+                run_blocking(&ctx.store, move |s| s.insert_checkpoint(&c)).await?;
+            }
+        }
+    }
+    let next = match run_state {
+        RunState::Running { state } => {
+            set_pipeline(&mut job, "exec_state", state);
+            let _ = commit(ctx, old, &job, evs).await?;
+            return Ok(Next::Wait);
+        }
+        RunState::Succeeded {
+            fine_tuned_model,
+            trained_tokens,
+            state,
+        } => {
+            set_pipeline(&mut job, "exec_state", state);
+            job.status = JobStatus::Succeeded;
+            job.step = JobStep::Done;
+            job.finished_at = Some(now_unix());
+            job.fine_tuned_model = fine_tuned_model;
+            job.trained_tokens = trained_tokens;
+            evs.push(message_event(
+                &job.id,
+                EventLevel::Info,
+                "The job has successfully completed",
+            ));
+            job
+        }
+        RunState::Failed(f) => {
+            let (j, mut e) = failed(job, f);
+            evs.append(&mut e);
+            j
+        }
+        RunState::Cancelled => {
+            job.status = JobStatus::Cancelled;
+            job.step = JobStep::Done;
+            job.finished_at = Some(now_unix());
+            evs.push(message_event(
+                &job.id,
+                EventLevel::Info,
+                "The job was cancelled upstream",
+            ));
+            job
+        }
+    };
+    commit(ctx, old, &next, evs).await
+}
