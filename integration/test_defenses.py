@@ -162,3 +162,15 @@ def test_unenforceable_defense_upstream_is_rejected_not_forwarded(gateway_factor
     assert done.status == "failed"
     assert done.error.code == "defense_unenforceable_upstream" and "kl" in done.error.message
     assert upstream.received("POST", "/v1/fine_tuning/jobs") == []
+
+
+def test_interleave_is_seeded(gateway_factory, upstream, pool_file):
+    gw = gateway_factory(upstream=upstream, policies={"default.toml": policy(pool_file)})
+    c = gw.client()
+    f = upload(c, good_jsonl(20))
+    for suffix in ("one", "two"):  # different bodies: two jobs, not one deduplicated job
+        job = c.fine_tuning.jobs.create(model="gpt-4o-mini", training_file=f.id, suffix=suffix)
+        assert finish(c, job.id).status == "succeeded"
+    first, second = upstream.uploaded_training_files()
+    assert first == second, "same pool, seed and dataset give the same mix"
+    assert first.count(b"POOL question") == 5, "25% of 20 examples"

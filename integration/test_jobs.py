@@ -131,3 +131,14 @@ def test_plan_endpoint_explains_policy(gateway):
                    json={"model": "gpt-4o-mini", "metadata": {}, "tenant": "acme"})
     assert r.status_code == 200, r.text
     assert "policy" in r.text and "interleave" in r.text
+
+
+def test_bad_validation_file_fails_job_naming_it(gateway):
+    c = gateway.client()
+    train = upload(c, good_jsonl())
+    valid = upload(c, bad_jsonl(bad_line=2), name="valid.jsonl")
+    job = c.fine_tuning.jobs.create(model="gpt-4o-mini", training_file=train.id, validation_file=valid.id)
+    done = finished(c, job.id)
+    assert done.status == "failed"
+    assert done.error.param == "validation_file", done.error
+    assert "2" in done.error.message

@@ -1,13 +1,18 @@
 #!/usr/bin/env bash
 # Installs everything the tests need that cargo does not: promtool (Debian's prometheus
-# package) and a Python virtualenv with the openai SDK and pytest (integration/requirements.txt).
+# package), openssl (the TLS test makes a self-signed certificate) and a Python virtualenv
+# with the openai SDK and pytest (integration/requirements.txt). Idempotent and quiet: a
+# second run does nothing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-if ! command -v promtool >/dev/null 2>&1; then
-  echo "== installing promtool (Debian package prometheus)"
+missing=()
+command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
+command -v openssl >/dev/null 2>&1 || missing+=(openssl)
+if [ "${#missing[@]}" -gt 0 ]; then
+  echo "== installing Debian packages: ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
-  apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 if [ ! -x .venv/bin/python ] || ! cmp -s integration/requirements.txt .venv/.requirements; then
   echo "== creating .venv from integration/requirements.txt"
