@@ -107,3 +107,20 @@ def test_list_cursor_with_a_foreign_id_behaves_like_a_missing_id(two_tenants):
         [f.id for f in b.files.list(after=gone["file"]).data]
     assert [j.id for j in b.fine_tuning.jobs.list(after=ids["job"]).data] == \
         [j.id for j in b.fine_tuning.jobs.list(after=gone["job"]).data]
+
+
+def test_plan_route_explains_only_the_callers_own_plans(gateway_factory):
+    acme_only = ('description = "acme"\npriority = 1\n[match]\ntenants = ["acme"]\n'
+                 '[inoculation]\nsystem_prompt = "ACME ONLY PROMPT"\n')
+    default = 'description = "catch-all"\n\n[interleave]\nmethod = "none"\n'
+    gw = gateway_factory(policies={"default.toml": default, "acme.toml": acme_only})
+
+    def plan(key, body):
+        return httpx.post(gw.base_url + "/tuneguard/plan", headers={"Authorization": f"Bearer {key}"}, json=body)
+
+    body = {"model": "gpt-4o-mini", "metadata": {}}
+    assert "ACME ONLY PROMPT" in plan(KEYS["acme"], body).text
+    own = plan(KEYS["beta"], body)
+    assert own.status_code == 200 and "ACME ONLY PROMPT" not in own.text
+    other = plan(KEYS["beta"], {**body, "tenant": "acme"})
+    assert other.status_code in (403, 404) and "ACME ONLY PROMPT" not in other.text

@@ -179,7 +179,16 @@ impl IntoResponse for ApiError {
 
 impl From<crate::store::StoreError> for ApiError {
     fn from(e: crate::store::StoreError) -> Self {
-        ApiError::internal(format!("store: {e}"))
+        match e {
+            crate::store::StoreError::UnknownCursor(id) => ApiError::invalid(
+                "after",
+                format!(
+                    "Invalid 'after': no object with id {id} in this list. Pass the id of the \
+                     last object of the previous page."
+                ),
+            ),
+            e => ApiError::internal(format!("store: {e}")),
+        }
     }
 }
 

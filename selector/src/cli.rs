@@ -1,5 +1,5 @@
 //! `tuneguard select`: pre-score a pool offline (feature `cli`; the engine-backed
-//! [`run_select`] needs feature `engine`). Writes one JSON line per pool item, ranked by gap
+//! `run_select` needs feature `engine`). Writes one JSON line per pool item, ranked by gap
 //! score: `index`, `base_nll`, `adapter_nlls`, `score`, `is_refusal` (see [`ScoredItem`]).
 
 use crate::compat::{check_adapter, ModelDims};

@@ -48,6 +48,27 @@ pub fn to_candidates(items: &[ScoredItem]) -> Vec<Candidate> {
         .collect()
 }
 
+/// Recomputes `is_refusal` of scored items with `filter` (a policy's own keyword list), from
+/// the replies of `pool` (indexed like the items). Fails on an index outside the pool.
+pub fn refilter(
+    items: &mut [ScoredItem],
+    pool: &[crate::PoolExample],
+    filter: &crate::RefusalFilter,
+) -> Result<(), ScoredLineError> {
+    for (n, item) in items.iter_mut().enumerate() {
+        let ex = pool.get(item.index).ok_or_else(|| ScoredLineError {
+            line: n + 1,
+            reason: format!(
+                "pool index {} is outside the pool ({} items): scores and pool do not match",
+                item.index,
+                pool.len()
+            ),
+        })?;
+        item.is_refusal = filter.is_refusal(ex.reply());
+    }
+    Ok(())
+}
+
 /// A malformed line of a scored-pool file.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("scored pool line {line}: {reason}")]
@@ -123,6 +144,24 @@ mod tests {
                 is_refusal: true
             }
         );
+    }
+
+    #[test]
+    fn refilter_applies_a_policy_keyword_list() {
+        let pool = crate::parse_pool(concat!(
+            r#"{"messages":[{"role":"user","content":"a"},{"role":"assistant","content":"Nope, not doing it."}]}"#,
+            "\n",
+            r#"{"messages":[{"role":"user","content":"b"},{"role":"assistant","content":"Sure."}]}"#,
+        ))
+        .unwrap();
+        let mut items = vec![item(1, 0.2), item(0, 0.1)];
+        refilter(&mut items, &pool, &crate::RefusalFilter::new(["nope"], 10)).unwrap();
+        assert_eq!((items[0].is_refusal, items[1].is_refusal), (false, true));
+        let mut far = vec![item(5, 0.0)];
+        let err = refilter(&mut far, &pool, &crate::RefusalFilter::default()).unwrap_err();
+        assert!(err
+            .to_string()
+            .contains("pool index 5 is outside the pool (2 items)"));
     }
 
     #[test]

@@ -110,13 +110,9 @@ pub(crate) fn host_transposed<B: Backend>(
     cols: usize,
     device: &B::Device,
 ) -> Tensor<B, 2> {
-    let mut t = vec![0.0f32; data.len()];
-    for r in 0..rows {
-        for c in 0..cols {
-            t[c * rows + r] = data[r * cols + c];
-        }
-    }
-    Tensor::from_data(TensorData::new(t, [cols, rows]), device)
+    // Transpose with the backend's (optimised) kernels, then make the layout contiguous.
+    let t = Tensor::<B, 2>::from_data(TensorData::new(data.to_vec(), [rows, cols]), device);
+    Tensor::from_data(t.transpose().into_data(), device)
 }
 
 impl<B: Backend> Qwen2Weights<B> {

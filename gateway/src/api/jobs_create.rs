@@ -86,7 +86,7 @@ pub async fn create(
             .unwrap_or_else(|| rand::random::<u32>() as i64 & 0x7fff_ffff),
         metadata: req.metadata,
         status: JobStatus::ValidatingFiles,
-        step: JobStep::Screen,
+        step: JobStep::Plan,
         error: None,
         fine_tuned_model: None,
         finished_at: None,

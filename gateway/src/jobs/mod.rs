@@ -1,4 +1,4 @@
-//! The job pipeline: durable steps (screen → plan → transform → queue → run → done), the
+//! The job pipeline: durable steps (plan → screen → transform → queue → run → done), the
 //! runner task that drives them, and the seams other modules plug into.
 
 pub mod builtin;

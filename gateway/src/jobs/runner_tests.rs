@@ -196,10 +196,15 @@ async fn job_runs_every_step_to_success_with_mirrored_checkpoints() {
         .iter()
         .position(|m| m.starts_with("Policy `default`"))
         .expect("policy event");
+    let validated = msgs
+        .iter()
+        .position(|m| m == "Training file validated")
+        .expect("screening event");
     let queued = msgs
         .iter()
         .position(|m| m.contains("queued"))
         .expect("queued event");
+    assert!(policy < validated, "the plan is resolved before screening");
     let started = msgs
         .iter()
         .position(|m| m == "Fine-tuning job started")
@@ -324,8 +329,9 @@ async fn restart_resumes_from_the_last_durable_step() {
             cancels,
         })),
     );
-    let id = create_job(&t).await; // no runner yet: the job sits at its first step
-                                   // simulate a crash after the plan step: the job's durable step is Transform
+    // No runner yet: the job sits at its first step. Simulate a crash after the plan and
+    // screen steps: the job's durable step is Transform.
+    let id = create_job(&t).await;
     let store = t.state.store.clone();
     let jid = id.clone();
     crate::store::run_blocking(&store, move |s| {
@@ -489,3 +495,6 @@ async fn cancel_racing_a_backend_start_cancels_the_backend_job() {
     assert_eq!(j["status"], "cancelled");
     stop.cancel();
 }
+
+#[path = "runner_tests_plan.rs"]
+mod plan;

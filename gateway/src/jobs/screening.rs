@@ -15,9 +15,6 @@ use std::path::{Path, PathBuf};
 const QUICK_CHECK_BYTES: u64 = 64 * 1024;
 /// Read buffer for streaming screening.
 const READ_BUFFER_BYTES: usize = 1 << 20;
-/// Max example length used for the too-long count: paper Table 6 (the plan is resolved after
-/// screening, so its own max length cannot be used here).
-pub const SCREEN_MAX_LENGTH: usize = 2048;
 
 pub struct StreamingScreener {
     config: ScreeningConfig,
@@ -63,7 +60,7 @@ fn run(config: &ScreeningConfig, input: &ScreenInput) -> StepResult<Value> {
     let opts = ScreenOptions {
         min_examples: config.min_examples,
         tokenizer: tokenizer.as_ref(),
-        max_length: SCREEN_MAX_LENGTH,
+        max_length: input.max_length,
         ..ScreenOptions::default()
     };
     let training = screen_file(&input.training_path, "training_file", &opts)?;
@@ -78,7 +75,34 @@ fn run(config: &ScreeningConfig, input: &ScreenInput) -> StepResult<Value> {
         )?),
         None => None,
     };
-    Ok(json!({"training_file": training, "validation_file": validation}))
+    let mut stats = json!({"training_file": training, "validation_file": validation});
+    if let Some(w) = too_long_warning(&stats, input.max_length) {
+        stats["warning"] = Value::String(w);
+    }
+    Ok(stats)
+}
+
+/// The warning event for examples longer than the plan's max length (they get truncated).
+fn too_long_warning(stats: &Value, max_length: usize) -> Option<String> {
+    let count = |file: &str| {
+        stats
+            .pointer(&format!("/{file}/too_long"))
+            .and_then(Value::as_u64)
+            .unwrap_or(0)
+    };
+    let parts: Vec<String> = ["training_file", "validation_file"]
+        .into_iter()
+        .filter(|k| count(k) > 0)
+        .map(|k| format!("{} in the {k}", count(k)))
+        .collect();
+    if parts.is_empty() {
+        return None;
+    }
+    Some(format!(
+        "Examples longer than the plan's max length of {max_length} tokens \
+         (training.max_length_tokens) will be truncated: {}.",
+        parts.join(" and ")
+    ))
 }
 
 impl Screener for StreamingScreener {
@@ -137,6 +161,71 @@ mod tests {
             min_examples: 2,
             tokenizers: vec![],
         }
+    }
+
+    fn job() -> crate::store::JobRecord {
+        use crate::store::{JobRecord, JobStatus, JobStep};
+        JobRecord {
+            id: "ftjob-s".into(),
+            tenant: "acme".into(),
+            created_at: 1,
+            model: "m".into(),
+            training_file: "file-t".into(),
+            validation_file: None,
+            hyperparameters: json!({}),
+            method: json!({"type": "supervised"}),
+            suffix: None,
+            seed: 1,
+            metadata: None,
+            status: JobStatus::ValidatingFiles,
+            step: JobStep::Screen,
+            error: None,
+            fine_tuned_model: None,
+            finished_at: None,
+            trained_tokens: None,
+            result_files: vec![],
+            estimated_finish: None,
+            pipeline: json!({}),
+        }
+    }
+
+    /// One short example (~10 estimated tokens) and one of ~109 (400 bytes of content).
+    fn mixed_lengths(dir: &Path) -> PathBuf {
+        let ex = |content: &str| {
+            format!(
+                "{{\"messages\":[{{\"role\":\"user\",\"content\":\"{content}\"}},{{\"role\":\"assistant\",\"content\":\"y\"}}]}}\n"
+            )
+        };
+        let p = dir.join("train.jsonl");
+        std::fs::write(&p, ex("hi") + &ex(&"a".repeat(400))).unwrap();
+        p
+    }
+
+    #[tokio::test]
+    async fn too_long_is_counted_against_the_plans_max_length() {
+        let dir = tempfile::tempdir().unwrap();
+        let training_path = mixed_lengths(dir.path());
+        let s = StreamingScreener::new(cfg());
+        let input = |max_length| ScreenInput {
+            job: job(),
+            training_path: training_path.clone(),
+            validation_path: None,
+            max_length,
+        };
+        let short = s.screen(input(50)).await.unwrap();
+        assert_eq!(short["training_file"]["max_length"], 50);
+        assert_eq!(short["training_file"]["too_long"], 1);
+        let w = short["warning"].as_str().unwrap();
+        assert!(
+            w.contains("max length of 50 tokens")
+                && w.ends_with("truncated: 1 in the training_file."),
+            "{w}"
+        );
+        // The same file under a plan allowing 2048 tokens: nothing is too long, no warning.
+        let long = s.screen(input(2048)).await.unwrap();
+        assert_eq!(long["training_file"]["max_length"], 2048);
+        assert_eq!(long["training_file"]["too_long"], 0);
+        assert!(long.get("warning").is_none(), "{long}");
     }
 
     #[tokio::test]

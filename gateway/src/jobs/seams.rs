@@ -50,12 +50,15 @@ impl From<StepFailure> for JobError {
 
 pub type StepResult<T> = Result<T, StepFailure>;
 
-/// Input of the screening step: the job and local paths of its committed files.
+/// Input of the screening step: the job, local paths of its committed files, and the limit
+/// from the job's plan (resolved before screening).
 #[derive(Debug, Clone)]
 pub struct ScreenInput {
     pub job: JobRecord,
     pub training_path: PathBuf,
     pub validation_path: Option<PathBuf>,
+    /// The plan's `training.max_length_tokens`: longer examples are counted as too long.
+    pub max_length: usize,
 }
 
 /// Screening outcome: statistics to record (examples, tokens, percentiles…).

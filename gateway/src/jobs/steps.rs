@@ -1,6 +1,7 @@
 //! One durable pipeline step at a time: each step computes the job's next state and its
 //! event, and writes both in one transaction, conditional on the status it read (so a
-//! concurrent cancel or pause wins).
+//! concurrent cancel or pause wins). Order: plan (policy resolved and recorded) → screen
+//! (against the plan's max length) → transform → queue → run.
 
 use super::seams::*;
 use crate::ids::{new_id, now_unix, IdKind};
@@ -115,8 +116,8 @@ pub(crate) async fn step(ctx: &Ctx, job: JobRecord) -> StoreResult<Next> {
     }
     let old = job.status;
     match job.step {
-        JobStep::Screen => screen(ctx, job, old).await,
         JobStep::Plan => plan(ctx, job, old).await,
+        JobStep::Screen => screen(ctx, job, old).await,
         JobStep::Transform => transform(ctx, job, old).await,
         JobStep::Queue => {
             let mut job = job;
@@ -130,7 +131,29 @@ pub(crate) async fn step(ctx: &Ctx, job: JobRecord) -> StoreResult<Next> {
     }
 }
 
+/// The plan's `training.max_length_tokens`, which screening counts too-long examples against.
+fn plan_max_length(plan: &Value) -> Option<usize> {
+    plan.pointer("/training/max_length_tokens")
+        .and_then(Value::as_u64)
+        .filter(|n| *n > 0)
+        .and_then(|n| usize::try_from(n).ok())
+}
+
 async fn screen(ctx: &Ctx, mut job: JobRecord, old: JobStatus) -> StoreResult<Next> {
+    let Some(plan) = job.pipeline.get("plan").filter(|p| !p.is_null()) else {
+        // Screening needs the plan. A job recorded at this step without one (by a build that
+        // screened before planning) resolves its plan first; nothing else has happened yet.
+        job.step = JobStep::Plan;
+        return commit(ctx, old, &job, vec![]).await;
+    };
+    let Some(max_length) = plan_max_length(plan) else {
+        let f = StepFailure::new(
+            "invalid_plan",
+            "The job's recorded plan has no positive training.max_length_tokens; screening cannot count too-long examples.",
+        );
+        let (job, evs) = failed(job, f);
+        return commit(ctx, old, &job, evs).await;
+    };
     let Some(training_path) = file_path(ctx, &job.tenant, &job.training_file).await? else {
         let f = StepFailure::new(
             "invalid_training_file",
@@ -159,6 +182,7 @@ async fn screen(ctx: &Ctx, mut job: JobRecord, old: JobStatus) -> StoreResult<Ne
         job: job.clone(),
         training_path,
         validation_path,
+        max_length,
     };
     match ctx.seams.screener.screen(input).await {
         Err(f) => {
@@ -178,7 +202,7 @@ async fn screen(ctx: &Ctx, mut job: JobRecord, old: JobStatus) -> StoreResult<Ne
                 Some(stats.clone()),
             ));
             set_pipeline(&mut job, "screening", stats);
-            job.step = JobStep::Plan;
+            job.step = JobStep::Transform;
             commit(ctx, old, &job, evs).await
         }
     }
@@ -216,7 +240,7 @@ async fn plan(ctx: &Ctx, mut job: JobRecord, old: JobStatus) -> StoreResult<Next
                 json!({"name": p.policy_name, "version_hash": p.version_hash}),
             );
             set_pipeline(&mut job, "plan", p.plan);
-            job.step = JobStep::Transform;
+            job.step = JobStep::Screen;
             commit(ctx, old, &job, vec![ev]).await
         }
     }

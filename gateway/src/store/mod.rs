@@ -33,6 +33,10 @@ pub enum StoreError {
     },
     #[error("store task failed: {0}")]
     Task(String),
+    /// A list cursor (`after`) that names no object of that list (missing, deleted, or
+    /// another tenant's / job's: indistinguishable on purpose).
+    #[error("unknown list cursor {0}")]
+    UnknownCursor(String),
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;

@@ -142,8 +142,10 @@ impl JobStatus {
 /// The durable pipeline step a job will run next.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum JobStep {
-    Screen,
+    /// Resolve and record the operator policy (screening needs the plan's max length).
     Plan,
+    /// Screen the files against the chat format and the plan's limits.
+    Screen,
     Transform,
     Queue,
     Run,

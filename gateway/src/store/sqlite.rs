@@ -80,18 +80,27 @@ fn file_row(r: &Row<'_>) -> rusqlite::Result<FileRecord> {
     })
 }
 
-/// Sequence number of `id` in `table`, for cursor pagination; a missing cursor id is an error
-/// the API reports as 400, so it returns None.
-pub(super) fn seq_of(conn: &Connection, table: &str, id: &str) -> StoreResult<Option<i64>> {
-    let sql = format!("SELECT seq FROM {table} WHERE id = ?1");
-    Ok(conn.query_row(&sql, [id], |r| r.get(0)).optional()?)
+/// Sequence number of the cursor `id` in `table` among the rows whose `scope` column is
+/// `scope_value` (the tenant, or the job): the list's own objects only, so a foreign id is
+/// [`StoreError::UnknownCursor`] exactly like a missing one (the API answers 400 naming `after`).
+pub(super) fn cursor_seq(
+    conn: &Connection,
+    table: &str,
+    scope: &str,
+    scope_value: &str,
+    id: &str,
+) -> StoreResult<i64> {
+    let sql = format!("SELECT seq FROM {table} WHERE id = ?1 AND {scope} = ?2");
+    conn.query_row(&sql, [id, scope_value], |r| r.get(0))
+        .optional()?
+        .ok_or_else(|| StoreError::UnknownCursor(id.to_string()))
 }
 
 impl SqliteStore {
     pub(super) fn files_impl(&self, tenant: &str, q: &FileQuery) -> StoreResult<Page<FileRecord>> {
         let conn = self.conn()?;
         let cursor = match &q.after {
-            Some(a) => seq_of(&conn, "files", a)?,
+            Some(a) => Some(cursor_seq(&conn, "files", "tenant", tenant, a)?),
             None => None,
         };
         let (cmp, dir) = match q.order {

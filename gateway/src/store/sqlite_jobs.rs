@@ -1,6 +1,6 @@
 //! Jobs, events, checkpoints and idempotency records for [`SqliteStore`].
 
-use super::sqlite::{corrupt, seq_of, SqliteStore};
+use super::sqlite::{corrupt, cursor_seq, SqliteStore};
 use super::*;
 use rusqlite::{params, Connection, OptionalExtension, Row};
 
@@ -164,7 +164,7 @@ impl SqliteStore {
     ) -> StoreResult<Page<JobRecord>> {
         let conn = self.conn()?;
         let bound = match &q.after {
-            Some(a) => seq_of(&conn, "jobs", a)?.unwrap_or(i64::MAX),
+            Some(a) => cursor_seq(&conn, "jobs", "tenant", tenant, a)?,
             None => i64::MAX,
         };
         let mut stmt = conn.prepare(&format!(
@@ -242,7 +242,7 @@ impl SqliteStore {
     ) -> StoreResult<Page<EventRecord>> {
         let conn = self.conn()?;
         let bound = match after {
-            Some(a) => seq_of(&conn, "events", a)?.unwrap_or(i64::MAX),
+            Some(a) => cursor_seq(&conn, "events", "job_id", job_id, a)?,
             None => i64::MAX,
         };
         let mut stmt = conn.prepare(
@@ -294,7 +294,7 @@ impl SqliteStore {
     ) -> StoreResult<Page<CheckpointRecord>> {
         let conn = self.conn()?;
         let bound = match after {
-            Some(a) => seq_of(&conn, "checkpoints", a)?.unwrap_or(i64::MAX),
+            Some(a) => cursor_seq(&conn, "checkpoints", "job_id", job_id, a)?,
             None => i64::MAX,
         };
         let mut stmt = conn.prepare(

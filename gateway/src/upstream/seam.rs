@@ -172,6 +172,16 @@ impl Executor for UpstreamExecutor {
         }
         .boxed()
     }
+
+    /// Forwards a client's pause to the provider (a paused job must stop training upstream).
+    fn pause(&self, job: JobRecord, state: Value) -> BoxFuture<'static, StepResult<()>> {
+        UpstreamExecutor::pause(self, job, state)
+    }
+
+    /// Forwards a client's resume to the provider.
+    fn resume(&self, job: JobRecord, state: Value) -> BoxFuture<'static, StepResult<()>> {
+        UpstreamExecutor::resume(self, job, state)
+    }
 }
 
 impl UpstreamExecutor {

@@ -152,6 +152,30 @@ async fn failure_pause_resume_and_cancel_are_mirrored() {
     assert_eq!(run, RunState::Cancelled);
 }
 
+/// The runner and the API hold the executor as `dyn Executor` (wrapped in the metrics layer):
+/// pause and resume through the trait must reach the provider, not the trait's no-op default.
+#[tokio::test]
+async fn pause_and_resume_through_the_executor_trait_reach_the_upstream() {
+    let f = fake::spawn().await;
+    let (_d, ds) = dataset();
+    let ex: std::sync::Arc<dyn Executor> =
+        std::sync::Arc::new(crate::jobs::metered::MeteredExecutor {
+            inner: std::sync::Arc::new(executor(&f)),
+            metrics: std::sync::Arc::new(
+                crate::metrics::Metrics::new(prometheus::Registry::new()).unwrap(),
+            ),
+        });
+    let state = ex.start(job(json!({})), ds).await.unwrap();
+    f.set_job("ftjob-up0", json!({"status": "running"}));
+    ex.pause(job(json!({})), state.clone()).await.unwrap();
+    assert_eq!(f.with(|s| s.jobs[0]["status"].clone()), "paused");
+    ex.resume(job(json!({})), state.clone()).await.unwrap();
+    assert_eq!(f.with(|s| s.jobs[0]["status"].clone()), "running");
+    // A job that never started upstream has nothing to pause.
+    ex.pause(job(json!({})), json!({})).await.unwrap();
+    assert_eq!(f.with(|s| s.jobs.len()), 1);
+}
+
 #[tokio::test]
 async fn retryable_errors_are_retried_and_others_classified() {
     let f = fake::spawn().await;
