@@ -30,6 +30,12 @@ enum Command {
         #[command(subcommand)]
         command: PolicyCommand,
     },
+    /// Answer-only mean NLL of each example under the base model and each adapter (JSONL).
+    Score(trainer::cli::ScoreArgs),
+    /// Generate replies to prompts with the base model and each adapter (JSONL).
+    Generate(trainer::cli::GenerateArgs),
+    /// Pre-score an Interleaving pool by the perplexity-gap score (cached), ranked JSONL.
+    Select(selector::cli::SelectArgs),
 }
 
 #[derive(Subcommand)]
@@ -84,5 +90,8 @@ fn main() -> anyhow::Result<ExitCode> {
         Command::Policy {
             command: PolicyCommand::Check { dir },
         } => Ok(policy_check(&dir)),
+        Command::Score(args) => trainer::cli::run_score(args).map(|()| ExitCode::SUCCESS),
+        Command::Generate(args) => trainer::cli::run_generate(args).map(|()| ExitCode::SUCCESS),
+        Command::Select(args) => selector::cli::run_select(args).map(|()| ExitCode::SUCCESS),
     }
 }

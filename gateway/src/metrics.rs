@@ -23,6 +23,8 @@ pub struct Metrics {
     pub proxied_requests: IntCounter,
     pub jobs: IntGaugeVec,
     reasons_seen: Mutex<HashSet<String>>,
+    /// Interleaving score-cache lookups, `result` = `hit` | `miss` (one per (pool item, model)).
+    pub score_cache_lookups: IntCounterVec,
 }
 
 impl Metrics {
@@ -97,6 +99,14 @@ impl Metrics {
         registry.register(Box::new(policy_reloads.clone()))?;
         registry.register(Box::new(upstream_errors.clone()))?;
         registry.register(Box::new(proxied_requests.clone()))?;
+        let score_cache_lookups = IntCounterVec::new(
+            Opts::new(
+                "tuneguard_score_cache_lookups_total",
+                "Interleaving score-cache lookups per (pool item, model): hit = read from the cache, miss = scored by the engine.",
+            ),
+            &["result"],
+        )?;
+        registry.register(Box::new(score_cache_lookups.clone()))?;
         Ok(Metrics {
             registry,
             http_requests,
@@ -109,6 +119,7 @@ impl Metrics {
             proxied_requests,
             jobs,
             reasons_seen: Mutex::new(HashSet::new()),
+            score_cache_lookups,
         })
     }
 
@@ -174,6 +185,16 @@ impl Metrics {
         self.job_transitions
             .with_label_values(&[status.as_str()])
             .inc();
+    }
+
+    /// Counts one selection's score-cache hits and misses.
+    pub fn score_cache_counted(&self, hits: u64, misses: u64) {
+        self.score_cache_lookups
+            .with_label_values(&["hit"])
+            .inc_by(hits);
+        self.score_cache_lookups
+            .with_label_values(&["miss"])
+            .inc_by(misses);
     }
 
     /// Prometheus text exposition.

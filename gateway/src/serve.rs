@@ -59,12 +59,16 @@ pub enum ServeError {
 /// watched for changes; without that directory the embedded default policy applies.
 pub fn build(config: Config) -> Result<Gateway, ServeError> {
     let screening = config.screening.clone();
+    let interleave = config.interleave.clone();
     let upstream = config.upstream.clone();
     let mode = config.execution;
     let policy_dir = config.policies.dir.clone();
     let mut state = build_state_with(config, Seams::builtin())?;
     let metrics = Arc::clone(&state.metrics);
     state.seams.screener = Arc::new(StreamingScreener::new(screening));
+    state.seams.transformer = Arc::new(crate::transform::EngineTransformer::new(
+        crate::transform::InterleaveEngine::new(interleave, Some(Arc::clone(&metrics))),
+    ));
     let policy_watcher = if policy_dir.is_dir() {
         let (watcher, rx) =
             PolicyWatcher::load(&policy_dir).map_err(|e| ServeError::Policies(e.to_string()))?;

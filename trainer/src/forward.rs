@@ -261,6 +261,11 @@ impl<B: Backend> Qwen2Weights<B> {
         ForwardOutput { hidden, captured }
     }
 
+    /// `hidden: [rows, hidden]` → logits `[rows, vocab]`.
+    pub fn logits_rows(&self, hidden: Tensor<B, 2>) -> Tensor<B, 2> {
+        hidden.matmul(self.lm_head.clone())
+    }
+
     /// `hidden: [b, t, hidden]` → logits `[b, t, vocab]`.
     pub fn logits(&self, hidden: Tensor<B, 3>) -> Tensor<B, 3> {
         let [b, t, hs] = hidden.dims();

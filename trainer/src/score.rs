@@ -1,14 +1,14 @@
 //! Answer-only NLL scoring: per-token log-probs via a chunked f32 log-softmax.
 
-use burn::tensor::{activation, backend::Backend, Int, Tensor, TensorData};
+use burn::tensor::{backend::Backend, Int, Tensor, TensorData};
 
 use crate::batch::TokenBatch;
 use crate::chat::EncodedChat;
 use crate::engine::Engine;
 use crate::error::{EngineError, Result};
 
-/// Positions per log-softmax chunk (bounds the `[b, chunk, vocab]` logits buffer).
-pub const LOGIT_CHUNK: usize = 256;
+/// Scored positions per log-softmax chunk (bounds the `[rows, vocab]` logits buffer).
+pub const LOGIT_ROWS: usize = 1024;
 
 /// Score of one example under one model.
 #[derive(Debug, Clone, PartialEq)]
@@ -41,15 +41,25 @@ impl<B: Backend> Engine<B> {
         seqs: &[Vec<u32>],
         adapters: &[Option<&str>],
     ) -> Result<Vec<Vec<f32>>> {
-        if seqs.len() != adapters.len() {
+        let want: Vec<Vec<bool>> = seqs.iter().map(|s| vec![true; s.len()]).collect();
+        self.masked_token_logprobs(seqs, adapters, &want)
+    }
+
+    /// Like [`Engine::token_logprobs`] but only for tokens `t >= 1` with `want[row][t]`
+    /// (e.g. the answer mask); logits are computed for those positions only.
+    pub fn masked_token_logprobs(
+        &self,
+        seqs: &[Vec<u32>],
+        adapters: &[Option<&str>],
+        want: &[Vec<bool>],
+    ) -> Result<Vec<Vec<f32>>> {
+        if seqs.len() != adapters.len() || seqs.len() != want.len() {
             return Err(EngineError::Invalid(format!(
-                "{} sequences but {} adapter choices",
+                "{} sequences but {} adapter choices and {} masks",
                 seqs.len(),
-                adapters.len()
+                adapters.len(),
+                want.len()
             )));
-        }
-        if seqs.is_empty() {
-            return Ok(Vec::new());
         }
         let vocab = self.weights.config.vocab_size as u32;
         if let Some(bad) = seqs.iter().flatten().find(|&&t| t >= vocab) {
@@ -58,34 +68,44 @@ impl<B: Backend> Engine<B> {
             )));
         }
         let batch = TokenBatch::right_padded(seqs, self.tokenizer.pad_id);
+        let (b, t) = (batch.rows(), batch.len());
+        // (row, flat index of the predicting position, target id)
+        let picks: Vec<(usize, usize, u32)> = seqs
+            .iter()
+            .enumerate()
+            .flat_map(|(r, s)| {
+                (1..s.len())
+                    .filter(move |&p| want[r].get(p).copied().unwrap_or(false))
+                    .map(move |p| (r, r * t + p - 1, s[p]))
+            })
+            .collect();
+        let mut lp = vec![Vec::new(); b];
+        if picks.is_empty() {
+            return Ok(lp);
+        }
         let opts = self.options_for(adapters)?;
         let out = self.weights.forward(&batch, &opts, None, &self.device);
-        let (b, t) = (batch.rows(), batch.len());
-        let mut lp = vec![Vec::with_capacity(t); b];
-        let mut start = 0;
-        while start + 1 < t {
-            let n = LOGIT_CHUNK.min(t - 1 - start);
-            let h = out.hidden.clone().narrow(1, start, n);
-            let logp = activation::log_softmax(self.weights.logits(h), 2);
-            let targets: Vec<i64> = batch
-                .ids
-                .iter()
-                .flat_map(|r| r[start + 1..start + 1 + n].iter().map(|&i| i64::from(i)))
-                .collect();
-            let idx =
-                Tensor::<B, 2, Int>::from_data(TensorData::new(targets, [b, n]), &self.device)
-                    .unsqueeze_dim::<3>(2);
-            let picked = logp.gather(2, idx).into_data().convert::<f32>();
+        let flat = out.hidden.reshape([b * t, self.weights.config.hidden_size]);
+        for chunk in picks.chunks(LOGIT_ROWS) {
+            let n = chunk.len();
+            let rows: Vec<i64> = chunk.iter().map(|c| c.1 as i64).collect();
+            let rows = Tensor::<B, 1, Int>::from_data(TensorData::new(rows, [n]), &self.device);
+            let logits = self.weights.logits_rows(flat.clone().select(0, rows));
+            let targets: Vec<i64> = chunk.iter().map(|c| i64::from(c.2)).collect();
+            let targets =
+                Tensor::<B, 2, Int>::from_data(TensorData::new(targets, [n, 1]), &self.device);
+            // log p = x_target − (max + log Σ exp(x − max)), in f32, without materialising log-softmax.
+            let max = logits.clone().max_dim(1);
+            let lse = (logits.clone() - max.clone()).exp().sum_dim(1).log() + max;
+            let picked = (logits.gather(1, targets) - lse)
+                .into_data()
+                .convert::<f32>();
             let vals = picked
                 .into_vec::<f32>()
                 .map_err(|e| EngineError::Invalid(format!("reading log-probs: {e:?}")))?;
-            for (r, row) in lp.iter_mut().enumerate() {
-                row.extend_from_slice(&vals[r * n..(r + 1) * n]);
+            for (c, v) in chunk.iter().zip(vals) {
+                lp[c.0].push(v);
             }
-            start += n;
-        }
-        for (row, s) in lp.iter_mut().zip(seqs) {
-            row.truncate(s.len().saturating_sub(1));
         }
         Ok(lp)
     }
@@ -113,9 +133,13 @@ impl<B: Backend> Engine<B> {
                 .map(|&(_, e)| examples[e].ids.clone())
                 .collect();
             let choice: Vec<Option<&str>> = chunk.iter().map(|&(m, _)| models[m]).collect();
-            let lps = self.token_logprobs(&seqs, &choice)?;
+            let masks: Vec<Vec<bool>> = chunk
+                .iter()
+                .map(|&(_, e)| examples[e].answer_mask.clone())
+                .collect();
+            let lps = self.masked_token_logprobs(&seqs, &choice, &masks)?;
             for (&(m, e), lp) in chunk.iter().zip(lps) {
-                out[m][e] = Some(answer_score(&examples[e].answer_mask, &lp));
+                out[m][e] = Some(mean_nll(lp));
             }
         }
         Ok(out
@@ -125,15 +149,7 @@ impl<B: Backend> Engine<B> {
     }
 }
 
-/// Mean NLL over answer positions; `logprobs[t-1]` scores token `t`.
-pub fn answer_score(mask: &[bool], logprobs: &[f32]) -> Score {
-    let token_logprobs: Vec<f32> = mask
-        .iter()
-        .skip(1)
-        .zip(logprobs)
-        .filter(|(m, _)| **m)
-        .map(|(_, &l)| l)
-        .collect();
+fn mean_nll(token_logprobs: Vec<f32>) -> Score {
     let n = token_logprobs.len();
     let nll = if n == 0 {
         f64::NAN
@@ -145,4 +161,16 @@ pub fn answer_score(mask: &[bool], logprobs: &[f32]) -> Score {
         answer_tokens: n,
         token_logprobs,
     }
+}
+
+/// Mean NLL over answer positions; `logprobs[t-1]` scores token `t`.
+pub fn answer_score(mask: &[bool], logprobs: &[f32]) -> Score {
+    mean_nll(
+        mask.iter()
+            .skip(1)
+            .zip(logprobs)
+            .filter(|(m, _)| **m)
+            .map(|(_, &l)| l)
+            .collect(),
+    )
 }

@@ -18,7 +18,9 @@ fn saved_adapter_reloads_to_identical_logprobs() {
         .expect("saves");
     e.load_adapter("again", tmp.path()).expect("reloads");
     let ids = goldens().template[2].ids.clone();
-    let a = e.token_logprobs(std::slice::from_ref(&ids), &[Some("a1")]).expect("a1");
+    let a = e
+        .token_logprobs(std::slice::from_ref(&ids), &[Some("a1")])
+        .expect("a1");
     let b = e.token_logprobs(&[ids], &[Some("again")]).expect("again");
     assert_eq!(a, b);
 }

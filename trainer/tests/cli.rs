@@ -32,11 +32,20 @@ fn score_writes_lines_in_input_order_for_base_and_adapters() {
     let out = tmp.path().join("out.jsonl");
     run_score(args(data, out.clone())).expect("scores");
     let text = std::fs::read_to_string(&out).expect("read");
-    let got: Vec<serde_json::Value> = text.lines().map(|l| serde_json::from_str(l).expect("json line")).collect();
+    let got: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("json line"))
+        .collect();
     assert_eq!(got.len(), g.template.len() * 2);
     let e = engine("tiny_tied");
-    let enc: Vec<_> = g.template.iter().map(|c| e.tokenizer.encode_chat(&c.messages, None).expect("enc")).collect();
-    let want = e.score(&enc, &[None, Some("a1")], &Default::default()).expect("score");
+    let enc: Vec<_> = g
+        .template
+        .iter()
+        .map(|c| e.tokenizer.encode_chat(&c.messages, None).expect("enc"))
+        .collect();
+    let want = e
+        .score(&enc, &[None, Some("a1")], &Default::default())
+        .expect("score");
     for (k, line) in got.iter().enumerate() {
         let (i, m) = (k / 2, k % 2);
         assert_eq!(line["index"], i);
@@ -51,7 +60,11 @@ fn score_writes_lines_in_input_order_for_base_and_adapters() {
 fn bad_jsonl_line_is_reported_with_file_and_line() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let data = tmp.path().join("data.jsonl");
-    std::fs::write(&data, "{\"messages\": [{\"role\": \"user\", \"content\": \"hi\"}]}\n{not json}\n").expect("write");
+    std::fs::write(
+        &data,
+        "{\"messages\": [{\"role\": \"user\", \"content\": \"hi\"}]}\n{not json}\n",
+    )
+    .expect("write");
     let err = run_score(args(data, tmp.path().join("o.jsonl"))).unwrap_err();
     let msg = format!("{err:#}");
     assert!(msg.contains("data.jsonl:2"), "{msg}");

@@ -113,3 +113,44 @@ fn unknown_adapter_is_an_error_naming_it() {
         .unwrap_err();
     assert!(err.to_string().contains("nope"), "{err}");
 }
+
+#[test]
+fn degenerate_inputs_are_errors_or_empty_not_panics() {
+    let e = engine("tiny_tied");
+    assert_eq!(
+        e.token_logprobs(&[vec![], vec![4]], &[None, None])
+            .expect("ok"),
+        vec![Vec::<f32>::new(); 2]
+    );
+    let err = e.token_logprobs(&[vec![1, 100_000]], &[None]).unwrap_err();
+    assert!(err.to_string().contains("100000"), "{err}");
+    assert!(e.token_logprobs(&[vec![1, 2]], &[]).is_err());
+}
+
+#[test]
+fn masked_logprobs_are_the_selected_full_logprobs() {
+    let g = goldens();
+    let e = engine("tiny_untied");
+    let seqs: Vec<Vec<u32>> = g.template.iter().map(|c| c.ids.clone()).collect();
+    let masks: Vec<Vec<bool>> = g
+        .template
+        .iter()
+        .map(|c| c.mask.iter().map(|&m| m == 1).collect())
+        .collect();
+    let choice = [Some("a2"), None, Some("a1")];
+    let masked = e
+        .masked_token_logprobs(&seqs, &choice, &masks)
+        .expect("masked");
+    let full = e.token_logprobs(&seqs, &choice).expect("full");
+    for (r, (m, f)) in masked.iter().zip(&full).enumerate() {
+        let want: Vec<f32> = masks[r]
+            .iter()
+            .skip(1)
+            .zip(f)
+            .filter(|(k, _)| **k)
+            .map(|(_, &l)| l)
+            .collect();
+        assert!(!want.is_empty());
+        assert_close(m, &want, 1e-6, &format!("row {r}"));
+    }
+}

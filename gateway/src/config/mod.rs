@@ -40,6 +40,8 @@ pub struct Config {
     pub execution: ExecutionMode,
     pub screening: ScreeningConfig,
     pub limits: Limits,
+    /// `[interleave]`: base models, adapters and score cache of engine-backed Interleaving.
+    pub interleave: InterleaveConfig,
 }
 
 #[derive(Debug, Clone)]
@@ -168,8 +170,11 @@ fn read_file(path: &Path) -> Result<(String, String), ConfigError> {
     Ok((name, text))
 }
 
+mod interleave;
 mod raw;
 mod validate;
+
+pub use interleave::{InterleaveConfig, InterleaveModel};
 
 #[cfg(test)]
 mod tests;

@@ -19,6 +19,8 @@ pub(super) struct Raw {
     pub(super) execution: RawExecution,
     pub(super) screening: RawScreening,
     pub(super) limits: RawLimits,
+    #[serde(default)]
+    pub(super) interleave: super::interleave::RawInterleave,
 }
 
 #[derive(Debug, Deserialize)]

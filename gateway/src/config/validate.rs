@@ -163,6 +163,7 @@ pub(super) fn validate(raw: Raw) -> Result<Config, ConfigError> {
             as i64,
         idempotency_window_seconds: l.idempotency_window_seconds as i64,
     };
+    let interleave = super::interleave::validate(raw.interleave, &raw.storage.data_dir)?;
     Ok(Config {
         server,
         data_dir: raw.storage.data_dir,
@@ -173,5 +174,6 @@ pub(super) fn validate(raw: Raw) -> Result<Config, ConfigError> {
         execution,
         screening,
         limits,
+        interleave,
     })
 }

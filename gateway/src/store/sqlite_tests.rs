@@ -245,3 +245,72 @@ fn reopen_keeps_data_and_uploads_expire() {
     );
     assert!(s.referenced_blob_keys().unwrap().is_empty());
 }
+
+/// A cursor that names no object of the list is an error (the API's 400 on `after`), never a
+/// silent restart from the newest item; another tenant's or job's id is the same error.
+#[test]
+fn unknown_or_foreign_cursors_are_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = SqliteStore::open(dir.path()).unwrap();
+    s.insert_file(&file("file-a", "a", "fine-tune")).unwrap();
+    s.insert_file(&file("file-b", "b", "fine-tune")).unwrap();
+    s.create_job(
+        &job("ftjob-a", "a", &[]),
+        &event("ftevent-a", "ftjob-a"),
+        &[],
+    )
+    .unwrap();
+    s.create_job(
+        &job("ftjob-b", "b", &[]),
+        &event("ftevent-b", "ftjob-b"),
+        &[],
+    )
+    .unwrap();
+    let files = |after: &str| {
+        s.list_files(
+            "a",
+            &FileQuery {
+                after: Some(after.into()),
+                limit: 10,
+                order: SortOrder::Desc,
+                purpose: None,
+            },
+        )
+    };
+    assert!(files("file-a").unwrap().data.is_empty());
+    for bad in ["file-b", "file-nope"] {
+        match files(bad) {
+            Err(StoreError::UnknownCursor(id)) => assert_eq!(id, bad),
+            other => panic!("{bad}: {other:?}"),
+        }
+    }
+    let jobs = |after: &str| {
+        s.list_jobs(
+            "a",
+            &JobQuery {
+                after: Some(after.into()),
+                limit: 10,
+                metadata: Default::default(),
+            },
+        )
+    };
+    assert!(jobs("ftjob-a").unwrap().data.is_empty());
+    assert!(matches!(jobs("ftjob-b"), Err(StoreError::UnknownCursor(_))));
+    assert!(matches!(
+        jobs("ftjob-nope"),
+        Err(StoreError::UnknownCursor(_))
+    ));
+    assert!(s
+        .list_events("ftjob-a", Some("ftevent-a"), 10)
+        .unwrap()
+        .data
+        .is_empty());
+    assert!(matches!(
+        s.list_events("ftjob-a", Some("ftevent-b"), 10),
+        Err(StoreError::UnknownCursor(_))
+    ));
+    assert!(matches!(
+        s.list_checkpoints("ftjob-a", Some("ftckpt-nope"), 10),
+        Err(StoreError::UnknownCursor(_))
+    ));
+}

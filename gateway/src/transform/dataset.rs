@@ -4,7 +4,7 @@
 
 use super::error::TransformError;
 use super::inoculate::inoculate_line;
-use super::plan::{InoculationMode, InterleaveSpec, TransformPlan};
+use super::plan::{InoculationMode, InterleaveSpec, ScoredSpec, TransformPlan};
 use selector::{plan_mix, unscored_candidates, Method, MixConfig, PlanError, SelectError};
 use serde::Serialize;
 use serde_json::{json, Value};
@@ -36,26 +36,62 @@ pub struct Manifest {
     pub inserted: Vec<Inserted>,
 }
 
+/// The pool items one interleaving inserts: each item's output line by pool index, where it
+/// goes, and the manifest's `interleave` description.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Interleaved {
+    pub lines: HashMap<u64, String>,
+    /// Sorted by position.
+    pub inserted: Vec<Inserted>,
+    pub desc: Value,
+}
+
+/// Computes an engine-backed interleaving ([`InterleaveSpec::Scored`]) for a client dataset
+/// of the given example count.
+pub type ScoredInterleaver<'a> =
+    dyn FnMut(&ScoredSpec, u64) -> Result<Interleaved, TransformError> + 'a;
+
 /// Applies `plan` to the JSONL at `client` (already screened), writing the result to `out`.
+/// Engine-backed methods are [`TransformError::MethodUnavailable`] here; see
+/// [`transform_dataset_with`].
 pub fn transform_dataset(
     client: &Path,
     plan: &TransformPlan,
     out: &mut impl Write,
 ) -> Result<Manifest, TransformError> {
-    let n = for_each_example(client, |_, _| Ok(()))?;
-    let (pool_lines, inserted, interleave) = match &plan.interleave {
-        InterleaveSpec::None => (
-            HashMap::new(),
-            Vec::new(),
-            json!({"method": "none", "inserted": []}),
-        ),
+    transform_dataset_with(client, plan, out, &mut |spec, _| {
+        Err(TransformError::MethodUnavailable {
+            method: spec.method.as_str().to_string(),
+            reason: "this transformer has no engine (configure [interleave] models)".into(),
+        })
+    })
+}
+
+/// [`transform_dataset`] with `scored` computing plus / plusplus / on_policy selections.
+pub fn transform_dataset_with(
+    client: &Path,
+    plan: &TransformPlan,
+    out: &mut impl Write,
+    scored: &mut ScoredInterleaver<'_>,
+) -> Result<Manifest, TransformError> {
+    let n = count_examples(client)?;
+    let Interleaved {
+        lines: pool_lines,
+        inserted,
+        desc: interleave,
+    } = match &plan.interleave {
+        InterleaveSpec::None => Interleaved {
+            lines: HashMap::new(),
+            inserted: Vec::new(),
+            desc: json!({"method": "none", "inserted": []}),
+        },
         InterleaveSpec::Random {
             fraction,
             pool,
             seed,
             placement,
         } => {
-            let pool_n = for_each_example(pool, |_, _| Ok(()))?;
+            let pool_n = count_examples(pool)?;
             let config = MixConfig {
                 method: Method::Random,
                 fraction: *fraction,
@@ -78,7 +114,16 @@ pub fn transform_dataset(
             let mut desc = serde_json::to_value(&mix).unwrap_or(Value::Null);
             desc["pool"] = json!(pool.display().to_string());
             desc["pool_examples"] = json!(pool_n);
-            (lines, inserted, desc)
+            Interleaved {
+                lines,
+                inserted,
+                desc,
+            }
+        }
+        InterleaveSpec::Scored(spec) => {
+            let mut got = scored(spec, n)?;
+            got.inserted.sort_by_key(|i| i.position);
+            got
         }
     };
     let mut next = inserted.iter().peekable();
@@ -131,7 +176,12 @@ fn to_usize(n: u64) -> usize {
     usize::try_from(n).unwrap_or(usize::MAX)
 }
 
-fn mix_error(e: PlanError, pool: &Path, pool_n: u64) -> TransformError {
+/// The number of non-blank lines of a JSONL file (the rule of [`transform_dataset`]).
+pub fn count_examples(path: &Path) -> Result<u64, TransformError> {
+    for_each_example(path, |_, _| Ok(()))
+}
+
+pub(crate) fn mix_error(e: PlanError, pool: &Path, pool_n: u64) -> TransformError {
     match e {
         PlanError::Select(SelectError::PoolTooSmall { needed, .. }) => {
             TransformError::PoolTooSmall {

@@ -4,8 +4,11 @@ use std::path::PathBuf;
 
 #[derive(Debug, thiserror::Error)]
 pub enum TransformError {
-    #[error("Interleave method `{method}` required by the policy is not available yet (plus, plusplus and on_policy land with the selector).")]
-    MethodUnavailable { method: String },
+    #[error("Interleave method `{method}` required by the policy is not available: {reason}")]
+    MethodUnavailable { method: String, reason: String },
+    /// A failure of engine-backed selection (model, adapter, scoring, generation).
+    #[error("{message}")]
+    Selection { code: &'static str, message: String },
     #[error("invalid plan: `{field}` {reason}")]
     InvalidPlan { field: String, reason: String },
     #[error("interleave pool {} has {size} examples but the plan needs {needed}", .pool.display())]
@@ -35,6 +38,7 @@ impl TransformError {
     pub fn code(&self) -> &'static str {
         match self {
             TransformError::MethodUnavailable { .. } => "interleave_method_unavailable",
+            TransformError::Selection { code, .. } => code,
             TransformError::InvalidPlan { .. } => "invalid_plan",
             TransformError::PoolTooSmall { .. } => "interleave_pool_too_small",
             TransformError::BadPoolLine { .. } => "invalid_interleave_pool",

@@ -15,12 +15,17 @@ mod error;
 mod inoculate;
 mod plan;
 mod seam;
+mod selected;
 
 #[cfg(test)]
 mod tests;
 
-pub use dataset::{transform_dataset, Inserted, Manifest};
+pub use dataset::{
+    count_examples, transform_dataset, transform_dataset_with, Inserted, Interleaved, Manifest,
+    ScoredInterleaver,
+};
 pub use error::TransformError;
 pub use inoculate::inoculate_line;
-pub use plan::{Inoculation, InoculationMode, InterleaveSpec, TransformPlan};
-pub use seam::DatasetTransformer;
+pub use plan::{Inoculation, InoculationMode, InterleaveSpec, ScoredSpec, TransformPlan};
+pub use seam::{DatasetTransformer, EngineTransformer};
+pub use selected::{InterleaveEngine, SelectionStats};

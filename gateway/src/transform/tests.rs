@@ -74,9 +74,26 @@ fn plan_json_parsing_and_unavailable_methods() {
     );
     for m in ["plus", "plusplus", "on_policy"] {
         let e = TransformPlan::from_plan_json(&json!({"interleave": {"method": m}})).unwrap_err();
-        assert_eq!(e.code(), "interleave_method_unavailable");
-        assert!(e.to_string().contains(m));
+        assert_eq!(e.code(), "invalid_plan", "{m}: the mix keys are missing");
     }
+    let scored = TransformPlan::from_plan_json(&json!({"interleave": {
+        "method": "plusplus", "fraction": 0.1, "pool": "p", "seed": 3, "placement": "even",
+        "gap_epsilon": 0.5, "refusal_keywords": ["nope"], "refusal_window_words": 4}}))
+    .unwrap();
+    match scored.interleave {
+        InterleaveSpec::Scored(s) => {
+            assert_eq!(s.method, selector::Method::PlusPlus);
+            assert_eq!((s.fraction, s.seed, s.gap_epsilon), (0.1, 3, 0.5));
+            assert_eq!(s.refusal_keywords, vec!["nope".to_string()]);
+            assert_eq!(s.refusal_window_words, 4);
+        }
+        other => panic!("expected a scored spec, got {other:?}"),
+    }
+    let e = TransformPlan::from_plan_json(&json!({"interleave": {
+        "method": "plus", "fraction": 0.1, "pool": "p", "seed": 0, "placement": "even",
+        "gap_epsilon": 0.0}}))
+    .unwrap_err();
+    assert!(e.to_string().contains("interleave.gap_epsilon"), "{e}");
     let mix = |extra: Value| {
         let mut v = json!({"method": "random", "fraction": 0.1, "pool": "p", "seed": 0, "placement": "even"});
         for (k, x) in extra.as_object().unwrap() {
@@ -321,7 +338,11 @@ async fn pipeline_seam_writes_the_dataset_and_returns_the_manifest() {
     assert_eq!(manifest["inoculation"]["mode"], "replace");
     assert_eq!(std::fs::read_to_string(&out).unwrap().lines().count(), 22);
     let e = DatasetTransformer
-        .transform(input(json!({"interleave": {"method": "plusplus"}})))
+        .transform(input(
+            json!({"interleave": {"method": "plusplus", "fraction": 0.1, "pool": pp,
+            "seed": 0, "placement": "even", "gap_epsilon": 1.0,
+            "refusal_keywords": ["sorry"], "refusal_window_words": 10}}),
+        ))
         .await
         .unwrap_err();
     assert_eq!(e.code, "interleave_method_unavailable");

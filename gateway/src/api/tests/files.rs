@@ -172,3 +172,53 @@ async fn file_larger_than_json_cap_is_accepted_and_body_limit_enforced() {
     assert_eq!(s, 413, "{v}");
     assert_eq!(t.blob_names().len(), 1);
 }
+
+/// An `after` cursor naming no object of the list (missing, or another tenant's) is a 400
+/// naming `after`, the same for both, on every cursor-paged route.
+#[tokio::test]
+async fn unknown_or_foreign_after_cursor_is_400_naming_after() {
+    let t = app();
+    let (_, mine) = t.upload_file("sk-acme", "fine-tune", TRAIN).await;
+    let (_, theirs) = t.upload_file("sk-beta", "fine-tune", TRAIN).await;
+    let (s, job) = t
+        .json(
+            "POST",
+            "/v1/fine_tuning/jobs",
+            "sk-acme",
+            Some(serde_json::json!({"model": "m", "training_file": mine["id"]})),
+        )
+        .await;
+    assert_eq!(s, 200, "{job}");
+    let jid = job["id"].as_str().unwrap();
+    let routes = [
+        "/v1/files".to_string(),
+        "/v1/fine_tuning/jobs".to_string(),
+        format!("/v1/fine_tuning/jobs/{jid}/events"),
+        format!("/v1/fine_tuning/jobs/{jid}/checkpoints"),
+    ];
+    for route in &routes {
+        let mut bodies = Vec::new();
+        for after in [theirs["id"].as_str().unwrap(), "file-doesnotexist"] {
+            let (s, v) = t
+                .json("GET", &format!("{route}?after={after}"), "sk-acme", None)
+                .await;
+            assert_eq!(s, 400, "{route} after={after}: {v}");
+            assert_eq!(v["error"]["type"], "invalid_request_error");
+            assert_eq!(v["error"]["param"], "after");
+            let msg = v["error"]["message"].as_str().unwrap();
+            assert!(msg.contains(after), "{msg}");
+            bodies.push(msg.replace(after, "<id>"));
+        }
+        assert_eq!(bodies[0], bodies[1], "a foreign id reads as a missing one");
+    }
+    // A known cursor still pages.
+    let (s, p) = t
+        .json(
+            "GET",
+            &format!("/v1/files?after={}", mine["id"].as_str().unwrap()),
+            "sk-acme",
+            None,
+        )
+        .await;
+    assert_eq!((s, p["data"].as_array().map(Vec::len)), (200, Some(0)));
+}

@@ -1,0 +1,330 @@
+//! Engine-backed Interleaving for the transform step (runs on the blocking pool):
+//! - plus / plusplus: the policy's pool is scored under the aligned base model and the
+//!   misaligned adapters configured for the job's model (`[[interleave.models]]`) through
+//!   [`selector::cli::run_select_with`], with the durable score cache
+//!   (`interleave.score_cache`, default `data_dir/score_cache.sqlite`), so a pool is scored
+//!   once and later jobs read the cache; the policy's refusal filter is re-applied, then
+//!   [`selector::plan_mix`] selects and places.
+//! - on_policy: pool prompts in the seeded order answered by the base model
+//!   ([`selector::EngineGenerator`], greedy) and quality-filtered ([`selector::on_policy`]).
+//!
+//! Every missing or unusable input is a [`TransformError`] with its own job error code.
+
+use super::dataset::{mix_error, Inserted, Interleaved};
+use super::error::TransformError;
+use super::plan::ScoredSpec;
+use crate::config::{InterleaveConfig, InterleaveModel};
+use crate::metrics::Metrics;
+use selector::cli::{run_select_with, SelectArgs};
+use selector::compat::{check_adapter, ModelDims};
+use selector::{
+    jsonl_lines, mix_count, on_policy, parse_pool, parse_scored, plan_mix, plan_with_picks,
+    refilter, to_candidates, EngineGenerator, EngineScorer, Manifest, Method, MixConfig, NllScorer,
+    OnPolicyError, PoolExample, QualityFilter, RefusalFilter, RepetitionRule,
+    DEFAULT_REFUSAL_KEYWORDS,
+};
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+
+/// What one selection read from the score cache and what it had to score.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SelectionStats {
+    /// (pool item, model) NLLs found in the cache.
+    pub cache_hits: usize,
+    /// (pool item, model) NLLs computed by the engine.
+    pub scored: usize,
+}
+
+/// The configured engine side of interleaving.
+pub struct InterleaveEngine {
+    config: InterleaveConfig,
+    metrics: Option<Arc<Metrics>>,
+}
+
+fn fail(code: &'static str, message: impl Into<String>) -> TransformError {
+    TransformError::Selection {
+        code,
+        message: message.into(),
+    }
+}
+
+impl InterleaveEngine {
+    /// `metrics` receives the score-cache hit/miss counts.
+    pub fn new(config: InterleaveConfig, metrics: Option<Arc<Metrics>>) -> Self {
+        InterleaveEngine { config, metrics }
+    }
+
+    /// The interleaving of `spec` for a job on base model `model` with `n_client` examples.
+    /// `scratch` is a temporary file (the scored pool is written there, then removed).
+    pub fn interleave(
+        &self,
+        model: &str,
+        spec: &ScoredSpec,
+        n_client: u64,
+        scratch: &Path,
+    ) -> Result<Interleaved, TransformError> {
+        let entry =
+            self.config
+                .model_for(model)
+                .ok_or_else(|| TransformError::MethodUnavailable {
+                    method: spec.method.as_str().to_string(),
+                    reason: format!(
+                    "no [[interleave.models]] entry of the gateway config matches model `{model}` \
+                     (keys interleave.models[].model, .dir, .adapters name the aligned base model \
+                     and the misaligned adapters)"
+                ),
+                })?;
+        if !entry.dir.join("config.json").is_file() {
+            return Err(fail(
+                "interleave_model_missing",
+                format!(
+                    "base model directory {} for model `{model}` (config key interleave.models[].dir, \
+                     glob `{}`) has no config.json",
+                    entry.dir.display(),
+                    entry.glob
+                ),
+            ));
+        }
+        let text = std::fs::read_to_string(&spec.pool).map_err(|e| {
+            fail(
+                "invalid_interleave_pool",
+                format!("reading interleave pool {}: {e}", spec.pool.display()),
+            )
+        })?;
+        let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
+        let pool = parse_pool(text).map_err(|e| TransformError::BadPoolLine {
+            pool: spec.pool.clone(),
+            line: e.line as u64,
+            reason: e.reason,
+        })?;
+        let lines = jsonl_lines(text);
+        let n = usize::try_from(n_client).unwrap_or(usize::MAX);
+        let config = MixConfig {
+            method: spec.method,
+            fraction: spec.fraction,
+            seed: spec.seed,
+            placement: spec.placement,
+        };
+        let (manifest, out_lines, extra) = match spec.method {
+            Method::OnPolicy => self.on_policy(entry, spec, &config, n, &pool)?,
+            _ => {
+                let (manifest, stats) = self.scored(entry, spec, &config, n, &pool, scratch)?;
+                let picked = manifest
+                    .inserted
+                    .iter()
+                    .filter_map(|e| {
+                        Some((e.pool_index as u64, (*lines.get(e.pool_index)?).to_string()))
+                    })
+                    .collect();
+                let extra = json!({
+                    "model_dir": entry.dir.display().to_string(),
+                    "adapters": entry.adapters.iter().map(|(n, _)| n).collect::<Vec<_>>(),
+                    "gap_epsilon": spec.gap_epsilon,
+                    "cache_hits": stats.cache_hits,
+                    "scored": stats.scored,
+                });
+                (manifest, picked, extra)
+            }
+        };
+        let inserted = manifest
+            .inserted
+            .iter()
+            .map(|e| Inserted {
+                pool_index: e.pool_index as u64,
+                position: e.position as u64,
+            })
+            .collect();
+        let mut desc = serde_json::to_value(&manifest).unwrap_or(Value::Null);
+        desc["pool"] = json!(spec.pool.display().to_string());
+        desc["pool_examples"] = json!(pool.len());
+        desc["engine"] = extra;
+        Ok(Interleaved {
+            lines: out_lines,
+            inserted,
+            desc,
+        })
+    }
+
+    fn scored(
+        &self,
+        entry: &InterleaveModel,
+        spec: &ScoredSpec,
+        config: &MixConfig,
+        n: usize,
+        pool: &[PoolExample],
+        scratch: &Path,
+    ) -> Result<(Manifest, SelectionStats), TransformError> {
+        check_adapters(entry)?;
+        if let Some(parent) = self.config.score_cache.parent() {
+            std::fs::create_dir_all(parent).map_err(|e| {
+                fail(
+                    "internal_error",
+                    format!(
+                        "creating the score cache directory {}: {e}",
+                        parent.display()
+                    ),
+                )
+            })?;
+        }
+        let args = SelectArgs {
+            model: entry.dir.clone(),
+            adapters: entry
+                .adapters
+                .iter()
+                .map(|(n, d)| format!("{n}={}", d.display()))
+                .collect(),
+            held_out: None,
+            pool: spec.pool.clone(),
+            out: scratch.to_path_buf(),
+            cache: Some(self.config.score_cache.clone()),
+            epsilon: spec.gap_epsilon,
+            batch_size: self.config.batch_size,
+            max_length: self.config.max_length,
+            refusal_keywords: None,
+            device: "cpu".into(),
+        };
+        let rows = self.config.batch_size;
+        let result = run_select_with(&args, |opts| {
+            let s = EngineScorer::<trainer::CpuBackend>::load(opts, rows, Default::default())?;
+            Ok(Box::new(s) as Box<dyn NllScorer>)
+        });
+        let ranked = result.and_then(|stats| {
+            let text = std::fs::read_to_string(scratch)?;
+            Ok((stats, text))
+        });
+        // The scratch file is ours alone; a failure to remove it leaves only a temp file.
+        let _ = std::fs::remove_file(scratch);
+        let (stats, text) = ranked.map_err(|e| {
+            fail(
+                "interleave_scoring_failed",
+                format!(
+                    "scoring interleave pool {} under {}: {e:#}",
+                    spec.pool.display(),
+                    entry.dir.display()
+                ),
+            )
+        })?;
+        let stats = SelectionStats {
+            cache_hits: stats.cache_hits,
+            scored: stats.scored,
+        };
+        if let Some(m) = &self.metrics {
+            m.score_cache_counted(stats.cache_hits as u64, stats.scored as u64);
+        }
+        let mut items =
+            parse_scored(&text).map_err(|e| fail("interleave_scoring_failed", e.to_string()))?;
+        let filter = if spec.refusal_keywords.is_empty() {
+            RefusalFilter::new(DEFAULT_REFUSAL_KEYWORDS, spec.refusal_window_words)
+        } else {
+            RefusalFilter::new(&spec.refusal_keywords, spec.refusal_window_words)
+        };
+        refilter(&mut items, pool, &filter)
+            .map_err(|e| fail("interleave_scoring_failed", e.to_string()))?;
+        let candidates = to_candidates(&items);
+        let (_, manifest) = plan_mix(config, n, &candidates)
+            .map_err(|e| mix_error(e, &spec.pool, candidates.len() as u64))?;
+        Ok((manifest, stats))
+    }
+
+    fn on_policy(
+        &self,
+        entry: &InterleaveModel,
+        spec: &ScoredSpec,
+        config: &MixConfig,
+        n: usize,
+        pool: &[PoolExample],
+    ) -> Result<(Manifest, HashMap<u64, String>, Value), TransformError> {
+        let count = mix_count(config.fraction, n).map_err(|e| TransformError::InvalidPlan {
+            field: "interleave.fraction".into(),
+            reason: e.to_string(),
+        })?;
+        let engine = trainer::Engine::<trainer::CpuBackend>::load(&entry.dir, Default::default())
+            .map_err(|e| {
+            fail(
+                "interleave_model_missing",
+                format!("loading base model {}: {e}", entry.dir.display()),
+            )
+        })?;
+        let options = trainer::GenerateOptions {
+            max_new_tokens: self.config.max_new_tokens,
+            sampling: trainer::Sampling::Greedy,
+            stop_tokens: engine.weights.config.eos_token_ids.clone(),
+        };
+        let mut generator = EngineGenerator::new(&engine, options);
+        let quality = match &spec.quality {
+            Some(q) => QualityFilter {
+                min_words: q.min_reply_words as usize,
+                template_markers: q.template_markers.clone(),
+                repetition: RepetitionRule {
+                    ngram: q.repetition_ngram as usize,
+                    min_distinct_ratio: q.repetition_min_distinct_ratio,
+                },
+            },
+            None => QualityFilter::default(),
+        };
+        let outcome = on_policy(
+            pool,
+            count,
+            config.seed,
+            &quality,
+            &mut generator,
+            self.config.batch_size,
+        )
+        .map_err(|e| match e {
+            OnPolicyError::TooFewPassed { .. } => fail(
+                "interleave_pool_too_small",
+                format!("interleave pool {}: {e}", spec.pool.display()),
+            ),
+            other => fail(
+                "interleave_generation_failed",
+                format!(
+                    "on-policy generation under {}: {other}",
+                    entry.dir.display()
+                ),
+            ),
+        })?;
+        let (_, manifest) = plan_with_picks(config, n, &outcome.picks);
+        let lines = outcome
+            .picks
+            .iter()
+            .zip(&outcome.examples)
+            .map(|(p, ex)| (p.pool_index as u64, ex.to_json_line()))
+            .collect();
+        let extra = json!({
+            "model_dir": entry.dir.display().to_string(),
+            "generated": outcome.generated,
+            "rejected": outcome.rejected,
+        });
+        Ok((manifest, lines, extra))
+    }
+}
+
+/// Every configured adapter exists and was made for the base model's shapes.
+fn check_adapters(entry: &InterleaveModel) -> Result<(), TransformError> {
+    if entry.adapters.is_empty() {
+        return Err(fail(
+            "interleave_adapter_missing",
+            format!(
+                "interleave.models entry `{}` lists no misaligned adapters (config key interleave.models[].adapters)",
+                entry.glob
+            ),
+        ));
+    }
+    let dims = ModelDims::load(&entry.dir).map_err(|e| fail("interleave_model_missing", e))?;
+    for (name, dir) in &entry.adapters {
+        if !dir.join("adapter_config.json").is_file() {
+            return Err(fail(
+                "interleave_adapter_missing",
+                format!(
+                    "adapter `{name}` (config key interleave.models[].adapters.{name}): {} has no adapter_config.json",
+                    dir.display()
+                ),
+            ));
+        }
+        check_adapter(name, dir, &dims)
+            .map_err(|e| fail("interleave_adapter_incompatible", e.to_string()))?;
+    }
+    Ok(())
+}
