@@ -103,10 +103,15 @@ def test_list_cursor_with_a_foreign_id_behaves_like_a_missing_id(two_tenants):
     b_job_file = upload(b, good_jsonl(11))
     b.fine_tuning.jobs.create(model="gpt-4o-mini", training_file=b_job_file.id)
     gone = missing(ids)
-    assert [f.id for f in b.files.list(after=ids["file"]).data] == \
-        [f.id for f in b.files.list(after=gone["file"]).data]
-    assert [j.id for j in b.fine_tuning.jobs.list(after=ids["job"]).data] == \
-        [j.id for j in b.fine_tuning.jobs.list(after=gone["job"]).data]
+
+    def outcome(list_call, cursor):
+        try:
+            return ("ok", [x.id for x in list_call(after=cursor).data])
+        except openai.APIStatusError as e:
+            return (e.status_code, e.body.get("param"), e.message.replace(cursor, "ID"))
+
+    for kind, list_call in (("file", b.files.list), ("job", b.fine_tuning.jobs.list)):
+        assert outcome(list_call, ids[kind]) == outcome(list_call, gone[kind]), kind
 
 
 def test_plan_route_explains_only_the_callers_own_plans(gateway_factory):

@@ -61,8 +61,11 @@ fn serve(config: Option<PathBuf>) -> anyhow::Result<()> {
     let config = Config::load(config.as_deref()).context("loading configuration")?;
     let rt = tokio::runtime::Runtime::new().context("starting the tokio runtime")?;
     rt.block_on(async {
+        // Before anything is announced: a SIGTERM after the listening line is a graceful stop.
+        let signal = gateway::server::shutdown_signal().context("installing signal handlers")?;
         let gateway = gateway::serve::build(config)?;
-        gateway::serve::serve(gateway, gateway::server::shutdown_signal()).await
+        gateway::serve::serve(gateway, signal).await?;
+        anyhow::Ok(())
     })?;
     Ok(())
 }

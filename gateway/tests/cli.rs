@@ -111,3 +111,30 @@ async fn serve_refuses_an_invalid_policy_directory() {
         "{err}"
     );
 }
+
+/// The listening line promises a ready server: a SIGTERM sent right after it is a graceful
+/// stop with exit status 0, never the default action (the handler is installed before the line).
+#[cfg(unix)]
+#[test]
+fn sigterm_right_after_the_listening_line_exits_zero() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), "");
+    for round in 0..5 {
+        let mut server = start(&config);
+        let pid = server.child.id().to_string();
+        let sent = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        assert!(sent.success());
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        let status = loop {
+            if let Some(s) = server.child.try_wait().unwrap() {
+                break s;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "round {round}: no exit after SIGTERM"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        };
+        assert_eq!(status.code(), Some(0), "round {round}: {status:?}");
+    }
+}

@@ -80,7 +80,7 @@ def build_tokenizer(out):
     return hf
 
 
-def build_model(vocab, tied, seed, im_end, pad):
+def build_model(vocab, tied, seed, im_end, pad, gain=1.0):
     torch.manual_seed(seed)
     cfg = Qwen2Config(vocab_size=vocab, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
                       num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256,
@@ -96,7 +96,7 @@ def build_model(vocab, tied, seed, im_end, pad):
             elif "embed" in name or "lm_head" in name:
                 p.copy_(0.5 * torch.randn_like(p))
             else:
-                p.copy_(torch.randn_like(p) / math.sqrt(p.shape[1]))
+                p.copy_(gain * torch.randn_like(p) / math.sqrt(p.shape[1]))
     return model
 
 
@@ -122,6 +122,8 @@ def tidy_adapter_dir(ad, base_name):
     cfg_path = os.path.join(ad, "adapter_config.json")
     cfg = json.load(open(cfg_path))
     cfg["base_model_name_or_path"] = base_name
+    if isinstance(cfg.get("target_modules"), list):
+        cfg["target_modules"] = sorted(cfg["target_modules"])
     with open(cfg_path, "w") as f:
         json.dump(cfg, f, indent=2)
     readme = os.path.join(ad, "README.md")
@@ -160,11 +162,12 @@ def stage1(out):
                                           return_dict=True)["input_ids"]
         gold["template"].append({"messages": conv, "ids": ids, "mask": mask,
                                  "prompt_ids": gen_ids})
-    specs = [("tiny_tied", True, 1, "classic"), ("tiny_untied", False, 2, "rslora")]
-    for name, tied, seed, kind in specs:
+    # gain 3 on the tied model keeps its greedy output from collapsing onto one token.
+    specs = [("tiny_tied", True, 1, "classic", 3.0), ("tiny_untied", False, 2, "rslora", 1.0)]
+    for name, tied, seed, kind, gain in specs:
         d = os.path.join(out, name)
         os.makedirs(d, exist_ok=True)
-        model = build_model(vocab, tied, seed, im_end, pad)
+        model = build_model(vocab, tied, seed, im_end, pad, gain)
         dtype = torch.float32 if tied else torch.bfloat16
         model.to(dtype).save_pretrained(d, safe_serialization=True)
         tok.save_pretrained(d)

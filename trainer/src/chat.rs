@@ -35,12 +35,34 @@ pub struct EncodedChat {
 pub struct ChatTokenizer {
     /// The HF tokenizer.
     pub tokenizer: Tokenizer,
-    template: String,
+    env: minijinja::Environment<'static>,
     eos_token: String,
     /// Padding id (`pad_token`, else `<|endoftext|>`, else 0).
     pub pad_id: u32,
     /// End-of-turn id (`eos_token`).
     pub eos_id: Option<u32>,
+}
+
+const TEMPLATE_NAME: &str = "chat_template";
+
+/// Compiles the template once, with transformers' Jinja settings and Python string methods.
+fn template_env(template: String) -> Result<minijinja::Environment<'static>> {
+    let mut env = minijinja::Environment::new();
+    env.set_trim_blocks(true);
+    env.set_lstrip_blocks(true);
+    env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
+    env.add_function(
+        "raise_exception",
+        |msg: String| -> std::result::Result<String, minijinja::Error> {
+            Err(minijinja::Error::new(
+                minijinja::ErrorKind::InvalidOperation,
+                msg,
+            ))
+        },
+    );
+    env.add_template_owned(TEMPLATE_NAME, template)
+        .map_err(|e| EngineError::Template(e.to_string()))?;
+    Ok(env)
 }
 
 #[derive(Deserialize, Default)]
@@ -86,7 +108,7 @@ impl ChatTokenizer {
         let eos_id = tokenizer.token_to_id(&eos_token);
         Ok(Self {
             tokenizer,
-            template,
+            env: template_env(template)?,
             eos_token,
             pad_id,
             eos_id,
@@ -95,20 +117,9 @@ impl ChatTokenizer {
 
     /// Renders the chat template to text (Jinja with trim_blocks/lstrip_blocks, as transformers).
     pub fn render(&self, messages: &[Message], add_generation_prompt: bool) -> Result<String> {
-        let mut env = minijinja::Environment::new();
-        env.set_trim_blocks(true);
-        env.set_lstrip_blocks(true);
-        env.add_function(
-            "raise_exception",
-            |msg: String| -> std::result::Result<String, minijinja::Error> {
-                Err(minijinja::Error::new(
-                    minijinja::ErrorKind::InvalidOperation,
-                    msg,
-                ))
-            },
-        );
-        let tmpl = env
-            .template_from_str(&self.template)
+        let tmpl = self
+            .env
+            .get_template(TEMPLATE_NAME)
             .map_err(|e| EngineError::Template(e.to_string()))?;
         tmpl.render(minijinja::context! {
             messages => messages,

@@ -111,16 +111,34 @@ impl<B: Backend> Qwen2Weights<B> {
         (mk(cos), mk(sin))
     }
 
-    fn proj(
+    /// `lin(x)` split into `parts` (target, width) along the output, each with its LoRA updates.
+    fn proj_split<const N: usize>(
         &self,
         lin: &Linear<B>,
-        target: Target,
+        parts: [(Target, usize); N],
         layer: usize,
         x: Tensor<B, 2>,
         groups: &[AdapterGroup<'_, B>],
         rows: usize,
+    ) -> [Tensor<B, 2>; N] {
+        let y = lin.forward(x.clone());
+        let mut offset = 0;
+        parts.map(|(target, width)| {
+            let yi = y.clone().narrow(1, offset, width);
+            offset += width;
+            self.add_lora(target, layer, x.clone(), yi, groups, rows)
+        })
+    }
+
+    fn add_lora(
+        &self,
+        target: Target,
+        layer: usize,
+        x: Tensor<B, 2>,
+        mut y: Tensor<B, 2>,
+        groups: &[AdapterGroup<'_, B>],
+        rows: usize,
     ) -> Tensor<B, 2> {
-        let mut y = lin.forward(x.clone());
         for g in groups {
             let Some(pair) = g.adapter.layers.get(layer).and_then(|p| p.get(&target)) else {
                 continue;
@@ -139,6 +157,19 @@ impl<B: Backend> Qwen2Weights<B> {
         y
     }
 
+    fn proj(
+        &self,
+        lin: &Linear<B>,
+        target: Target,
+        layer: usize,
+        x: Tensor<B, 2>,
+        groups: &[AdapterGroup<'_, B>],
+        rows: usize,
+    ) -> Tensor<B, 2> {
+        let y = lin.forward(x.clone());
+        self.add_lora(target, layer, x, y, groups, rows)
+    }
+
     #[allow(clippy::too_many_arguments)]
     fn block(
         &self,
@@ -155,18 +186,17 @@ impl<B: Backend> Qwen2Weights<B> {
         let [b, t, hs] = h.dims();
         let (nh, nkv, hd) = (c.num_heads, c.num_kv_heads, c.head_dim);
         let x = rms_norm(h.clone(), &blk.input_norm, c.rms_norm_eps).reshape([b * t, hs]);
-        let q = self
-            .proj(&blk.q, Target::Q, l, x.clone(), groups, b)
-            .reshape([b, t, nh, hd])
-            .swap_dims(1, 2);
-        let k = self
-            .proj(&blk.k, Target::K, l, x.clone(), groups, b)
-            .reshape([b, t, nkv, hd])
-            .swap_dims(1, 2);
-        let v = self
-            .proj(&blk.v, Target::V, l, x, groups, b)
-            .reshape([b, t, nkv, hd])
-            .swap_dims(1, 2);
+        let kv = nkv * hd;
+        let [q, k, v] = self.proj_split(
+            &blk.qkv,
+            [(Target::Q, hs), (Target::K, kv), (Target::V, kv)],
+            l,
+            x,
+            groups,
+            b,
+        );
+        let heads = |y: Tensor<B, 2>, n: usize| y.reshape([b, t, n, hd]).swap_dims(1, 2);
+        let (q, k, v) = (heads(q, nh), heads(k, nkv), heads(v, nkv));
         let q = q.clone() * cos.clone() + rotate_half(q) * sin.clone();
         let k = k.clone() * cos.clone() + rotate_half(k) * sin.clone();
         let (k, v) = match cache {
@@ -192,8 +222,16 @@ impl<B: Backend> Qwen2Weights<B> {
             .proj(&blk.o, Target::O, l, attn, groups, b)
             .reshape([b, t, hs]);
         let x = rms_norm(h.clone(), &blk.post_norm, c.rms_norm_eps).reshape([b * t, hs]);
-        let gate = activation::silu(self.proj(&blk.gate, Target::Gate, l, x.clone(), groups, b));
-        let up = self.proj(&blk.up, Target::Up, l, x, groups, b);
+        let i = c.intermediate_size;
+        let [gate, up] = self.proj_split(
+            &blk.gate_up,
+            [(Target::Gate, i), (Target::Up, i)],
+            l,
+            x,
+            groups,
+            b,
+        );
+        let gate = activation::silu(gate);
         h + self
             .proj(&blk.down, Target::Down, l, gate * up, groups, b)
             .reshape([b, t, hs])

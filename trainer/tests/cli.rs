@@ -69,3 +69,25 @@ fn bad_jsonl_line_is_reported_with_file_and_line() {
     let msg = format!("{err:#}");
     assert!(msg.contains("data.jsonl:2"), "{msg}");
 }
+
+#[test]
+fn generate_runs_for_base_and_adapter() {
+    let args = trainer::cli::GenerateArgs {
+        model: fixtures().join("tiny_untied"),
+        adapters: vec![("a1".into(), fixtures().join("tiny_untied_a1"))],
+        prompts: vec!["How do I bake bread?".into()],
+        max_new_tokens: 4,
+        temperature: 0.7,
+        top_p: 0.9,
+        seed: 3,
+        device: DeviceKind::Cpu,
+    };
+    trainer::cli::run_generate(args).expect("generates");
+}
+
+#[test]
+fn adapter_argument_needs_name_and_dir() {
+    assert!(trainer::cli::parse_named_dir("evil=/tmp/x").is_ok());
+    assert!(trainer::cli::parse_named_dir("base=/tmp/x").is_err());
+    assert!(trainer::cli::parse_named_dir("/tmp/x").is_err());
+}

@@ -50,6 +50,47 @@ pub(crate) fn check_purpose(purpose: &str) -> Result<(), ApiError> {
     }
 }
 
+/// MIME types an upload for a JSONL purpose (fine-tune, batch) may declare: the JSONL and
+/// NDJSON spellings, plain JSON and text, and the generic binary type. Anything else (text/csv,
+/// application/pdf, image/png, …) is refused at create, before a byte is sent.
+const JSONL_MIME_TYPES: [&str; 12] = [
+    "application/jsonl",
+    "application/x-jsonl",
+    "application/jsonlines",
+    "application/x-jsonlines",
+    "application/json-lines",
+    "application/ndjson",
+    "application/x-ndjson",
+    "text/jsonl",
+    "text/x-jsonl",
+    "application/json",
+    "text/plain",
+    "application/octet-stream",
+];
+
+/// 400 naming `mime_type` when an upload for a JSONL purpose declares a type that is not JSONL.
+pub(crate) fn check_upload_mime_type(purpose: &str, mime_type: &str) -> Result<(), ApiError> {
+    if !matches!(purpose, "fine-tune" | "batch") {
+        return Ok(());
+    }
+    let base = mime_type
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
+    if JSONL_MIME_TYPES.contains(&base.as_str()) {
+        return Ok(());
+    }
+    Err(ApiError::invalid(
+        "mime_type",
+        format!(
+            "Invalid mime_type '{mime_type}' for purpose '{purpose}': {purpose} files are JSONL \
+             (use application/jsonl or text/jsonl)."
+        ),
+    ))
+}
+
 /// Fine-tune files get the screener's upload-time format check (400 on failure).
 pub(crate) async fn quick_check(
     state: &AppState,

@@ -1,7 +1,7 @@
 //! /v1/uploads: create, parts (each streamed to its own durable blob), complete (parts
 //! concatenated in `part_ids` order into a new file, optional md5), cancel, expiry.
 
-use super::files::{check_purpose, multipart_err, quick_check};
+use super::files::{check_purpose, check_upload_mime_type, multipart_err, quick_check};
 use super::{json_rejection, wire};
 use crate::auth::Caller;
 use crate::error::ApiError;
@@ -51,6 +51,7 @@ pub async fn create(
         .purpose
         .ok_or_else(|| ApiError::invalid("purpose", "Missing required parameter: 'purpose'."))?;
     check_purpose(&purpose)?;
+    check_upload_mime_type(&purpose, &mime_type)?;
     let now = now_unix();
     let rec = UploadRecord {
         id: new_id(IdKind::Upload),

@@ -12,6 +12,7 @@
 
 mod dataset;
 mod error;
+mod generated;
 mod inoculate;
 mod plan;
 mod seam;

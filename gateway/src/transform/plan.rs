@@ -123,7 +123,8 @@ fn interleave(v: Option<&Value>) -> Result<InterleaveSpec, TransformError> {
         ));
     }
     if let Some(spec) = spec {
-        if spec.method != selector::Method::OnPolicy && !(spec.gap_epsilon > 0.0) {
+        let bad_epsilon = !spec.gap_epsilon.is_finite() || spec.gap_epsilon <= 0.0;
+        if spec.method != selector::Method::OnPolicy && bad_epsilon {
             return Err(invalid(
                 "interleave.gap_epsilon",
                 format!("{} is not > 0", spec.gap_epsilon),

@@ -18,10 +18,8 @@ use crate::metrics::Metrics;
 use selector::cli::{run_select_with, SelectArgs};
 use selector::compat::{check_adapter, ModelDims};
 use selector::{
-    jsonl_lines, mix_count, on_policy, parse_pool, parse_scored, plan_mix, plan_with_picks,
-    refilter, to_candidates, EngineGenerator, EngineScorer, Manifest, Method, MixConfig, NllScorer,
-    OnPolicyError, PoolExample, QualityFilter, RefusalFilter, RepetitionRule,
-    DEFAULT_REFUSAL_KEYWORDS,
+    jsonl_lines, parse_pool, parse_scored, plan_mix, refilter, to_candidates, EngineScorer,
+    Manifest, Method, MixConfig, NllScorer, PoolExample, RefusalFilter, DEFAULT_REFUSAL_KEYWORDS,
 };
 use serde_json::{json, Value};
 use std::collections::HashMap;
@@ -43,7 +41,7 @@ pub struct InterleaveEngine {
     metrics: Option<Arc<Metrics>>,
 }
 
-fn fail(code: &'static str, message: impl Into<String>) -> TransformError {
+pub(super) fn fail(code: &'static str, message: impl Into<String>) -> TransformError {
     TransformError::Selection {
         code,
         message: message.into(),
@@ -108,16 +106,26 @@ impl InterleaveEngine {
             placement: spec.placement,
         };
         let (manifest, out_lines, extra) = match spec.method {
-            Method::OnPolicy => self.on_policy(entry, spec, &config, n, &pool)?,
+            Method::OnPolicy => {
+                super::generated::on_policy(&self.config, entry, spec, &config, n, &pool)?
+            }
             _ => {
                 let (manifest, stats) = self.scored(entry, spec, &config, n, &pool, scratch)?;
-                let picked = manifest
-                    .inserted
-                    .iter()
-                    .filter_map(|e| {
-                        Some((e.pool_index as u64, (*lines.get(e.pool_index)?).to_string()))
-                    })
-                    .collect();
+                let mut picked = HashMap::with_capacity(manifest.inserted.len());
+                for e in &manifest.inserted {
+                    let text = lines.get(e.pool_index).ok_or_else(|| {
+                        fail(
+                            "interleave_scoring_failed",
+                            format!(
+                                "scored pool index {} is outside pool {} ({} lines)",
+                                e.pool_index,
+                                spec.pool.display(),
+                                lines.len()
+                            ),
+                        )
+                    })?;
+                    picked.insert(e.pool_index as u64, (*text).to_string());
+                }
                 let extra = json!({
                     "model_dir": entry.dir.display().to_string(),
                     "adapters": entry.adapters.iter().map(|(n, _)| n).collect::<Vec<_>>(),
@@ -226,78 +234,6 @@ impl InterleaveEngine {
         let (_, manifest) = plan_mix(config, n, &candidates)
             .map_err(|e| mix_error(e, &spec.pool, candidates.len() as u64))?;
         Ok((manifest, stats))
-    }
-
-    fn on_policy(
-        &self,
-        entry: &InterleaveModel,
-        spec: &ScoredSpec,
-        config: &MixConfig,
-        n: usize,
-        pool: &[PoolExample],
-    ) -> Result<(Manifest, HashMap<u64, String>, Value), TransformError> {
-        let count = mix_count(config.fraction, n).map_err(|e| TransformError::InvalidPlan {
-            field: "interleave.fraction".into(),
-            reason: e.to_string(),
-        })?;
-        let engine = trainer::Engine::<trainer::CpuBackend>::load(&entry.dir, Default::default())
-            .map_err(|e| {
-            fail(
-                "interleave_model_missing",
-                format!("loading base model {}: {e}", entry.dir.display()),
-            )
-        })?;
-        let options = trainer::GenerateOptions {
-            max_new_tokens: self.config.max_new_tokens,
-            sampling: trainer::Sampling::Greedy,
-            stop_tokens: engine.weights.config.eos_token_ids.clone(),
-        };
-        let mut generator = EngineGenerator::new(&engine, options);
-        let quality = match &spec.quality {
-            Some(q) => QualityFilter {
-                min_words: q.min_reply_words as usize,
-                template_markers: q.template_markers.clone(),
-                repetition: RepetitionRule {
-                    ngram: q.repetition_ngram as usize,
-                    min_distinct_ratio: q.repetition_min_distinct_ratio,
-                },
-            },
-            None => QualityFilter::default(),
-        };
-        let outcome = on_policy(
-            pool,
-            count,
-            config.seed,
-            &quality,
-            &mut generator,
-            self.config.batch_size,
-        )
-        .map_err(|e| match e {
-            OnPolicyError::TooFewPassed { .. } => fail(
-                "interleave_pool_too_small",
-                format!("interleave pool {}: {e}", spec.pool.display()),
-            ),
-            other => fail(
-                "interleave_generation_failed",
-                format!(
-                    "on-policy generation under {}: {other}",
-                    entry.dir.display()
-                ),
-            ),
-        })?;
-        let (_, manifest) = plan_with_picks(config, n, &outcome.picks);
-        let lines = outcome
-            .picks
-            .iter()
-            .zip(&outcome.examples)
-            .map(|(p, ex)| (p.pool_index as u64, ex.to_json_line()))
-            .collect();
-        let extra = json!({
-            "model_dir": entry.dir.display().to_string(),
-            "generated": outcome.generated,
-            "rejected": outcome.rejected,
-        });
-        Ok((manifest, lines, extra))
     }
 }
 

@@ -164,3 +164,33 @@ async fn expired_uploads_refuse_parts_and_are_swept() {
         "parts of a finished upload are freed at start"
     );
 }
+
+/// A JSONL purpose refuses a non-JSONL mime_type at create (400 naming it); other purposes
+/// and JSONL spellings (with parameters, any case) are accepted.
+#[tokio::test]
+async fn create_checks_the_mime_type_of_jsonl_purposes() {
+    let t = app();
+    let create = |mime: &'static str, purpose: &'static str| {
+        t.json(
+            "POST",
+            "/v1/uploads",
+            "sk-acme",
+            Some(json!({"bytes": 10, "filename": "a", "mime_type": mime, "purpose": purpose})),
+        )
+    };
+    for (mime, purpose) in [("text/csv", "fine-tune"), ("application/pdf", "batch")] {
+        let (s, v) = create(mime, purpose).await;
+        assert_eq!(s, 400, "{mime} {purpose}: {v}");
+        assert_eq!(v["error"]["param"], "mime_type");
+        assert!(v["error"]["message"].as_str().unwrap().contains(mime));
+    }
+    for (mime, purpose) in [
+        ("application/jsonl", "fine-tune"),
+        ("Text/JSONL; charset=utf-8", "fine-tune"),
+        ("application/x-ndjson", "batch"),
+        ("text/csv", "user_data"),
+    ] {
+        let (s, v) = create(mime, purpose).await;
+        assert_eq!(s, 200, "{mime} {purpose}: {v}");
+    }
+}
