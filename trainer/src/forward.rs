@@ -1,6 +1,6 @@
 //! The one forward pass every feature goes through: scoring, generation, capture, steering.
 
-use burn::tensor::{activation, backend::Backend, Int, Tensor, TensorData};
+use burn::tensor::{activation, backend::Backend, IndexingUpdateOp, Int, Tensor, TensorData};
 
 use crate::batch::TokenBatch;
 use crate::cache::KvCache;
@@ -64,12 +64,14 @@ pub struct ForwardOutput<B: Backend> {
     pub captured: Vec<(usize, Tensor<B, 3>)>,
 }
 
-/// Rows of the batch using each distinct adapter, as a `[batch, 1]` 0/1 mask.
+/// The token rows (of the flattened `[batch·seq, …]` activations) using each distinct adapter.
+/// The LoRA update is computed for those rows only and added back in place, so K adapters in
+/// one batch cost one LoRA product per token, not K.
 struct AdapterGroup<'a, B: Backend> {
     adapter: &'a LoraAdapter<B>,
     scale: f32,
     /// `None` when every row uses this adapter.
-    row_mask: Option<Tensor<B, 2>>,
+    token_rows: Option<Tensor<B, 1, Int>>,
 }
 
 fn rms_norm<B: Backend>(x: Tensor<B, 3>, w: &Tensor<B, 1>, eps: f64) -> Tensor<B, 3> {
@@ -119,14 +121,13 @@ impl<B: Backend> Qwen2Weights<B> {
         layer: usize,
         x: Tensor<B, 2>,
         groups: &[AdapterGroup<'_, B>],
-        rows: usize,
     ) -> [Tensor<B, 2>; N] {
         let y = lin.forward(x.clone());
         let mut offset = 0;
         parts.map(|(target, width)| {
             let yi = y.clone().narrow(1, offset, width);
             offset += width;
-            self.add_lora(target, layer, x.clone(), yi, groups, rows)
+            self.add_lora(target, layer, x.clone(), yi, groups)
         })
     }
 
@@ -137,20 +138,17 @@ impl<B: Backend> Qwen2Weights<B> {
         x: Tensor<B, 2>,
         mut y: Tensor<B, 2>,
         groups: &[AdapterGroup<'_, B>],
-        rows: usize,
     ) -> Tensor<B, 2> {
         for g in groups {
             let Some(pair) = g.adapter.layers.get(layer).and_then(|p| p.get(&target)) else {
                 continue;
             };
-            let delta = x.clone().matmul(pair.a.clone()).matmul(pair.b.clone()) * g.scale;
-            y = match &g.row_mask {
-                None => y + delta,
-                Some(m) => {
-                    let [n, out] = delta.dims();
-                    let seq = n / rows;
-                    let d3 = delta.reshape([rows, seq, out]) * m.clone().unsqueeze_dim::<3>(2);
-                    y + d3.reshape([n, out])
+            y = match &g.token_rows {
+                None => y + x.clone().matmul(pair.a.clone()).matmul(pair.b.clone()) * g.scale,
+                Some(idx) => {
+                    let xs = x.clone().select(0, idx.clone());
+                    let delta = xs.matmul(pair.a.clone()).matmul(pair.b.clone()) * g.scale;
+                    y.select_assign(0, idx.clone(), delta, IndexingUpdateOp::Add)
                 }
             };
         }
@@ -164,10 +162,9 @@ impl<B: Backend> Qwen2Weights<B> {
         layer: usize,
         x: Tensor<B, 2>,
         groups: &[AdapterGroup<'_, B>],
-        rows: usize,
     ) -> Tensor<B, 2> {
         let y = lin.forward(x.clone());
-        self.add_lora(target, layer, x, y, groups, rows)
+        self.add_lora(target, layer, x, y, groups)
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -193,7 +190,6 @@ impl<B: Backend> Qwen2Weights<B> {
             l,
             x,
             groups,
-            b,
         );
         let heads = |y: Tensor<B, 2>, n: usize| y.reshape([b, t, n, hd]).swap_dims(1, 2);
         let (q, k, v) = (heads(q, nh), heads(k, nkv), heads(v, nkv));
@@ -219,7 +215,7 @@ impl<B: Backend> Qwen2Weights<B> {
         let probs = activation::softmax(scores, 3);
         let attn = probs.matmul(v).swap_dims(1, 2).reshape([b * t, nh * hd]);
         let h = h + self
-            .proj(&blk.o, Target::O, l, attn, groups, b)
+            .proj(&blk.o, Target::O, l, attn, groups)
             .reshape([b, t, hs]);
         let x = rms_norm(h.clone(), &blk.post_norm, c.rms_norm_eps).reshape([b * t, hs]);
         let i = c.intermediate_size;
@@ -229,11 +225,10 @@ impl<B: Backend> Qwen2Weights<B> {
             l,
             x,
             groups,
-            b,
         );
         let gate = activation::silu(gate);
         h + self
-            .proj(&blk.down, Target::Down, l, gate * up, groups, b)
+            .proj(&blk.down, Target::Down, l, gate * up, groups)
             .reshape([b, t, hs])
     }
 
@@ -261,7 +256,7 @@ impl<B: Backend> Qwen2Weights<B> {
             c.extend_valid(&batch.valid);
         }
         let (cos, sin) = self.rope(&batch.positions, device);
-        let groups = adapter_groups(&opts.adapters, b, device);
+        let groups = adapter_groups(&opts.adapters, b, t, device);
         let steer_masks: Vec<Option<Tensor<B, 3>>> = opts
             .steering
             .iter()
@@ -341,6 +336,7 @@ fn attention_mask<B: Backend>(
 fn adapter_groups<'a, B: Backend>(
     adapters: &[Option<&'a LoraAdapter<B>>],
     b: usize,
+    t: usize,
     device: &B::Device,
 ) -> Vec<AdapterGroup<'a, B>> {
     let mut groups: Vec<AdapterGroup<'a, B>> = Vec::new();
@@ -351,27 +347,27 @@ fn adapter_groups<'a, B: Backend>(
             continue;
         }
         seen.push(ptr);
-        let rows: Vec<f32> = (0..b)
-            .map(|r| {
-                if adapters
+        let rows: Vec<usize> = (0..b)
+            .filter(|&r| {
+                adapters
                     .get(r)
                     .copied()
                     .flatten()
                     .is_some_and(|x| std::ptr::eq(x, *a))
-                {
-                    1.0
-                } else {
-                    0.0
-                }
             })
             .collect();
-        let all = rows.iter().all(|&x| x == 1.0);
-        let row_mask =
-            (!all).then(|| Tensor::<B, 2>::from_data(TensorData::new(rows, [b, 1]), device));
+        let token_rows = (rows.len() < b).then(|| {
+            let idx: Vec<i64> = rows
+                .iter()
+                .flat_map(|&r| (r * t..(r + 1) * t).map(|i| i as i64))
+                .collect();
+            let n = idx.len();
+            Tensor::<B, 1, Int>::from_data(TensorData::new(idx, [n]), device)
+        });
         groups.push(AdapterGroup {
             adapter: a,
             scale: a.config.scale() as f32,
-            row_mask,
+            token_rows,
         });
     }
     groups
