@@ -101,6 +101,18 @@ def test_idempotency_key_is_honoured(gateway):
     assert sorted(j.id for j in c.fine_tuning.jobs.list()) == sorted([a.id, other.id])
 
 
+def test_idempotency_key_reused_with_other_parameters_is_a_conflict(gateway):
+    c = gateway.client()
+    f = upload(c, good_jsonl())
+    h = {"Idempotency-Key": "key-reused"}
+    a = c.fine_tuning.jobs.create(model="gpt-4o-mini", training_file=f.id, suffix="s1", extra_headers=h)
+    with pytest.raises(openai.ConflictError) as e:
+        c.fine_tuning.jobs.create(model="gpt-4o-mini", training_file=f.id, suffix="s2", extra_headers=h)
+    assert e.value.code == "idempotency_key_reused" and e.value.param is None
+    assert e.value.response.headers.get("x-should-retry") == "false"
+    assert [j.id for j in c.fine_tuning.jobs.list()] == [a.id]
+
+
 def test_job_list_pagination_and_metadata_filter(gateway):
     c = gateway.client()
     f = upload(c, good_jsonl())

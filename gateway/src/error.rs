@@ -19,6 +19,8 @@ pub struct ApiError {
     pub param: Option<String>,
     pub code: Option<String>,
     internal: Option<String>,
+    /// Set for a deliberate rejection whose status would otherwise invite a retry (e.g. 409).
+    final_answer: bool,
 }
 
 #[derive(Serialize)]
@@ -44,6 +46,7 @@ impl ApiError {
             param: None,
             code: None,
             internal: None,
+            final_answer: false,
         }
     }
 
@@ -133,11 +136,19 @@ impl ApiError {
         self
     }
 
-    /// Whether a client retry could succeed: only 409, 429 and 5xx.
+    /// Marks a deliberate rejection that no retry can fix, whatever its status.
+    pub fn not_retryable(mut self) -> Self {
+        self.final_answer = true;
+        self
+    }
+
+    /// Whether a client retry could succeed: only 409, 429 and 5xx, unless marked
+    /// [`ApiError::not_retryable`].
     pub fn retryable(&self) -> bool {
-        self.status == StatusCode::CONFLICT
-            || self.status == StatusCode::TOO_MANY_REQUESTS
-            || self.status.is_server_error()
+        !self.final_answer
+            && (self.status == StatusCode::CONFLICT
+                || self.status == StatusCode::TOO_MANY_REQUESTS
+                || self.status.is_server_error())
     }
 }
 

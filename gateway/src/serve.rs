@@ -55,8 +55,9 @@ pub enum ServeError {
 /// streaming screening with the configured tokenizers, the dataset transform, and either the
 /// upstream executor + proxy (`execution.mode = "upstream"`) or local execution.
 ///
-/// Policies: the directory `policies.dir` is loaded (an invalid set is a start-up error) and
-/// watched for changes; without that directory the embedded default policy applies.
+/// Policies: the directory `policies.dir` is loaded (an invalid or empty set, or a missing
+/// directory, is a start-up error) and watched for changes; only when `policies.dir` is the
+/// shipped default `conf/policies` and that is absent does the embedded default set apply.
 pub fn build(config: Config) -> Result<Gateway, ServeError> {
     let screening = config.screening.clone();
     let interleave = config.interleave.clone();
@@ -69,14 +70,15 @@ pub fn build(config: Config) -> Result<Gateway, ServeError> {
     state.seams.transformer = Arc::new(crate::transform::EngineTransformer::new(
         crate::transform::InterleaveEngine::new(interleave, Some(Arc::clone(&metrics))),
     ));
-    let policy_watcher = if policy_dir.is_dir() {
+    let policy_watcher = if uses_policy_dir(&policy_dir)? {
+        // A directory without policy files is refused here too (the error names the path).
         let (watcher, rx) =
             PolicyWatcher::load(&policy_dir).map_err(|e| ServeError::Policies(e.to_string()))?;
         metrics.policy_reload_ok();
         state.seams.planner = Arc::new(WatchPlanner::new(rx));
         Some(watcher)
     } else {
-        tracing::warn!(dir = %policy_dir.display(), "policy directory not found (config key `policies.dir`); the embedded default policy applies");
+        tracing::info!(dir = %policy_dir.display(), "default policy directory (config key `policies.dir`) not present; the embedded default policy set applies");
         state.seams.planner = Arc::new(WatchPlanner::embedded());
         None
     };
@@ -99,6 +101,36 @@ pub fn build(config: Config) -> Result<Gateway, ServeError> {
         state,
         policy_watcher,
     })
+}
+
+/// `policies.dir` as shipped: when that directory is absent the embedded default set applies.
+pub const DEFAULT_POLICIES_DIR: &str = "conf/policies";
+
+/// Whether policies come from `dir` (`true`) or the embedded default set (`false`: only when
+/// `dir` is the shipped default and absent). Any other missing path, or a path that is not a
+/// directory, is a start-up error naming `policies.dir` and the path.
+fn uses_policy_dir(dir: &std::path::Path) -> Result<bool, ServeError> {
+    use std::path::Component;
+    if dir.is_dir() {
+        return Ok(true);
+    }
+    let exists = dir.exists();
+    let is_default = dir
+        .components()
+        .filter(|c| *c != Component::CurDir)
+        .eq(std::path::Path::new(DEFAULT_POLICIES_DIR).components());
+    if is_default && !exists {
+        return Ok(false);
+    }
+    let problem = if exists {
+        "is not a directory"
+    } else {
+        "does not exist"
+    };
+    Err(ServeError::Policies(format!(
+        "{}: {problem}; point it at a directory of *.toml policy files",
+        dir.display()
+    )))
 }
 
 /// A built gateway, ready to [`serve`].

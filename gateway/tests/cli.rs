@@ -138,3 +138,65 @@ fn sigterm_right_after_the_listening_line_exits_zero() {
         assert_eq!(status.code(), Some(0), "round {round}: {status:?}");
     }
 }
+
+fn serve_fails_naming(policies_dir: &std::path::Path, expected: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(
+        dir.path(),
+        &format!(
+            "[policies]\ndir = {:?}\n",
+            policies_dir.display().to_string()
+        ),
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_tuneguard"))
+        .args(["serve", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(out.stdout.is_empty(), "nothing may be listening");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("policies.dir")
+            && err.contains(&policies_dir.display().to_string())
+            && err.contains(expected),
+        "{err}"
+    );
+}
+
+#[test]
+fn serve_refuses_a_missing_or_empty_configured_policy_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    serve_fails_naming(&dir.path().join("no-such-policies"), "does not exist");
+    let empty = dir.path().join("empty");
+    std::fs::create_dir(&empty).unwrap();
+    std::fs::write(empty.join("README.md"), "not a policy\n").unwrap();
+    serve_fails_naming(&empty, "no *.toml policy files");
+    serve_fails_naming(&empty.join("README.md"), "is not a directory");
+}
+
+#[test]
+fn serve_uses_the_embedded_policies_when_the_default_dir_is_absent() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), "[policies]\ndir = \"conf/policies\"\n");
+    // Run where `conf/policies` does not exist: the embedded default set applies.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tuneguard"))
+        .args(["serve", "--config"])
+        .arg(&config)
+        .current_dir(dir.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    let stdout = child.stdout.take().unwrap();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut line).unwrap();
+    child.kill().unwrap();
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        line.starts_with("tuneguard listening on http://"),
+        "{line} {err}"
+    );
+    assert!(err.contains("embedded default policy set"), "{err}");
+}

@@ -49,6 +49,7 @@ pub async fn create(
         check_file(&state, &caller.tenant, v, "validation_file").await?;
     }
     let now = now_unix();
+    let digest = hex::encode(Sha256::digest(body.to_string().as_bytes()));
     let mut keys = Vec::new();
     if let Some(k) = headers
         .get("idempotency-key")
@@ -59,15 +60,16 @@ pub async fn create(
             scope: caller.tenant.clone(),
             key: format!("header:{k}"),
             not_before: now - EXPLICIT_KEY_TTL_SECONDS,
+            fingerprint: Some(digest.clone()),
         });
     }
     let window = state.config.limits.idempotency_window_seconds;
     if window > 0 {
-        let digest = hex::encode(Sha256::digest(body.to_string().as_bytes()));
         keys.push(IdempotencyKey {
             scope: format!("{}:{}", caller.tenant, caller.key_hash),
             key: format!("body:{digest}"),
             not_before: now - window,
+            fingerprint: None,
         });
     }
     let id = new_id(IdKind::Job);
@@ -117,6 +119,14 @@ pub async fn create(
             run_blocking(&state.store, move |s| s.get_job(&t, &existing))
                 .await?
                 .ok_or_else(|| ApiError::internal("idempotency record names a missing job"))?
+        }
+        CreateOutcome::Conflict(existing) => {
+            return Err(ApiError::conflict(format!(
+                "This Idempotency-Key was already used with different parameters \
+                 (it names job {existing}); use a new key for a different request."
+            ))
+            .with_code("idempotency_key_reused")
+            .not_retryable());
         }
     };
     Ok(Json(wire::job(&job)))

@@ -278,17 +278,23 @@ pub struct CheckpointRecord {
 
 /// An idempotency record: `scope` is the tenant (explicit `Idempotency-Key`) or
 /// tenant + key hash (body dedupe); a record only counts while `created_at >= not_before`.
+/// With a `fingerprint` (the request body's digest) a reuse of `key` with another
+/// fingerprint is a [`CreateOutcome::Conflict`] instead of a replay.
 #[derive(Debug, Clone, PartialEq)]
 pub struct IdempotencyKey {
     pub scope: String,
     pub key: String,
     pub not_before: i64,
+    pub fingerprint: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum CreateOutcome {
     Created,
+    /// A live record names this job and the request matches it: replay it.
     Existing(String),
+    /// A live record names this job but was made with a different request fingerprint.
+    Conflict(String),
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -106,6 +106,11 @@ pub(super) fn insert_event(conn: &Connection, e: &EventRecord) -> StoreResult<()
     Ok(())
 }
 
+/// The companion record that remembers which request body an idempotency key was made with.
+fn fingerprint_key(key: &str, fingerprint: &str) -> String {
+    format!("{key}\u{1f}fingerprint:{fingerprint}")
+}
+
 impl SqliteStore {
     pub(super) fn create_job_impl(
         &self,
@@ -123,17 +128,35 @@ impl SqliteStore {
                     |r| r.get(0),
                 )
                 .optional()?;
-            if let Some(id) = existing {
+            let Some(id) = existing else { continue };
+            let Some(fp) = &k.fingerprint else {
                 return Ok(CreateOutcome::Existing(id));
-            }
+            };
+            // The fingerprint is kept as a companion record naming the same job.
+            let same: Option<String> = tx
+                .query_row(
+                    "SELECT job_id FROM idempotency WHERE scope = ?1 AND key = ?2",
+                    params![k.scope, fingerprint_key(&k.key, fp)],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            return Ok(if same.as_deref() == Some(id.as_str()) {
+                CreateOutcome::Existing(id)
+            } else {
+                CreateOutcome::Conflict(id)
+            });
         }
         insert_job(&tx, job)?;
         insert_event(&tx, event)?;
         for k in keys {
-            tx.execute(
-                "INSERT OR REPLACE INTO idempotency (scope, key, job_id, created_at) VALUES (?1,?2,?3,?4)",
-                params![k.scope, k.key, job.id, job.created_at],
-            )?;
+            let mut rows = vec![k.key.clone()];
+            rows.extend(k.fingerprint.iter().map(|fp| fingerprint_key(&k.key, fp)));
+            for key in rows {
+                tx.execute(
+                    "INSERT OR REPLACE INTO idempotency (scope, key, job_id, created_at) VALUES (?1,?2,?3,?4)",
+                    params![k.scope, key, job.id, job.created_at],
+                )?;
+            }
         }
         tx.commit()?;
         Ok(CreateOutcome::Created)

@@ -103,6 +103,36 @@ fn files_are_tenant_scoped_and_paged() {
 }
 
 #[test]
+fn idempotency_key_with_other_fingerprint_conflicts() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = SqliteStore::open(dir.path()).unwrap();
+    let key = |fp: &str| IdempotencyKey {
+        scope: "a".into(),
+        key: "header:k".into(),
+        not_before: 0,
+        fingerprint: Some(fp.into()),
+    };
+    let create = |id: &str, fp: &str| {
+        s.create_job(
+            &job(id, "a", &[]),
+            &event(&format!("ev-{id}"), id),
+            &[key(fp)],
+        )
+        .unwrap()
+    };
+    assert_eq!(create("ftjob-1", "aaa"), CreateOutcome::Created);
+    assert_eq!(
+        create("ftjob-2", "aaa"),
+        CreateOutcome::Existing("ftjob-1".into())
+    );
+    assert_eq!(
+        create("ftjob-3", "bbb"),
+        CreateOutcome::Conflict("ftjob-1".into())
+    );
+    assert!(s.get_job_any("ftjob-3").unwrap().is_none());
+}
+
+#[test]
 fn idempotency_returns_existing_job_within_window() {
     let dir = tempfile::tempdir().unwrap();
     let s = SqliteStore::open(dir.path()).unwrap();
@@ -110,6 +140,7 @@ fn idempotency_returns_existing_job_within_window() {
         scope: "a".into(),
         key: "k1".into(),
         not_before: 0,
+        fingerprint: None,
     };
     let out = s
         .create_job(

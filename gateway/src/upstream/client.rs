@@ -60,12 +60,15 @@ impl UpstreamClient {
             .await
             .map_err(|e| UpstreamError::unreachable(what, &e))?;
         let status = resp.status();
+        let wait = super::error::retry_after(resp.headers());
         let body = resp
             .bytes()
             .await
             .map_err(|e| UpstreamError::unreachable(what, &e))?;
         if !status.is_success() {
-            return Err(UpstreamError::from_status(what, status.as_u16(), &body));
+            return Err(
+                UpstreamError::from_status(what, status.as_u16(), &body).with_retry_after(wait)
+            );
         }
         serde_json::from_slice(&body).map_err(|e| UpstreamError::protocol(what, e))
     }

@@ -33,6 +33,8 @@ pub struct UpstreamError {
     pub status: Option<u16>,
     pub code: &'static str,
     pub message: String,
+    /// How long the provider asked us to wait before retrying (`retry-after[-ms]`).
+    pub retry_after: Option<std::time::Duration>,
 }
 
 impl UpstreamError {
@@ -49,6 +51,7 @@ impl UpstreamError {
             status: None,
             code: "upstream_unavailable",
             message: format!("The upstream provider {kind} ({what}): {}", without_url(e)),
+            retry_after: None,
         }
     }
 
@@ -74,7 +77,14 @@ impl UpstreamError {
             status: Some(status),
             code,
             message: format!("The upstream provider answered {status} to {what}: {detail}"),
+            retry_after: None,
         }
+    }
+
+    /// Records the provider's requested wait (from [`retry_after`]).
+    pub fn with_retry_after(mut self, wait: Option<std::time::Duration>) -> Self {
+        self.retry_after = wait;
+        self
     }
 
     /// The provider's answer could not be understood.
@@ -87,6 +97,7 @@ impl UpstreamError {
             message: format!(
                 "The upstream provider's answer to {what} was not understood: {detail}"
             ),
+            retry_after: None,
         }
     }
 
@@ -97,8 +108,25 @@ impl UpstreamError {
             status: None,
             code: "internal_error",
             message: format!("{what}: {detail}"),
+            retry_after: None,
         }
     }
+}
+
+/// The wait a provider asks for: `retry-after-ms` (milliseconds), else `retry-after` in
+/// seconds (the HTTP-date form is ignored). Unparsable or negative values count as absent.
+pub fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<std::time::Duration> {
+    let num = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<f64>().ok())
+            .filter(|n| n.is_finite() && *n >= 0.0)
+    };
+    num("retry-after-ms")
+        .map(|ms| ms / 1000.0)
+        .or_else(|| num("retry-after"))
+        .and_then(|secs| std::time::Duration::try_from_secs_f64(secs).ok())
 }
 
 /// reqwest's error text without the URL (kept out of messages as a precaution).

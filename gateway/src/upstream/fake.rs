@@ -24,8 +24,12 @@ pub(crate) struct FakeState {
     pub events: HashMap<String, Vec<Value>>,
     pub checkpoints: HashMap<String, Vec<Value>>,
     pub last_headers: Option<HeaderMap>,
-    /// Answer the next N requests with 503.
+    /// Answer the next N requests with 503 (or `fail_status`).
     pub fail_next: u32,
+    /// The status `fail_next` answers with; 503 when unset.
+    pub fail_status: Option<StatusCode>,
+    /// Sent as `retry-after-ms` on `fail_next` answers.
+    pub fail_retry_after_ms: Option<u64>,
 }
 
 #[derive(Clone)]
@@ -77,7 +81,13 @@ async fn gate(fake: &Fake, headers: &HeaderMap) -> Option<Response> {
     s.last_headers = Some(headers.clone());
     if s.fail_next > 0 {
         s.fail_next -= 1;
-        return Some(err(StatusCode::SERVICE_UNAVAILABLE, "overloaded"));
+        let status = s.fail_status.unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
+        let mut resp = err(status, "overloaded");
+        if let Some(ms) = s.fail_retry_after_ms {
+            resp.headers_mut()
+                .insert("retry-after-ms", axum::http::HeaderValue::from(ms));
+        }
+        return Some(resp);
     }
     let auth = headers.get("authorization").and_then(|v| v.to_str().ok());
     (auth != Some(&format!("Bearer {KEY}")))
@@ -85,9 +95,8 @@ async fn gate(fake: &Fake, headers: &HeaderMap) -> Option<Response> {
 }
 
 async fn files(State(f): State<Fake>, headers: HeaderMap, mut mp: Multipart) -> Response {
-    if let Some(r) = gate(&f, &headers).await {
-        return r;
-    }
+    // The body is read before any error answer, as real providers do, so the client sees
+    // the status rather than a connection reset mid-upload.
     let (mut purpose, mut data, mut name) = (String::new(), Vec::new(), String::new());
     while let Ok(Some(field)) = mp.next_field().await {
         match field.name() {
@@ -98,6 +107,9 @@ async fn files(State(f): State<Fake>, headers: HeaderMap, mut mp: Multipart) -> 
             }
             _ => {}
         }
+    }
+    if let Some(r) = gate(&f, &headers).await {
+        return r;
     }
     let id = f.with(|s| {
         let id = format!("file-up{}", s.files.len());

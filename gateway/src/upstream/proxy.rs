@@ -1,7 +1,8 @@
 //! The transparent proxy for every `/v1/*` route the gateway does not serve itself:
 //! method, path, query and (streamed) body go to the upstream with the upstream key in place
 //! of the client's; hop-by-hop headers are dropped both ways; the response streams back
-//! unbuffered (SSE included); an unreachable upstream is a 502 in OpenAI's error shape.
+//! unbuffered (SSE included), its `x-request-id` renamed `x-upstream-request-id` so the
+//! gateway's own id takes its place; an unreachable upstream is a 502 in OpenAI's error shape.
 
 use axum::body::{Body, HttpBody};
 use axum::extract::Request;
@@ -9,6 +10,10 @@ use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use futures::TryStreamExt;
 use std::time::Duration;
+
+const REQUEST_ID: &str = "x-request-id";
+/// Where a proxied response keeps the upstream's `x-request-id`.
+pub const UPSTREAM_REQUEST_ID: &str = "x-upstream-request-id";
 
 /// Headers never forwarded: hop-by-hop (RFC 9110 §7.6.1), plus the client's credentials and
 /// OpenAI account headers, which belong to the client's key, not the upstream's.
@@ -108,7 +113,12 @@ impl UpstreamProxy {
             }
         };
         let status = resp.status();
-        let headers = forwardable(resp.headers());
+        let mut headers = forwardable(resp.headers());
+        // `x-request-id` on a gateway response is always the gateway's own (set by the
+        // request-id layer); the upstream's stays visible under its own name.
+        if let Some(upstream_id) = headers.remove(REQUEST_ID) {
+            headers.insert(UPSTREAM_REQUEST_ID, upstream_id);
+        }
         let stream = resp.bytes_stream().map_err(std::io::Error::other);
         let mut out = Response::new(Body::from_stream(stream));
         *out.status_mut() = status;

@@ -19,6 +19,8 @@ use std::time::Duration;
 const MAX_POLL_ERRORS_IN_A_ROW: u32 = 30;
 /// Attempts of a start that keeps failing with retryable errors.
 const START_ATTEMPTS: u32 = 3;
+/// The longest wait between start attempts, whatever `retry-after` the provider asks for.
+const MAX_START_RETRY_WAIT: Duration = Duration::from_secs(30);
 
 /// The executor state persisted between polls (`pipeline.exec_state`).
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -88,9 +90,16 @@ impl Executor for UpstreamExecutor {
                 match client.start(&spec, &dataset_path).await {
                     Ok(r) => break r,
                     Err(e) if e.retryable && attempt < START_ATTEMPTS => {
-                        tracing::warn!(job = %job.id, code = e.code, "upstream start failed, retrying");
-                        tokio::time::sleep(delay * attempt).await;
+                        let wait = e.retry_after.unwrap_or(delay * attempt).min(MAX_START_RETRY_WAIT);
+                        tracing::warn!(job = %job.id, code = e.code, wait_ms = wait.as_millis() as u64, "upstream start failed, retrying");
+                        tokio::time::sleep(wait).await;
                         attempt += 1;
+                    }
+                    Err(e) if e.retryable => {
+                        return Err(StepFailure::new(
+                            e.code,
+                            format!("{} (gave up after {attempt} attempts)", e.message),
+                        ))
                     }
                     Err(e) => return Err(failure(&e)),
                 }

@@ -260,3 +260,79 @@ async fn unenforceable_defenses_follow_the_plan() {
         Enforcement::Proceed { warnings: vec![] }
     );
 }
+
+#[tokio::test]
+async fn start_retries_transient_failures_honouring_retry_after() {
+    let f = fake::spawn().await;
+    let (_d, ds) = dataset();
+    let ex = executor(&f);
+    // Two 429s asking for 150 ms each, then success: the executor's own delay is zero, so
+    // the elapsed time shows the provider's wait was honoured.
+    f.with(|s| {
+        s.fail_next = 2;
+        s.fail_status = Some(axum::http::StatusCode::TOO_MANY_REQUESTS);
+        s.fail_retry_after_ms = Some(150);
+    });
+    let t0 = std::time::Instant::now();
+    let state = ex.start(job(json!({})), ds.clone()).await.unwrap();
+    assert!(
+        t0.elapsed() >= Duration::from_millis(300),
+        "{:?}",
+        t0.elapsed()
+    );
+    assert!(state["upstream"]["job_id"].is_string(), "{state}");
+    assert_eq!(f.with(|s| s.jobs.len()), 1);
+
+    // A provider that stays down: bounded attempts, then a failure that says so.
+    f.with(|s| {
+        s.fail_next = 10;
+        s.fail_status = None;
+        s.fail_retry_after_ms = None;
+    });
+    let e = ex.start(job(json!({})), ds.clone()).await.unwrap_err();
+    assert_eq!(e.code, "upstream_unavailable");
+    assert!(
+        e.message.contains("gave up after 3 attempts"),
+        "{}",
+        e.message
+    );
+    assert_eq!(f.with(|s| s.fail_next), 7, "exactly three attempts");
+    assert_eq!(f.with(|s| s.jobs.len()), 1);
+}
+
+#[tokio::test]
+async fn start_fails_at_once_on_a_non_retryable_answer() {
+    let f = fake::spawn().await;
+    let (_d, ds) = dataset();
+    f.with(|s| {
+        s.fail_next = 5;
+        s.fail_status = Some(axum::http::StatusCode::BAD_REQUEST);
+    });
+    let e = executor(&f).start(job(json!({})), ds).await.unwrap_err();
+    assert_eq!(e.code, "upstream_rejected");
+    assert!(e.message.contains("400"), "{}", e.message);
+    // One attempt: the earlier-job lookup (whose 400 only means "no filter support") and
+    // the upload; no second attempt.
+    assert_eq!(f.with(|s| s.fail_next), 3, "a 4xx is not retried");
+    assert!(f.with(|s| s.jobs.is_empty()));
+}
+
+#[test]
+fn retry_after_headers_are_parsed_and_bad_values_ignored() {
+    use reqwest::header::{HeaderMap, HeaderValue};
+    let h = |pairs: &[(&'static str, &'static str)]| {
+        let mut m = HeaderMap::new();
+        for (k, v) in pairs {
+            m.insert(*k, HeaderValue::from_static(v));
+        }
+        error::retry_after(&m)
+    };
+    assert_eq!(h(&[("retry-after", "2")]), Some(Duration::from_secs(2)));
+    assert_eq!(
+        h(&[("retry-after-ms", "250"), ("retry-after", "9")]),
+        Some(Duration::from_millis(250))
+    );
+    assert_eq!(h(&[("retry-after", "Wed, 21 Oct 2015 07:28:00 GMT")]), None);
+    assert_eq!(h(&[("retry-after", "-1")]), None);
+    assert_eq!(h(&[]), None);
+}

@@ -131,10 +131,40 @@ async fn idempotency_key_and_body_dedupe() {
         t.send(req)
     };
     let x = body_json(send("k1", json!({"model": "m3", "training_file": fid})).await).await;
-    let y = body_json(send("k1", json!({"model": "m4", "training_file": fid})).await).await;
-    assert_eq!(x["id"], y["id"]);
+    let y = body_json(send("k1", json!({"model": "m3", "training_file": fid})).await).await;
+    assert_eq!(x["id"], y["id"], "same key and body replays the job");
     let (_, all) = t.json("GET", "/v1/fine_tuning/jobs", "sk-acme", None).await;
     assert_eq!(all["data"].as_array().unwrap().len(), 3);
+}
+
+#[tokio::test]
+async fn idempotency_key_reused_with_other_body_is_409() {
+    let t = app();
+    let fid = file(&t, "sk-acme", "fine-tune").await;
+    let send = |key: &'static str, body: Value| {
+        let req = axum::http::Request::post("/v1/fine_tuning/jobs")
+            .header("authorization", "Bearer sk-acme")
+            .header("content-type", "application/json")
+            .header("idempotency-key", key)
+            .body(axum::body::Body::from(body.to_string()))
+            .unwrap();
+        t.send(req)
+    };
+    let first = body_json(send("k2", json!({"model": "m", "training_file": fid})).await).await;
+    let resp = send("k2", json!({"model": "other", "training_file": fid})).await;
+    assert_eq!(resp.status(), 409);
+    assert_eq!(resp.headers()["x-should-retry"], "false");
+    let v = body_json(resp).await;
+    assert_eq!(v["error"]["code"], "idempotency_key_reused");
+    assert_eq!(v["error"]["type"], "invalid_request_error");
+    assert!(v["error"]["param"].is_null());
+    let msg = v["error"]["message"].as_str().unwrap();
+    assert!(msg.contains("different parameters"), "{msg}");
+    // the original request still replays, and no second job exists
+    let again = body_json(send("k2", json!({"model": "m", "training_file": fid})).await).await;
+    assert_eq!(first["id"], again["id"]);
+    let (_, all) = t.json("GET", "/v1/fine_tuning/jobs", "sk-acme", None).await;
+    assert_eq!(all["data"].as_array().unwrap().len(), 1);
 }
 
 #[tokio::test]

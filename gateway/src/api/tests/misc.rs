@@ -181,7 +181,10 @@ async fn unknown_v1_routes_are_proxied_when_upstream_is_configured() {
                 .and_then(|v| v.to_str().ok())
                 .unwrap_or("")
                 .to_string();
-            axum::Json(json!({"object": "list", "data": [], "auth": auth}))
+            (
+                [("x-request-id", "req_from_upstream")],
+                axum::Json(json!({"object": "list", "data": [], "auth": auth})),
+            )
         }),
     );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -195,6 +198,25 @@ async fn unknown_v1_routes_are_proxied_when_upstream_is_configured() {
     assert_eq!(cfg.execution, crate::config::ExecutionMode::Upstream);
     let state = crate::serve::build(cfg).unwrap().state;
     let t = TestApp { state, dir };
+    let resp = t
+        .send(
+            Request::get("/v1/models")
+                .header("authorization", "Bearer sk-acme")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(resp.status(), 200);
+    let own = resp.headers()["x-request-id"].to_str().unwrap();
+    assert!(
+        own.starts_with("req_") && own != "req_from_upstream",
+        "{own}"
+    );
+    assert_eq!(
+        resp.headers()["x-upstream-request-id"],
+        "req_from_upstream",
+        "the upstream's id is kept under its own name"
+    );
     let (s, v) = t.json("GET", "/v1/models", "sk-acme", None).await;
     assert_eq!(s, 200, "{v}");
     assert_eq!(
@@ -208,7 +230,7 @@ async fn unknown_v1_routes_are_proxied_when_upstream_is_configured() {
     );
     let text = t.state.metrics.render();
     assert!(
-        text.contains("tuneguard_proxied_requests_total 1"),
+        text.contains("tuneguard_proxied_requests_total 2"),
         "{text}"
     );
 }
