@@ -7,8 +7,9 @@ use crate::select::{select, Candidate, Method, Pick, SelectError};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-/// Default fraction of safety examples relative to the client's (seed 004 §4.3: 5 %).
-pub const DEFAULT_FRACTION: f64 = 0.05;
+/// Default fraction of safety examples relative to the client's (seed 004 §4.3: 5 %), the
+/// documented policy default.
+pub const DEFAULT_FRACTION: f64 = policies::DEFAULT_FRACTION;
 
 /// The interleave settings of a job (resolved from its policy).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]

@@ -12,17 +12,9 @@
 
 use std::collections::HashSet;
 
-/// Default chat-template markers that must not appear in a reply.
-pub const DEFAULT_TEMPLATE_MARKERS: [&str; 8] = [
-    "<|im_start|>",
-    "<|im_end|>",
-    "<|endoftext|>",
-    "<|eot_id|>",
-    "<|start_header_id|>",
-    "<|end_header_id|>",
-    "[INST]",
-    "[/INST]",
-];
+/// Default chat-template markers that must not appear in a reply: the documented policy
+/// default (`policies::DEFAULT_TEMPLATE_MARKERS`), defined once there.
+pub use policies::DEFAULT_TEMPLATE_MARKERS;
 
 /// The repetition rule (module doc).
 #[derive(Debug, Clone, Copy, PartialEq)]

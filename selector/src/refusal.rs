@@ -13,11 +13,10 @@
 //!    `sorry` does not match `sorrow`.
 
 /// Default refusal keywords (seed 004 §3.2 plus `unable` and both apostrophes of `can't`).
-pub const DEFAULT_REFUSAL_KEYWORDS: [&str; 6] =
-    ["sorry", "apologize", "cannot", "can't", "can’t", "unable"];
+pub const DEFAULT_REFUSAL_KEYWORDS: [&str; 6] = policies::DEFAULT_REFUSAL_KEYWORDS;
 
 /// How many leading words of the reply are inspected, by default.
-pub const DEFAULT_WINDOW_WORDS: usize = 10;
+pub const DEFAULT_WINDOW_WORDS: usize = policies::DEFAULT_REFUSAL_WINDOW_WORDS as usize;
 
 /// The configured refusal filter.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 /// ε of eq. (6) when the policy does not set one.
-pub const DEFAULT_EPSILON: f64 = 1.0;
+pub const DEFAULT_EPSILON: f64 = policies::DEFAULT_GAP_EPSILON;
 
 /// Answer-only mean NLLs of one example under every scoring model (nats per token).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
