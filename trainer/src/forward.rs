@@ -1,6 +1,9 @@
 //! The one forward pass every feature goes through: scoring, generation, capture, steering.
 
-use burn::tensor::{activation, backend::Backend, IndexingUpdateOp, Int, Tensor, TensorData};
+use burn::tensor::{
+    activation, backend::Backend, module, ops::AttentionModuleOptions, IndexingUpdateOp, Int,
+    Tensor, TensorData,
+};
 
 use crate::batch::TokenBatch;
 use crate::cache::KvCache;
@@ -79,56 +82,75 @@ fn rms_norm<B: Backend>(x: Tensor<B, 3>, w: &Tensor<B, 1>, eps: f64) -> Tensor<B
     x * (var + eps).sqrt().recip() * w.clone().unsqueeze_dim::<2>(0).unsqueeze_dim::<3>(0)
 }
 
-fn rotate_half<B: Backend>(x: Tensor<B, 4>) -> Tensor<B, 4> {
-    let d = x.dims()[3];
-    let x1 = x.clone().narrow(3, 0, d / 2);
-    let x2 = x.narrow(3, d / 2, d - d / 2);
-    Tensor::cat(vec![x2.neg(), x1], 3)
+/// RoPE for one forward pass, laid out for the `[rows·heads, head_dim]` view of a projection.
+///
+/// `rotate_half(x)` is `x·R` with `R` a signed permutation, so it runs as a GEMM on contiguous
+/// data instead of narrow/neg/cat on strided views; every product with `R` has exactly one
+/// non-zero term, so the result is bit-identical to the slicing form.
+struct Rope<B: Backend> {
+    rot: Tensor<B, 2>,
+    /// `(cos, sin)` `[rows·heads, head_dim]` for the query heads and the KV heads.
+    q: (Tensor<B, 2>, Tensor<B, 2>),
+    k: (Tensor<B, 2>, Tensor<B, 2>),
+}
+
+impl<B: Backend> Rope<B> {
+    /// `x: [rows, heads·head_dim]` → rotated `[rows·heads, head_dim]`.
+    fn apply(&self, x: Tensor<B, 2>, table: &(Tensor<B, 2>, Tensor<B, 2>)) -> Tensor<B, 2> {
+        let d = self.rot.dims()[0];
+        let [rows, width] = x.dims();
+        let x = x.reshape([rows * width / d, d]);
+        x.clone() * table.0.clone() + x.matmul(self.rot.clone()) * table.1.clone()
+    }
+}
+
+/// `R` with `x·R = cat(−x[d/2..], x[..d/2])`.
+fn rotate_half_matrix(d: usize) -> Vec<f32> {
+    let h = d / 2;
+    let mut r = vec![0.0f32; d * d];
+    for j in 0..d {
+        if j < h {
+            r[(j + h) * d + j] = -1.0;
+        } else {
+            r[(j - h) * d + j] = 1.0;
+        }
+    }
+    r
 }
 
 impl<B: Backend> Qwen2Weights<B> {
-    /// RoPE tables `[batch, 1, seq, head_dim]` for the given positions (rotate_half layout).
-    fn rope(&self, positions: &[Vec<usize>], device: &B::Device) -> (Tensor<B, 4>, Tensor<B, 4>) {
-        let d = self.config.head_dim;
-        let theta = self.config.rope_theta as f32;
+    /// RoPE tables for the given positions (rotate_half layout), repeated per head.
+    fn rope(&self, positions: &[Vec<usize>], device: &B::Device) -> Rope<B> {
+        let c = &self.config;
+        let d = c.head_dim;
+        let theta = c.rope_theta as f32;
         let inv: Vec<f32> = (0..d / 2)
             .map(|i| 1.0 / theta.powf((2 * i) as f32 / d as f32))
             .collect();
-        let (b, t) = (positions.len(), positions.first().map_or(0, Vec::len));
-        let mut cos = Vec::with_capacity(b * t * d);
-        let mut sin = Vec::with_capacity(b * t * d);
-        for row in positions {
-            for &p in row {
-                // rotate_half layout: the frequency table repeats for both halves.
-                for f in inv.iter().chain(&inv) {
-                    let a = p as f32 * f;
-                    cos.push(a.cos());
-                    sin.push(a.sin());
+        // One `[head_dim]` row of angles per token; the frequency table repeats for both halves.
+        let angles: Vec<Vec<f32>> = positions
+            .iter()
+            .flatten()
+            .map(|&p| inv.iter().chain(&inv).map(|f| p as f32 * f).collect())
+            .collect();
+        let table = |heads: usize| {
+            let rows = angles.len() * heads;
+            let mut cos = Vec::with_capacity(rows * d);
+            let mut sin = Vec::with_capacity(rows * d);
+            for a in &angles {
+                for _ in 0..heads {
+                    cos.extend(a.iter().map(|x| x.cos()));
+                    sin.extend(a.iter().map(|x| x.sin()));
                 }
             }
-        }
-        let mk = |v: Vec<f32>| {
-            Tensor::<B, 3>::from_data(TensorData::new(v, [b, t, d]), device).unsqueeze_dim(1)
+            let mk = |v: Vec<f32>| Tensor::<B, 2>::from_data(TensorData::new(v, [rows, d]), device);
+            (mk(cos), mk(sin))
         };
-        (mk(cos), mk(sin))
-    }
-
-    /// `lin(x)` split into `parts` (target, width) along the output, each with its LoRA updates.
-    fn proj_split<const N: usize>(
-        &self,
-        lin: &Linear<B>,
-        parts: [(Target, usize); N],
-        layer: usize,
-        x: Tensor<B, 2>,
-        groups: &[AdapterGroup<'_, B>],
-    ) -> [Tensor<B, 2>; N] {
-        let y = lin.forward(x.clone());
-        let mut offset = 0;
-        parts.map(|(target, width)| {
-            let yi = y.clone().narrow(1, offset, width);
-            offset += width;
-            self.add_lora(target, layer, x.clone(), yi, groups)
-        })
+        Rope {
+            rot: Tensor::from_data(TensorData::new(rotate_half_matrix(d), [d, d]), device),
+            q: table(c.num_heads),
+            k: table(c.num_kv_heads),
+        }
     }
 
     fn add_lora(
@@ -167,14 +189,15 @@ impl<B: Backend> Qwen2Weights<B> {
         self.add_lora(target, layer, x, y, groups)
     }
 
+    /// One decoder block. `mask` is the additive attention mask `[b, 1, rep·t, tk]` for the
+    /// grouped-query layout (the `[b, 1, t, tk]` mask repeated once per query head of a group).
     #[allow(clippy::too_many_arguments)]
     fn block(
         &self,
         l: usize,
         blk: &Block<B>,
         h: Tensor<B, 3>,
-        cos: &Tensor<B, 4>,
-        sin: &Tensor<B, 4>,
+        rope: &Rope<B>,
         mask: &Tensor<B, 4>,
         groups: &[AdapterGroup<'_, B>],
         cache: Option<&mut KvCache<B>>,
@@ -182,53 +205,50 @@ impl<B: Backend> Qwen2Weights<B> {
         let c = &self.config;
         let [b, t, hs] = h.dims();
         let (nh, nkv, hd) = (c.num_heads, c.num_kv_heads, c.head_dim);
+        let rep = nh / nkv;
         let x = rms_norm(h.clone(), &blk.input_norm, c.rms_norm_eps).reshape([b * t, hs]);
-        let kv = nkv * hd;
-        let [q, k, v] = self.proj_split(
-            &blk.qkv,
-            [(Target::Q, hs), (Target::K, kv), (Target::V, kv)],
-            l,
-            x,
-            groups,
-        );
-        let heads = |y: Tensor<B, 2>, n: usize| y.reshape([b, t, n, hd]).swap_dims(1, 2);
-        let (q, k, v) = (heads(q, nh), heads(k, nkv), heads(v, nkv));
-        let q = q.clone() * cos.clone() + rotate_half(q) * sin.clone();
-        let k = k.clone() * cos.clone() + rotate_half(k) * sin.clone();
+        let q = self.proj(&blk.q, Target::Q, l, x.clone(), groups);
+        let k = self.proj(&blk.k, Target::K, l, x.clone(), groups);
+        let v = self.proj(&blk.v, Target::V, l, x, groups);
+        let q = rope.apply(q, &rope.q);
+        let k = rope.apply(k, &rope.k);
+        let kv_heads = |y: Tensor<B, 2>| y.reshape([b, t, nkv, hd]).swap_dims(1, 2);
+        let (k, v) = (kv_heads(k), kv_heads(v));
         let (k, v) = match cache {
             Some(cache) => cache.append(l, k, v),
             None => (k, v),
         };
-        let tk = k.dims()[2];
-        let rep = nh / nkv;
-        let expand = |x: Tensor<B, 4>| {
-            if rep == 1 {
-                x
-            } else {
-                x.unsqueeze_dim::<5>(2)
-                    .repeat_dim(2, rep)
-                    .reshape([b, nh, tk, hd])
-            }
-        };
-        let (k, v) = (expand(k), expand(v));
-        let scores = q.matmul(k.swap_dims(2, 3)) * (1.0 / (hd as f64).sqrt()) + mask.clone();
-        let probs = activation::softmax(scores, 3);
-        let attn = probs.matmul(v).swap_dims(1, 2).reshape([b * t, nh * hd]);
+        // Grouped-query attention without copying K/V per query head: the `rep` query heads
+        // sharing KV head j (HF's repeat_kv order, heads j·rep..(j+1)·rep) become one
+        // `[rep·t, hd]` block against that head's keys.
+        let q = q
+            .reshape([b, t, nkv, rep, hd])
+            .permute([0, 2, 3, 1, 4])
+            .reshape([b, nkv, rep * t, hd]);
+        let attn = module::attention(
+            q,
+            k,
+            v,
+            None,
+            Some(mask.clone()),
+            AttentionModuleOptions {
+                scale: Some(1.0 / (hd as f64).sqrt()),
+                softcap: None,
+                is_causal: false,
+            },
+        )
+        .reshape([b, nkv, rep, t, hd])
+        .permute([0, 3, 1, 2, 4])
+        .reshape([b * t, nh * hd]);
         let h = h + self
             .proj(&blk.o, Target::O, l, attn, groups)
             .reshape([b, t, hs]);
         let x = rms_norm(h.clone(), &blk.post_norm, c.rms_norm_eps).reshape([b * t, hs]);
-        let i = c.intermediate_size;
-        let [gate, up] = self.proj_split(
-            &blk.gate_up,
-            [(Target::Gate, i), (Target::Up, i)],
-            l,
-            x,
-            groups,
-        );
-        let gate = activation::silu(gate);
+        let gate = self.proj(&blk.gate, Target::Gate, l, x.clone(), groups);
+        let up = self.proj(&blk.up, Target::Up, l, x, groups);
+        let act = activation::silu(gate) * up;
         h + self
-            .proj(&blk.down, Target::Down, l, gate * up, groups)
+            .proj(&blk.down, Target::Down, l, act, groups)
             .reshape([b, t, hs])
     }
 
@@ -251,11 +271,12 @@ impl<B: Backend> Qwen2Weights<B> {
             .as_ref()
             .map(|c| c.valid.clone())
             .unwrap_or_else(|| vec![Vec::new(); b]);
-        let mask = attention_mask::<B>(&past_valid, &batch.valid, device);
+        let rep = self.config.num_heads / self.config.num_kv_heads;
+        let mask = attention_mask::<B>(&past_valid, &batch.valid, device).repeat_dim(2, rep);
         if let Some(c) = cache.as_deref_mut() {
             c.extend_valid(&batch.valid);
         }
-        let (cos, sin) = self.rope(&batch.positions, device);
+        let rope = self.rope(&batch.positions, device);
         let groups = adapter_groups(&opts.adapters, b, t, device);
         let steer_masks: Vec<Option<Tensor<B, 3>>> = opts
             .steering
@@ -269,8 +290,7 @@ impl<B: Backend> Qwen2Weights<B> {
                     l - 1,
                     &self.blocks[l - 1],
                     h,
-                    &cos,
-                    &sin,
+                    &rope,
                     &mask,
                     &groups,
                     cache.as_deref_mut(),
