@@ -9,7 +9,11 @@ greedy 32-token generations.
 Stage 2 (`--stage2`): loads the adapter the Rust engine saved in
 fixtures/rust_saved_adapter with PEFT and records its logits in goldens_stage2.json.
 
-Usage: python make_fixtures.py [--out trainer/tests/fixtures] [--stage2]
+Stage bf16 (`--bf16`): loads the committed models and adapters in bf16 (eager attention; PEFT
+keeps the adapters in f32) and records per-token logprobs in goldens_bf16.json, the reference
+for the engine's bf16 compute path.
+
+Usage: python make_fixtures.py [--out trainer/tests/fixtures] [--stage2 | --bf16]
 """
 import argparse
 import json
@@ -212,10 +216,32 @@ def stage2(out):
         json.dump({"model": "tiny_untied", "adapter": "rust_saved_adapter", "logprobs": res}, f)
 
 
+def stage_bf16(out):
+    gold = json.load(open(os.path.join(out, "goldens.json")))
+    res = {}
+    for name in ("tiny_tied", "tiny_untied"):
+        def base():
+            return Qwen2ForCausalLM.from_pretrained(
+                os.path.join(out, name), dtype=torch.bfloat16, attn_implementation="eager").eval()
+        entry = {"base": [token_logprobs(base(), t["ids"]) for t in gold["template"]], "adapters": {}}
+        for an in ("a1", "a2"):
+            pm = PeftModel.from_pretrained(base(), os.path.join(out, f"{name}_{an}")).eval()
+            entry["adapters"][an] = [token_logprobs(pm, t["ids"]) for t in gold["template"]]
+        res[name] = entry
+    with open(os.path.join(out, "goldens_bf16.json"), "w") as f:
+        json.dump({"models": res}, f)
+
+
 if __name__ == "__main__":
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "..", "tests", "fixtures"))
     ap.add_argument("--stage2", action="store_true")
+    ap.add_argument("--bf16", action="store_true")
     a = ap.parse_args()
     os.makedirs(a.out, exist_ok=True)
-    stage2(a.out) if a.stage2 else stage1(a.out)
+    if a.stage2:
+        stage2(a.out)
+    elif a.bf16:
+        stage_bf16(a.out)
+    else:
+        stage1(a.out)

@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use crate::chat::{EncodedChat, Message};
 use crate::engine::Engine;
 use crate::generate::{GenerateOptions, Sampling};
+use crate::precision::Precision;
 use crate::score::ScoreOptions;
 
 /// Where tensors live.
@@ -58,6 +59,9 @@ pub struct ScoreArgs {
     /// Backend.
     #[arg(long, value_enum, default_value_t = DeviceKind::Cpu)]
     pub device: DeviceKind,
+    /// Compute precision of the base model (default: f32 on cpu, bf16 on cuda).
+    #[arg(long, value_enum)]
+    pub precision: Option<Precision>,
 }
 
 /// Arguments of `generate`.
@@ -87,6 +91,9 @@ pub struct GenerateArgs {
     /// Backend.
     #[arg(long, value_enum, default_value_t = DeviceKind::Cpu)]
     pub device: DeviceKind,
+    /// Compute precision of the base model (default: f32 on cpu, bf16 on cuda).
+    #[arg(long, value_enum)]
+    pub precision: Option<Precision>,
 }
 
 #[derive(Deserialize)]
@@ -125,12 +132,23 @@ pub fn run_generate(args: GenerateArgs) -> anyhow::Result<()> {
     }
 }
 
+impl DeviceKind {
+    /// The precision used when `--precision` is not given.
+    pub fn default_precision(self) -> Precision {
+        match self {
+            DeviceKind::Cpu => Precision::F32,
+            DeviceKind::Cuda => Precision::Bf16,
+        }
+    }
+}
+
 fn load_engine<B: Backend>(
     model: &std::path::Path,
     adapters: &[(String, PathBuf)],
     device: B::Device,
+    precision: Precision,
 ) -> anyhow::Result<Engine<B>> {
-    let mut engine = Engine::<B>::load(model, device)
+    let mut engine = Engine::<B>::load_with(model, device, precision)
         .with_context(|| format!("loading model {}", model.display()))?;
     for (name, dir) in adapters {
         engine
@@ -141,7 +159,10 @@ fn load_engine<B: Backend>(
 }
 
 fn score_on<B: Backend>(args: ScoreArgs, device: B::Device) -> anyhow::Result<()> {
-    let engine = load_engine::<B>(&args.model, &args.adapters, device)?;
+    let precision = args
+        .precision
+        .unwrap_or_else(|| args.device.default_precision());
+    let engine = load_engine::<B>(&args.model, &args.adapters, device, precision)?;
     let names: Vec<String> = std::iter::once("base".to_string())
         .chain(args.adapters.iter().map(|(n, _)| n.clone()))
         .collect();
@@ -223,7 +244,10 @@ struct GenerateLine<'a> {
 }
 
 fn generate_on<B: Backend>(args: GenerateArgs, device: B::Device) -> anyhow::Result<()> {
-    let engine = load_engine::<B>(&args.model, &args.adapters, device)?;
+    let precision = args
+        .precision
+        .unwrap_or_else(|| args.device.default_precision());
+    let engine = load_engine::<B>(&args.model, &args.adapters, device, precision)?;
     let prompts = args
         .prompts
         .iter()

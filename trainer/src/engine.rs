@@ -9,6 +9,7 @@ use crate::error::{EngineError, Result};
 use crate::forward::ForwardOptions;
 use crate::lora::LoraAdapter;
 use crate::model::Qwen2Weights;
+use crate::precision::Precision;
 
 /// A Qwen2 model ready for scoring and generation, with named LoRA adapters resident.
 #[derive(Debug)]
@@ -23,9 +24,14 @@ pub struct Engine<B: Backend> {
 }
 
 impl<B: Backend> Engine<B> {
-    /// Loads a HuggingFace Qwen2 directory (config.json, safetensors, tokenizer.json).
+    /// Loads a HuggingFace Qwen2 directory (config.json, safetensors, tokenizer.json), in f32.
     pub fn load(dir: &Path, device: B::Device) -> Result<Self> {
-        let weights = Qwen2Weights::load(dir, &device)?;
+        Self::load_with(dir, device, Precision::F32)
+    }
+
+    /// Like [`Engine::load`], with the base model computing in `precision`.
+    pub fn load_with(dir: &Path, device: B::Device, precision: Precision) -> Result<Self> {
+        let weights = Qwen2Weights::load_with(dir, &device, precision)?;
         let tokenizer = ChatTokenizer::load(dir)?;
         Ok(Self {
             weights,

@@ -9,6 +9,7 @@ use crate::batch::TokenBatch;
 use crate::cache::KvCache;
 use crate::lora::{LoraAdapter, Target};
 use crate::model::{Block, Linear, Qwen2Weights};
+use crate::precision::{cast, f32};
 
 /// Which positions a steering vector is added at.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -61,9 +62,10 @@ impl<B: Backend> Default for ForwardOptions<'_, B> {
 /// Result of a forward pass.
 #[derive(Debug, Clone)]
 pub struct ForwardOutput<B: Backend> {
-    /// Final-normed hidden states `[batch, seq, hidden]` (feed to [`Qwen2Weights::logits`]).
+    /// Final-normed hidden states `[batch, seq, hidden]` in the model's precision (feed to
+    /// [`Qwen2Weights::logits`]).
     pub hidden: Tensor<B, 3>,
-    /// `(layer, [batch, seq, hidden])` for each requested layer, before the final norm.
+    /// `(layer, [batch, seq, hidden])` for each requested layer, before the final norm, in f32.
     pub captured: Vec<(usize, Tensor<B, 3>)>,
 }
 
@@ -77,9 +79,13 @@ struct AdapterGroup<'a, B: Backend> {
     token_rows: Option<Tensor<B, 1, Int>>,
 }
 
+/// HF's Qwen2RMSNorm: normalise in f32, cast back, then scale by the weight.
 fn rms_norm<B: Backend>(x: Tensor<B, 3>, w: &Tensor<B, 1>, eps: f64) -> Tensor<B, 3> {
+    let dtype = x.dtype();
+    let x = f32(x);
     let var = x.clone().powi_scalar(2).mean_dim(2);
-    x * (var + eps).sqrt().recip() * w.clone().unsqueeze_dim::<2>(0).unsqueeze_dim::<3>(0)
+    let normed = cast(x * (var + eps).sqrt().recip(), dtype);
+    normed * w.clone().unsqueeze_dim::<2>(0).unsqueeze_dim::<3>(0)
 }
 
 /// RoPE for one forward pass, laid out for the `[rows·heads, head_dim]` view of a projection.
@@ -119,9 +125,11 @@ fn rotate_half_matrix(d: usize) -> Vec<f32> {
 }
 
 impl<B: Backend> Qwen2Weights<B> {
-    /// RoPE tables for the given positions (rotate_half layout), repeated per head.
+    /// RoPE tables for the given positions (rotate_half layout), repeated per head; computed
+    /// in f32 and cast to the model's precision, as HF does.
     fn rope(&self, positions: &[Vec<usize>], device: &B::Device) -> Rope<B> {
         let c = &self.config;
+        let dtype = self.precision.dtype();
         let d = c.head_dim;
         let theta = c.rope_theta as f32;
         let inv: Vec<f32> = (0..d / 2)
@@ -143,11 +151,19 @@ impl<B: Backend> Qwen2Weights<B> {
                     sin.extend(a.iter().map(|x| x.sin()));
                 }
             }
-            let mk = |v: Vec<f32>| Tensor::<B, 2>::from_data(TensorData::new(v, [rows, d]), device);
+            let mk = |v: Vec<f32>| {
+                cast(
+                    Tensor::<B, 2>::from_data(TensorData::new(v, [rows, d]), device),
+                    dtype,
+                )
+            };
             (mk(cos), mk(sin))
         };
         Rope {
-            rot: Tensor::from_data(TensorData::new(rotate_half_matrix(d), [d, d]), device),
+            rot: cast(
+                Tensor::from_data(TensorData::new(rotate_half_matrix(d), [d, d]), device),
+                dtype,
+            ),
             q: table(c.num_heads),
             k: table(c.num_kv_heads),
         }
@@ -161,16 +177,23 @@ impl<B: Backend> Qwen2Weights<B> {
         mut y: Tensor<B, 2>,
         groups: &[AdapterGroup<'_, B>],
     ) -> Tensor<B, 2> {
+        // Adapters are f32: like PEFT, cast the input to them and the update back.
+        let dtype = y.dtype();
         for g in groups {
             let Some(pair) = g.adapter.layers.get(layer).and_then(|p| p.get(&target)) else {
                 continue;
             };
+            let delta = |xs: Tensor<B, 2>| {
+                cast(
+                    f32(xs).matmul(pair.a.clone()).matmul(pair.b.clone()) * g.scale,
+                    dtype,
+                )
+            };
             y = match &g.token_rows {
-                None => y + x.clone().matmul(pair.a.clone()).matmul(pair.b.clone()) * g.scale,
+                None => y + delta(x.clone()),
                 Some(idx) => {
-                    let xs = x.clone().select(0, idx.clone());
-                    let delta = xs.matmul(pair.a.clone()).matmul(pair.b.clone()) * g.scale;
-                    y.select_assign(0, idx.clone(), delta, IndexingUpdateOp::Add)
+                    let d = delta(x.clone().select(0, idx.clone()));
+                    y.select_assign(0, idx.clone(), d, IndexingUpdateOp::Add)
                 }
             };
         }
@@ -225,10 +248,12 @@ impl<B: Backend> Qwen2Weights<B> {
             .reshape([b, t, nkv, rep, hd])
             .permute([0, 2, 3, 1, 4])
             .reshape([b, nkv, rep * t, hd]);
+        // Scores, softmax and the weighted sum in f32 (HF's eager path upcasts the softmax).
+        let dtype = q.dtype();
         let attn = module::attention(
-            q,
-            k,
-            v,
+            f32(q),
+            f32(k),
+            f32(v),
             None,
             Some(mask.clone()),
             AttentionModuleOptions {
@@ -240,6 +265,7 @@ impl<B: Backend> Qwen2Weights<B> {
         .reshape([b, nkv, rep, t, hd])
         .permute([0, 3, 1, 2, 4])
         .reshape([b * t, nh * hd]);
+        let attn = cast(attn, dtype);
         let h = h + self
             .proj(&blk.o, Target::O, l, attn, groups)
             .reshape([b, t, hs]);
@@ -298,33 +324,35 @@ impl<B: Backend> Qwen2Weights<B> {
             }
             for (s, m) in opts.steering.iter().zip(&steer_masks) {
                 if s.layer == l {
-                    let add =
-                        s.vector.clone().unsqueeze_dim::<2>(0).unsqueeze_dim::<3>(0) * s.alpha;
-                    h = match m {
-                        Some(m) => h + add * m.clone(),
-                        None => h + add,
+                    let add = f32(s.vector.clone())
+                        .unsqueeze_dim::<2>(0)
+                        .unsqueeze_dim::<3>(0)
+                        * s.alpha;
+                    let add = match m {
+                        Some(m) => add * m.clone(),
+                        None => add,
                     };
+                    let dtype = h.dtype();
+                    h = h + cast(add, dtype);
                 }
             }
             if opts.capture.contains(&l) {
-                captured.push((l, h.clone()));
+                captured.push((l, f32(h.clone())));
             }
         }
         let hidden = rms_norm(h, &self.norm, self.config.rms_norm_eps);
         ForwardOutput { hidden, captured }
     }
 
-    /// `hidden: [rows, hidden]` → logits `[rows, vocab]`.
+    /// `hidden: [rows, hidden]` → logits `[rows, vocab]`, in f32.
     pub fn logits_rows(&self, hidden: Tensor<B, 2>) -> Tensor<B, 2> {
-        hidden.matmul(self.lm_head.clone())
+        f32(hidden.matmul(self.lm_head.clone()))
     }
 
-    /// `hidden: [b, t, hidden]` → logits `[b, t, vocab]`.
+    /// `hidden: [b, t, hidden]` → logits `[b, t, vocab]`, in f32.
     pub fn logits(&self, hidden: Tensor<B, 3>) -> Tensor<B, 3> {
         let [b, t, hs] = hidden.dims();
-        hidden
-            .reshape([b * t, hs])
-            .matmul(self.lm_head.clone())
+        self.logits_rows(hidden.reshape([b * t, hs]))
             .reshape([b, t, self.config.vocab_size])
     }
 }

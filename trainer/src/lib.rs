@@ -12,6 +12,7 @@ pub mod forward;
 pub mod generate;
 pub mod lora;
 pub mod model;
+pub mod precision;
 pub mod score;
 pub mod weights;
 
@@ -23,6 +24,7 @@ pub use error::{EngineError, Result};
 pub use forward::{ForwardOptions, ForwardOutput, SteerPositions, Steering};
 pub use generate::{GenerateOptions, Sampler, Sampling};
 pub use lora::{LoraAdapter, LoraConfig, LoraScaling, Target};
+pub use precision::Precision;
 pub use score::{Score, ScoreOptions};
 
 /// The CPU backend (burn `flex`).

@@ -7,6 +7,7 @@ use burn::tensor::{backend::Backend, Tensor, TensorData};
 
 use crate::config::Qwen2Config;
 use crate::error::{EngineError, Result};
+use crate::precision::{cast, Precision};
 use crate::weights::{read_model_dir, HostTensor};
 
 /// A dense projection `y = x·W + b` with `W` stored `[in, out]` (HF stores `[out, in]`).
@@ -56,12 +57,15 @@ pub struct Qwen2Weights<B: Backend> {
     pub(crate) norm: Tensor<B, 1>,
     /// `[hidden, vocab]`.
     pub(crate) lm_head: Tensor<B, 2>,
+    /// Dtype of the weights above and of the residual stream.
+    pub precision: Precision,
 }
 
 struct Loader<'a, B: Backend> {
     tensors: HashMap<String, HostTensor>,
     dir: &'a Path,
     device: &'a B::Device,
+    precision: Precision,
 }
 
 impl<B: Backend> Loader<'_, B> {
@@ -86,13 +90,15 @@ impl<B: Backend> Loader<'_, B> {
 
     fn vector(&mut self, name: &str, n: usize) -> Result<Tensor<B, 1>> {
         let t = self.take(name, &[n])?;
-        Ok(Tensor::from_data(TensorData::new(t.data, [n]), self.device))
+        let v = Tensor::from_data(TensorData::new(t.data, [n]), self.device);
+        Ok(cast(v, self.precision.dtype()))
     }
 
     /// Reads an HF `[out, in]` matrix and returns it as `[in, out]`.
     fn transposed(&mut self, name: &str, out: usize, inp: usize) -> Result<Tensor<B, 2>> {
         let t = self.take(name, &[out, inp])?;
-        Ok(host_transposed(&t.data, out, inp, self.device))
+        let w = host_transposed(&t.data, out, inp, self.device);
+        Ok(cast(w, self.precision.dtype()))
     }
 
     fn linear(&mut self, prefix: &str, out: usize, inp: usize, bias: bool) -> Result<Linear<B>> {
@@ -119,15 +125,22 @@ pub(crate) fn host_transposed<B: Backend>(
 }
 
 impl<B: Backend> Qwen2Weights<B> {
-    /// Loads `config.json` and the safetensors weights of a Qwen2 model directory.
+    /// Loads `config.json` and the safetensors weights of a Qwen2 model directory (f32).
     pub fn load(dir: &Path, device: &B::Device) -> Result<Self> {
+        Self::load_with(dir, device, Precision::F32)
+    }
+
+    /// Like [`Qwen2Weights::load`], with the weights held in `precision`.
+    pub fn load_with(dir: &Path, device: &B::Device, precision: Precision) -> Result<Self> {
         let config = Qwen2Config::load(&dir.join("config.json"))?;
         let tensors = read_model_dir(dir)?;
         let mut l = Loader::<B> {
             tensors,
             dir,
             device,
+            precision,
         };
+        let dtype = precision.dtype();
         let (h, i, v) = (
             config.hidden_size,
             config.intermediate_size,
@@ -135,7 +148,10 @@ impl<B: Backend> Qwen2Weights<B> {
         );
         let kv = config.num_kv_heads * config.head_dim;
         let embed_host = l.take("model.embed_tokens.weight", &[v, h])?;
-        let embed = Tensor::from_data(TensorData::new(embed_host.data.clone(), [v, h]), device);
+        let embed = cast(
+            Tensor::from_data(TensorData::new(embed_host.data.clone(), [v, h]), device),
+            dtype,
+        );
         let mut blocks = Vec::with_capacity(config.num_layers);
         for n in 0..config.num_layers {
             let p = format!("model.layers.{n}");
@@ -155,7 +171,7 @@ impl<B: Backend> Qwen2Weights<B> {
         let lm_head = if l.tensors.contains_key("lm_head.weight") {
             l.transposed("lm_head.weight", v, h)?
         } else {
-            host_transposed(&embed_host.data, v, h, device)
+            cast(host_transposed(&embed_host.data, v, h, device), dtype)
         };
         Ok(Self {
             config,
@@ -163,6 +179,7 @@ impl<B: Backend> Qwen2Weights<B> {
             blocks,
             norm,
             lm_head,
+            precision,
         })
     }
 }

@@ -2,8 +2,9 @@
 
 mod common;
 
-use common::{engine, fixtures, goldens};
+use common::{engine_in, fixtures, goldens};
 use trainer::cli::{run_score, DeviceKind, ScoreArgs};
+use trainer::Precision;
 
 fn args(data: std::path::PathBuf, output: std::path::PathBuf) -> ScoreArgs {
     ScoreArgs {
@@ -15,11 +16,22 @@ fn args(data: std::path::PathBuf, output: std::path::PathBuf) -> ScoreArgs {
         batch_rows: 3,
         chunk_examples: 2,
         device: DeviceKind::Cpu,
+        precision: None,
     }
 }
 
 #[test]
 fn score_writes_lines_in_input_order_for_base_and_adapters() {
+    score_matches_engine(None, Precision::F32);
+}
+
+#[test]
+fn score_precision_flag_runs_the_bf16_path() {
+    score_matches_engine(Some(Precision::Bf16), Precision::Bf16);
+}
+
+/// Runs `score` with `--precision flag` and checks every line against the engine in `want`.
+fn score_matches_engine(flag: Option<Precision>, want_precision: Precision) {
     let g = goldens();
     let tmp = tempfile::tempdir().expect("tempdir");
     let data = tmp.path().join("data.jsonl");
@@ -30,14 +42,18 @@ fn score_writes_lines_in_input_order_for_base_and_adapters() {
         .collect();
     std::fs::write(&data, lines.join("\n") + "\n").expect("write");
     let out = tmp.path().join("out.jsonl");
-    run_score(args(data, out.clone())).expect("scores");
+    run_score(ScoreArgs {
+        precision: flag,
+        ..args(data, out.clone())
+    })
+    .expect("scores");
     let text = std::fs::read_to_string(&out).expect("read");
     let got: Vec<serde_json::Value> = text
         .lines()
         .map(|l| serde_json::from_str(l).expect("json line"))
         .collect();
     assert_eq!(got.len(), g.template.len() * 2);
-    let e = engine("tiny_tied");
+    let e = engine_in("tiny_tied", want_precision);
     let enc: Vec<_> = g
         .template
         .iter()
@@ -81,6 +97,7 @@ fn generate_runs_for_base_and_adapter() {
         top_p: 0.9,
         seed: 3,
         device: DeviceKind::Cpu,
+        precision: None,
     };
     trainer::cli::run_generate(args).expect("generates");
 }

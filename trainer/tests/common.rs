@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 
 use serde::Deserialize;
-use trainer::{CpuBackend, Engine, Message};
+use trainer::{CpuBackend, Engine, Message, Precision};
 
 #[derive(Deserialize)]
 pub struct Goldens {
@@ -48,8 +48,14 @@ pub fn goldens() -> Goldens {
 
 /// Loads a fixture model with both of its fixture adapters resident as `a1`, `a2`.
 pub fn engine(name: &str) -> Engine<CpuBackend> {
-    let mut e = Engine::<CpuBackend>::load(&fixtures().join(name), Default::default())
-        .expect("fixture model loads");
+    engine_in(name, Precision::F32)
+}
+
+/// [`engine`] with the base model computing in `precision`.
+pub fn engine_in(name: &str, precision: Precision) -> Engine<CpuBackend> {
+    let mut e =
+        Engine::<CpuBackend>::load_with(&fixtures().join(name), Default::default(), precision)
+            .expect("fixture model loads");
     for a in ["a1", "a2"] {
         e.load_adapter(a, &fixtures().join(format!("{name}_{a}")))
             .expect("fixture adapter loads");
