@@ -1,8 +1,8 @@
 //! The one forward pass every feature goes through: scoring, generation, capture, steering.
 
 use burn::tensor::{
-    activation, backend::Backend, module, ops::AttentionModuleOptions, IndexingUpdateOp, Int,
-    Tensor, TensorData,
+    activation, backend::Backend, module, ops::AttentionModuleOptions, Distribution,
+    IndexingUpdateOp, Int, Tensor, TensorData,
 };
 
 use crate::batch::TokenBatch;
@@ -46,6 +46,10 @@ pub struct ForwardOptions<'a, B: Backend> {
     pub steering: Vec<Steering<B>>,
     /// Per row and position: true for response tokens (used by steering masks).
     pub response: Option<Vec<Vec<bool>>>,
+    /// Training forward: apply each adapter's `lora_dropout` to the LoRA input, as PEFT does in
+    /// train mode (`B(A(dropout(x)))·s`). Masks come from the backend's RNG (`B::seed`).
+    /// Scoring, generation and capture leave this off.
+    pub training: bool,
 }
 
 impl<B: Backend> Default for ForwardOptions<'_, B> {
@@ -55,6 +59,7 @@ impl<B: Backend> Default for ForwardOptions<'_, B> {
             capture: Vec::new(),
             steering: Vec::new(),
             response: None,
+            training: false,
         }
     }
 }
@@ -75,6 +80,8 @@ pub struct ForwardOutput<B: Backend> {
 struct AdapterGroup<'a, B: Backend> {
     adapter: &'a LoraAdapter<B>,
     scale: f32,
+    /// Dropout probability on the LoRA input (0 outside training).
+    dropout: f64,
     /// `None` when every row uses this adapter.
     token_rows: Option<Tensor<B, 1, Int>>,
 }
@@ -184,8 +191,9 @@ impl<B: Backend> Qwen2Weights<B> {
                 continue;
             };
             let delta = |xs: Tensor<B, 2>| {
+                let xs = lora_dropout(f32(xs), g.dropout);
                 cast(
-                    f32(xs).matmul(pair.a.clone()).matmul(pair.b.clone()) * g.scale,
+                    xs.matmul(pair.a.clone()).matmul(pair.b.clone()) * g.scale,
                     dtype,
                 )
             };
@@ -303,7 +311,7 @@ impl<B: Backend> Qwen2Weights<B> {
             c.extend_valid(&batch.valid);
         }
         let rope = self.rope(&batch.positions, device);
-        let groups = adapter_groups(&opts.adapters, b, t, device);
+        let groups = adapter_groups(&opts.adapters, opts.training, b, t, device);
         let steer_masks: Vec<Option<Tensor<B, 3>>> = opts
             .steering
             .iter()
@@ -357,6 +365,15 @@ impl<B: Backend> Qwen2Weights<B> {
     }
 }
 
+/// Inverted dropout: zero each element with probability `p`, scale the survivors by 1/(1−p).
+pub(crate) fn lora_dropout<B: Backend>(x: Tensor<B, 2>, p: f64) -> Tensor<B, 2> {
+    if p <= 0.0 {
+        return x;
+    }
+    let keep = Tensor::<B, 2>::random(x.shape(), Distribution::Bernoulli(1.0 - p), &x.device());
+    x * keep * (1.0 / (1.0 - p))
+}
+
 /// Additive mask `[b, 1, t, past+t]`: 0 where allowed, -1e30 where masked (causal + padding).
 fn attention_mask<B: Backend>(
     past: &[Vec<bool>],
@@ -383,6 +400,7 @@ fn attention_mask<B: Backend>(
 
 fn adapter_groups<'a, B: Backend>(
     adapters: &[Option<&'a LoraAdapter<B>>],
+    training: bool,
     b: usize,
     t: usize,
     device: &B::Device,
@@ -415,6 +433,7 @@ fn adapter_groups<'a, B: Backend>(
         groups.push(AdapterGroup {
             adapter: a,
             scale: a.config.scale() as f32,
+            dropout: if training { a.config.dropout } else { 0.0 },
             token_rows,
         });
     }
@@ -449,4 +468,34 @@ fn steer_mask<B: Backend>(
         })
         .collect();
     Some(Tensor::<B, 2>::from_data(TensorData::new(m, [b, t]), device).unsqueeze_dim(2))
+}
+
+#[cfg(test)]
+mod tests {
+    use burn::tensor::{backend::Backend, Tensor};
+
+    use super::lora_dropout;
+    use crate::CpuBackend;
+
+    #[test]
+    fn lora_dropout_zeroes_p_of_the_inputs_and_rescales_the_rest() {
+        let device = Default::default();
+        CpuBackend::seed(&device, 3);
+        let x = Tensor::<CpuBackend, 2>::ones([200, 500], &device);
+        let y: Vec<f32> = lora_dropout(x.clone(), 0.25)
+            .into_data()
+            .into_vec()
+            .expect("f32");
+        let kept = 1.0 / 0.75;
+        assert!(y.iter().all(|&v| v == 0.0 || (v - kept).abs() < 1e-6));
+        let zeros = y.iter().filter(|&&v| v == 0.0).count() as f64 / y.len() as f64;
+        assert!((zeros - 0.25).abs() < 0.01, "dropped fraction {zeros}");
+        let mean = y.iter().map(|&v| f64::from(v)).sum::<f64>() / y.len() as f64;
+        assert!(
+            (mean - 1.0).abs() < 0.02,
+            "inverted dropout keeps the mean: {mean}"
+        );
+        let same: Vec<f32> = lora_dropout(x, 0.0).into_data().into_vec().expect("f32");
+        assert!(same.iter().all(|&v| v == 1.0));
+    }
 }

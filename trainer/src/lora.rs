@@ -240,6 +240,12 @@ impl<B: Backend> LoraAdapter<B> {
         };
         let mut targets = targets;
         targets.sort();
+        if !(0.0..1.0).contains(&pc.lora_dropout) {
+            return Err(format_err(
+                &cfg_path,
+                format!("`lora_dropout`: {} is not in [0, 1)", pc.lora_dropout),
+            ));
+        }
         let config = LoraConfig {
             rank: pc.r,
             alpha: pc.lora_alpha,

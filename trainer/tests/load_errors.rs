@@ -115,3 +115,23 @@ fn adapter_missing_tensor_is_named() {
         "{err}"
     );
 }
+
+#[test]
+fn adapter_dropout_outside_zero_one_is_named() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    copy_dir(&fixtures().join("tiny_tied_a2"), tmp.path());
+    let cfg_path = tmp.path().join("adapter_config.json");
+    let mut cfg: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&cfg_path).expect("read")).expect("json");
+    cfg["lora_dropout"] = serde_json::json!(1.0);
+    std::fs::write(&cfg_path, cfg.to_string()).expect("write");
+    let config =
+        Qwen2Config::load(&fixtures().join("tiny_tied").join("config.json")).expect("config");
+    let err = LoraAdapter::<CpuBackend>::load_peft(tmp.path(), &config, &Default::default())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("lora_dropout") && err.contains("adapter_config.json"),
+        "{err}"
+    );
+}
