@@ -112,7 +112,8 @@ impl<B: Backend> Engine<B> {
 
     /// Scores every example under every model (`None` = base) in shared batched passes.
     ///
-    /// Returns `[model][example]`. Rows are bucketed by length so padding stays small.
+    /// Returns `[model][example]`. Rows are grouped by model and bucketed by length, so passes
+    /// rarely mix adapters and padding stays small.
     pub fn score(
         &self,
         examples: &[EncodedChat],
@@ -125,7 +126,9 @@ impl<B: Backend> Engine<B> {
         let mut rows: Vec<(usize, usize)> = (0..models.len())
             .flat_map(|m| (0..examples.len()).map(move |e| (m, e)))
             .collect();
-        rows.sort_by_key(|&(m, e)| (examples[e].ids.len(), m, e));
+        // By model, then length: passes hold one model's rows (except at group edges), which
+        // skips the per-adapter row gather; padding stays as small as sorting by length alone.
+        rows.sort_by_key(|&(m, e)| (m, examples[e].ids.len(), e));
         let mut out: Vec<Vec<Option<Score>>> = vec![vec![None; examples.len()]; models.len()];
         for chunk in rows.chunks(opts.max_batch_rows.max(1)) {
             let seqs: Vec<Vec<u32>> = chunk
