@@ -11,8 +11,8 @@ echo "== cargo fmt / clippy"
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
 
-echo "== cargo check --features cuda (builds without a GPU)"
-cargo check -p trainer --features cuda
+echo "== cargo check --features cuda, tests and examples too (builds without a GPU)"
+cargo check -p trainer --features cuda --all-targets
 
 echo "== cargo test"
 cargo test --workspace

@@ -1,6 +1,6 @@
 //! Answer-only NLL scoring: per-token log-probs via a chunked f32 log-softmax.
 
-use burn::tensor::{backend::Backend, Int, Tensor, TensorData};
+use burn::tensor::{activation, backend::Backend, Int, Tensor, TensorData};
 
 use crate::batch::TokenBatch;
 use crate::chat::EncodedChat;
@@ -9,6 +9,17 @@ use crate::error::{EngineError, Result};
 
 /// Scored positions per log-softmax chunk (bounds the `[rows, vocab]` logits buffer).
 pub const LOGIT_ROWS: usize = 1024;
+
+/// Below this target probability a log-prob is recomputed with the exact log-sum-exp
+/// (well above f32's smallest normal, 1.2e-38, so `ln p` never sees a subnormal).
+const TINY_PROB: f32 = 1e-30;
+
+fn host_f32<B: Backend, const D: usize>(t: Tensor<B, D>) -> Result<Vec<f32>> {
+    t.into_data()
+        .convert::<f32>()
+        .into_vec::<f32>()
+        .map_err(|e| EngineError::Invalid(format!("reading log-probs: {e:?}")))
+}
 
 /// Score of one example under one model.
 #[derive(Debug, Clone, PartialEq)]
@@ -92,17 +103,7 @@ impl<B: Backend> Engine<B> {
             let rows = Tensor::<B, 1, Int>::from_data(TensorData::new(rows, [n]), &self.device);
             let logits = self.weights.logits_rows(flat.clone().select(0, rows));
             let targets: Vec<i64> = chunk.iter().map(|c| i64::from(c.2)).collect();
-            let targets =
-                Tensor::<B, 2, Int>::from_data(TensorData::new(targets, [n, 1]), &self.device);
-            // log p = x_target − (max + log Σ exp(x − max)), in f32, without materialising log-softmax.
-            let max = logits.clone().max_dim(1);
-            let lse = (logits.clone() - max.clone()).exp().sum_dim(1).log() + max;
-            let picked = (logits.gather(1, targets) - lse)
-                .into_data()
-                .convert::<f32>();
-            let vals = picked
-                .into_vec::<f32>()
-                .map_err(|e| EngineError::Invalid(format!("reading log-probs: {e:?}")))?;
+            let vals = target_logprobs(logits, targets, &self.device)?;
             for (c, v) in chunk.iter().zip(vals) {
                 lp[c.0].push(v);
             }
@@ -152,6 +153,44 @@ impl<B: Backend> Engine<B> {
     }
 }
 
+/// `log softmax(logits)[r, targets[r]]` for each row, in f32.
+///
+/// Fast path: the backend's fused softmax (one cache-hot pass per row on the CPU backend,
+/// where the broadcast `logits − max` of an unfused log-softmax alone costs as much as a
+/// sixth of the model) and `ln p` of the target on the host, exact to f32 rounding while p
+/// is a normal float. Rows whose target probability is below [`TINY_PROB`] are redone with
+/// the max-shifted log-sum-exp, so very unlikely tokens still get their exact log-prob.
+pub fn target_logprobs<B: Backend>(
+    logits: Tensor<B, 2>,
+    targets: Vec<i64>,
+    device: &B::Device,
+) -> Result<Vec<f32>> {
+    let n = targets.len();
+    let idx = |v: Vec<i64>| {
+        let n = v.len();
+        Tensor::<B, 2, Int>::from_data(TensorData::new(v, [n, 1]), device)
+    };
+    let probs = activation::softmax(logits.clone(), 1).gather(1, idx(targets.clone()));
+    let probs = host_f32(probs)?;
+    let mut out: Vec<f32> = probs.iter().map(|&p| p.ln()).collect();
+    let tiny: Vec<usize> = (0..n)
+        .filter(|&r| probs[r].is_nan() || probs[r] < TINY_PROB)
+        .collect();
+    if !tiny.is_empty() {
+        let rows: Vec<i64> = tiny.iter().map(|&r| r as i64).collect();
+        let rows = Tensor::<B, 1, Int>::from_data(TensorData::new(rows, [tiny.len()]), device);
+        let sub = logits.select(0, rows);
+        let max = sub.clone().max_dim(1);
+        let lse = (sub.clone() - max.clone()).exp().sum_dim(1).log() + max;
+        let t = idx(tiny.iter().map(|&r| targets[r]).collect());
+        let exact = host_f32(sub.gather(1, t) - lse)?;
+        for (&r, v) in tiny.iter().zip(exact) {
+            out[r] = v;
+        }
+    }
+    Ok(out)
+}
+
 fn mean_nll(token_logprobs: Vec<f32>) -> Score {
     let n = token_logprobs.len();
     let nll = if n == 0 {
@@ -176,4 +215,31 @@ pub fn answer_score(mask: &[bool], logprobs: &[f32]) -> Score {
             .map(|(_, &l)| l)
             .collect(),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use burn::tensor::{Tensor, TensorData};
+
+    use super::target_logprobs;
+    use crate::CpuBackend;
+
+    #[test]
+    fn target_logprobs_are_exact_for_likely_and_vanishingly_unlikely_tokens() {
+        let device = Default::default();
+        // Row 0: an ordinary distribution; row 1: the target sits 200 nats below the max, so
+        // its softmax probability underflows to 0 and the exact log-sum-exp path must answer.
+        let logits = vec![1.0f32, 2.0, 0.5, -1.0, 0.0, 0.0, 0.0, -200.0];
+        let t =
+            Tensor::<CpuBackend, 2>::from_data(TensorData::new(logits.clone(), [2, 4]), &device);
+        let got = target_logprobs(t, vec![1, 3], &device).expect("log-probs");
+        let exact = |row: &[f32], k: usize| {
+            let m = row.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
+            let lse = m + row.iter().map(|&x| (x as f64 - m).exp()).sum::<f64>().ln();
+            (row[k] as f64 - lse) as f32
+        };
+        assert!((got[0] - exact(&logits[..4], 1)).abs() < 1e-6, "{got:?}");
+        assert!((got[1] - exact(&logits[4..], 3)).abs() < 1e-4, "{got:?}");
+        assert!(got[1] < -190.0);
+    }
 }

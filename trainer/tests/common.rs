@@ -5,7 +5,15 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 
 use serde::Deserialize;
-use trainer::{CpuBackend, Engine, Message, Precision};
+use trainer::{Engine, Message, Precision};
+
+/// The backend the engine tests run on: burn-flex, or CUDA in a `--features cuda` build (run
+/// `cargo test -p trainer --features cuda` on a machine with a GPU).
+#[cfg(not(feature = "cuda"))]
+pub type TestBackend = trainer::CpuBackend;
+/// The backend the engine tests run on: CUDA in a `--features cuda` build.
+#[cfg(feature = "cuda")]
+pub type TestBackend = burn::backend::Cuda;
 
 #[derive(Deserialize)]
 pub struct Goldens {
@@ -34,10 +42,15 @@ pub struct GreedyCase {
     pub tokens: Vec<u32>,
 }
 
+/// `trainer/tests/fixtures`, or `$TRAINER_FIXTURES` (for test binaries run on another machine).
 pub fn fixtures() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests")
-        .join("fixtures")
+    std::env::var_os("TRAINER_FIXTURES")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+                .join("tests")
+                .join("fixtures")
+        })
 }
 
 pub fn goldens() -> Goldens {
@@ -47,14 +60,14 @@ pub fn goldens() -> Goldens {
 }
 
 /// Loads a fixture model with both of its fixture adapters resident as `a1`, `a2`.
-pub fn engine(name: &str) -> Engine<CpuBackend> {
+pub fn engine(name: &str) -> Engine<TestBackend> {
     engine_in(name, Precision::F32)
 }
 
 /// [`engine`] with the base model computing in `precision`.
-pub fn engine_in(name: &str, precision: Precision) -> Engine<CpuBackend> {
+pub fn engine_in(name: &str, precision: Precision) -> Engine<TestBackend> {
     let mut e =
-        Engine::<CpuBackend>::load_with(&fixtures().join(name), Default::default(), precision)
+        Engine::<TestBackend>::load_with(&fixtures().join(name), Default::default(), precision)
             .expect("fixture model loads");
     for a in ["a1", "a2"] {
         e.load_adapter(a, &fixtures().join(format!("{name}_{a}")))

@@ -6,7 +6,7 @@ use burn::tensor::{Tensor, TensorData};
 use common::{engine, goldens};
 use trainer::{ForwardOptions, SteerPositions, Steering, TokenBatch};
 
-fn to_vec(t: Tensor<trainer::CpuBackend, 3>) -> Vec<f32> {
+fn to_vec(t: Tensor<common::TestBackend, 3>) -> Vec<f32> {
     t.into_data()
         .convert::<f32>()
         .into_vec::<f32>()

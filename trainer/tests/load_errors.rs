@@ -4,8 +4,8 @@ mod common;
 
 use std::path::Path;
 
-use common::fixtures;
-use trainer::{CpuBackend, Engine, LoraAdapter, Qwen2Config};
+use common::{fixtures, TestBackend};
+use trainer::{Engine, LoraAdapter, Qwen2Config};
 
 fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).expect("mkdir");
@@ -16,7 +16,7 @@ fn copy_dir(from: &Path, to: &Path) {
 }
 
 fn load(dir: &Path) -> String {
-    Engine::<CpuBackend>::load(dir, Default::default())
+    Engine::<TestBackend>::load(dir, Default::default())
         .map(|_| ())
         .unwrap_err()
         .to_string()
@@ -86,8 +86,8 @@ fn sharded_index_loads_like_single_file() {
         index.to_string(),
     )
     .expect("write");
-    let e = Engine::<CpuBackend>::load(tmp.path(), Default::default()).expect("sharded loads");
-    let base = Engine::<CpuBackend>::load(&fixtures().join("tiny_untied"), Default::default())
+    let e = Engine::<TestBackend>::load(tmp.path(), Default::default()).expect("sharded loads");
+    let base = Engine::<TestBackend>::load(&fixtures().join("tiny_untied"), Default::default())
         .expect("loads");
     let ids = vec![vec![1u32, 5, 9, 42, 7]];
     assert_eq!(
@@ -107,7 +107,7 @@ fn adapter_missing_tensor_is_named() {
     std::fs::write(&cfg_path, cfg).expect("write");
     let config =
         Qwen2Config::load(&fixtures().join("tiny_tied").join("config.json")).expect("config");
-    let err = LoraAdapter::<CpuBackend>::load_peft(tmp.path(), &config, &Default::default())
+    let err = LoraAdapter::<TestBackend>::load_peft(tmp.path(), &config, &Default::default())
         .unwrap_err()
         .to_string();
     assert!(
@@ -127,7 +127,7 @@ fn adapter_dropout_outside_zero_one_is_named() {
     std::fs::write(&cfg_path, cfg.to_string()).expect("write");
     let config =
         Qwen2Config::load(&fixtures().join("tiny_tied").join("config.json")).expect("config");
-    let err = LoraAdapter::<CpuBackend>::load_peft(tmp.path(), &config, &Default::default())
+    let err = LoraAdapter::<TestBackend>::load_peft(tmp.path(), &config, &Default::default())
         .unwrap_err()
         .to_string();
     assert!(

@@ -3,10 +3,10 @@
 mod common;
 
 use burn::tensor::{backend::Backend, Tensor};
-use common::{fixtures, goldens};
-use trainer::{CpuBackend, Engine, ForwardOptions, LoraAdapter, TokenBatch};
+use common::{fixtures, goldens, TestBackend};
+use trainer::{Engine, ForwardOptions, LoraAdapter, TokenBatch};
 
-fn to_vec(t: Tensor<CpuBackend, 3>) -> Vec<f32> {
+fn to_vec(t: Tensor<TestBackend, 3>) -> Vec<f32> {
     t.into_data()
         .convert::<f32>()
         .into_vec::<f32>()
@@ -14,11 +14,11 @@ fn to_vec(t: Tensor<CpuBackend, 3>) -> Vec<f32> {
 }
 
 /// tiny_untied with its adapter a1 resident twice: `p0` (dropout 0) and `p30` (dropout 0.3).
-fn engine() -> Engine<CpuBackend> {
+fn engine() -> Engine<TestBackend> {
     let dir = fixtures().join("tiny_untied");
-    let mut e = Engine::<CpuBackend>::load(&dir, Default::default()).expect("loads");
+    let mut e = Engine::<TestBackend>::load(&dir, Default::default()).expect("loads");
     let load = |p: f64| {
-        let mut a = LoraAdapter::<CpuBackend>::load_peft(
+        let mut a = LoraAdapter::<TestBackend>::load_peft(
             &fixtures().join("tiny_untied_a1"),
             &e.weights.config,
             &e.device,
@@ -33,7 +33,7 @@ fn engine() -> Engine<CpuBackend> {
     e
 }
 
-fn hidden(e: &Engine<CpuBackend>, rows: &[Option<&str>], training: bool) -> Vec<f32> {
+fn hidden(e: &Engine<TestBackend>, rows: &[Option<&str>], training: bool) -> Vec<f32> {
     let ids = goldens().template[0].ids.clone();
     let seqs = vec![ids; rows.len()];
     let batch = TokenBatch::right_padded(&seqs, 0);
@@ -54,7 +54,7 @@ fn max_diff(a: &[f32], b: &[f32]) -> f32 {
 #[test]
 fn dropout_acts_in_a_training_forward_only_on_adapted_rows_and_follows_the_seed() {
     let e = engine();
-    CpuBackend::seed(&e.device, 7);
+    TestBackend::seed(&e.device, 7);
     let eval = hidden(&e, &[None, Some("p30")], false);
     let half = eval.len() / 2;
     // Scoring and generation never drop: the eval forward equals the dropout-0 adapter's.
@@ -68,10 +68,10 @@ fn dropout_acts_in_a_training_forward_only_on_adapted_rows_and_follows_the_seed(
 
     // Masks come from the backend's RNG: the same seed gives the same masks, a new draw new
     // ones. (One test function: the RNG is process-wide and tests run on parallel threads.)
-    CpuBackend::seed(&e.device, 11);
+    TestBackend::seed(&e.device, 11);
     let a = hidden(&e, &[Some("p30")], true);
     let b = hidden(&e, &[Some("p30")], true);
-    CpuBackend::seed(&e.device, 11);
+    TestBackend::seed(&e.device, 11);
     let c = hidden(&e, &[Some("p30")], true);
     assert!(max_diff(&a, &b) > 1e-4, "a new draw gives new masks");
     assert!(
