@@ -1,6 +1,7 @@
 //! CPU scoring benchmark, burn side (see reference/bench_torch.py, which also builds DIR).
 //!
-//! cargo run -p trainer --example bench_score -- DIR [BATCH] [SEQ] [ITERS]
+//! cargo run --release -p trainer --example bench_score -- DIR [BATCH] [SEQ] [ITERS]
+//! (release: a dev build keeps debug assertions on inside burn-flex and gemm, ~2× slower)
 
 use std::time::Instant;
 
