@@ -21,12 +21,23 @@ struct RawConfig {
     tie_word_embeddings: bool,
     max_position_embeddings: Option<usize>,
     eos_token_id: Option<serde_json::Value>,
+    model_type: Option<String>,
+    hidden_act: Option<String>,
+    head_dim: Option<usize>,
+    #[serde(default)]
+    use_sliding_window: bool,
+    /// transformers < 5 spelling of `rope_parameters` (`null` for plain RoPE).
+    rope_scaling: Option<serde_json::Value>,
 }
 
 #[derive(Deserialize)]
 struct RopeParameters {
     rope_theta: Option<f64>,
+    rope_type: Option<String>,
 }
+
+/// Architectures whose weights and forward pass are Qwen2's (same tensors, same maths).
+const SUPPORTED_MODEL_TYPES: [&str; 1] = ["qwen2"];
 
 /// Validated Qwen2 architecture parameters.
 #[derive(Debug, Clone, PartialEq)]
@@ -61,6 +72,7 @@ impl Qwen2Config {
     /// Reads and validates `config.json`.
     pub fn load(path: &Path) -> Result<Self> {
         let raw: RawConfig = read_json(path)?;
+        check_architecture(&raw, path)?;
         let need = |v: Option<usize>, key: &str| {
             v.filter(|n| *n > 0)
                 .ok_or_else(|| format_err(path, format!("missing or zero field `{key}`")))
@@ -81,6 +93,16 @@ impl Qwen2Config {
             return Err(format_err(
                 path,
                 "`num_attention_heads` is not a multiple of `num_key_value_heads`",
+            ));
+        }
+        if let Some(d) = raw.head_dim.filter(|&d| d != hidden_size / num_heads) {
+            return Err(format_err(
+                path,
+                format!(
+                    "`head_dim` {d} differs from hidden_size / num_attention_heads = {} \
+                     (not a Qwen2 layout)",
+                    hidden_size / num_heads
+                ),
             ));
         }
         let rope_theta = raw
@@ -113,4 +135,60 @@ impl Qwen2Config {
             eos_token_ids,
         })
     }
+}
+
+/// Rejects configs whose forward pass differs from the one implemented here, naming the key:
+/// other architectures, activations, sliding-window attention and scaled RoPE variants would
+/// otherwise load and compute silently wrong numbers.
+fn check_architecture(raw: &RawConfig, path: &Path) -> Result<()> {
+    if let Some(t) = raw
+        .model_type
+        .as_deref()
+        .filter(|t| !SUPPORTED_MODEL_TYPES.contains(t))
+    {
+        return Err(format_err(
+            path,
+            format!("`model_type` `{t}` is not supported (supported: qwen2)"),
+        ));
+    }
+    if let Some(a) = raw.hidden_act.as_deref().filter(|a| *a != "silu") {
+        return Err(format_err(
+            path,
+            format!("`hidden_act` `{a}` is not supported (Qwen2 uses silu)"),
+        ));
+    }
+    if raw.use_sliding_window {
+        return Err(format_err(
+            path,
+            "`use_sliding_window` is true: sliding-window attention is not supported",
+        ));
+    }
+    let legacy = match &raw.rope_scaling {
+        None | Some(serde_json::Value::Null) => None,
+        Some(v) => Some(
+            v.get("rope_type")
+                .or_else(|| v.get("type"))
+                .and_then(|t| t.as_str())
+                .unwrap_or("unknown")
+                .to_string(),
+        ),
+    };
+    if let Some(t) = legacy.filter(|t| t != "default") {
+        return Err(format_err(
+            path,
+            format!("`rope_scaling` type `{t}` is not supported (plain RoPE only)"),
+        ));
+    }
+    if let Some(t) = raw
+        .rope_parameters
+        .as_ref()
+        .and_then(|p| p.rope_type.as_deref())
+        .filter(|t| *t != "default")
+    {
+        return Err(format_err(
+            path,
+            format!("`rope_parameters.rope_type` `{t}` is not supported (plain RoPE only)"),
+        ));
+    }
+    Ok(())
 }

@@ -135,3 +135,55 @@ fn adapter_dropout_outside_zero_one_is_named() {
         "{err}"
     );
 }
+
+/// A copy of tiny_tied's config.json with `key` set to `value`; returns the load error.
+fn config_error(key: &str, value: serde_json::Value) -> String {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let src = fixtures().join("tiny_tied").join("config.json");
+    let mut cfg: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(src).expect("read")).expect("json");
+    cfg[key] = value;
+    let p = tmp.path().join("config.json");
+    std::fs::write(&p, cfg.to_string()).expect("write");
+    Qwen2Config::load(&p).unwrap_err().to_string()
+}
+
+#[test]
+fn configs_computing_a_different_forward_are_refused_by_key() {
+    use serde_json::json;
+    let cases = [
+        ("model_type", json!("llama"), "`model_type` `llama`"),
+        ("hidden_act", json!("gelu"), "`hidden_act` `gelu`"),
+        ("use_sliding_window", json!(true), "`use_sliding_window`"),
+        (
+            "rope_scaling",
+            json!({"type": "yarn", "factor": 4.0}),
+            "`rope_scaling` type `yarn`",
+        ),
+        (
+            "rope_parameters",
+            json!({"rope_type": "dynamic", "rope_theta": 10000.0}),
+            "`rope_parameters.rope_type` `dynamic`",
+        ),
+        ("head_dim", json!(16), "`head_dim` 16"),
+    ];
+    for (key, value, want) in cases {
+        let err = config_error(key, value);
+        assert!(
+            err.contains(want) && err.contains("config.json"),
+            "{key}: {err}"
+        );
+    }
+    // The spellings of plain RoPE and the fixture's own head_dim still load.
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let src = fixtures().join("tiny_tied").join("config.json");
+    let mut cfg: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(src).expect("read")).expect("json");
+    cfg["rope_scaling"] = json!(null);
+    let hd = cfg["hidden_size"].as_u64().expect("hidden")
+        / cfg["num_attention_heads"].as_u64().expect("heads");
+    cfg["head_dim"] = json!(hd);
+    let p = tmp.path().join("config.json");
+    std::fs::write(&p, cfg.to_string()).expect("write");
+    Qwen2Config::load(&p).expect("plain RoPE config loads");
+}
