@@ -9,7 +9,7 @@ use crate::batch::TokenBatch;
 use crate::cache::KvCache;
 use crate::lora::{LoraAdapter, Target};
 use crate::model::{Block, Linear, Qwen2Weights};
-use crate::precision::{cast, f32};
+use crate::precision::{cast, to_f32};
 
 /// Which positions a steering vector is added at.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -89,7 +89,7 @@ struct AdapterGroup<'a, B: Backend> {
 /// HF's Qwen2RMSNorm: normalise in f32, cast back, then scale by the weight.
 fn rms_norm<B: Backend>(x: Tensor<B, 3>, w: &Tensor<B, 1>, eps: f64) -> Tensor<B, 3> {
     let dtype = x.dtype();
-    let x = f32(x);
+    let x = to_f32(x);
     let var = x.clone().powi_scalar(2).mean_dim(2);
     let normed = cast(x * (var + eps).sqrt().recip(), dtype);
     normed * w.clone().unsqueeze_dim::<2>(0).unsqueeze_dim::<3>(0)
@@ -142,29 +142,30 @@ impl<B: Backend> Qwen2Weights<B> {
         let inv: Vec<f32> = (0..d / 2)
             .map(|i| 1.0 / theta.powf((2 * i) as f32 / d as f32))
             .collect();
-        // One `[head_dim]` row of angles per token; the frequency table repeats for both halves.
-        let angles: Vec<Vec<f32>> = positions
-            .iter()
-            .flatten()
-            .map(|&p| inv.iter().chain(&inv).map(|f| p as f32 * f).collect())
-            .collect();
-        let table = |heads: usize| {
-            let rows = angles.len() * heads;
-            let mut cos = Vec::with_capacity(rows * d);
-            let mut sin = Vec::with_capacity(rows * d);
-            for a in &angles {
-                for _ in 0..heads {
-                    cos.extend(a.iter().map(|x| x.cos()));
-                    sin.extend(a.iter().map(|x| x.sin()));
-                }
+        // One `[head_dim]` row per token (the frequency table repeats for both halves), computed
+        // once and repeated per head for the query and the KV tables.
+        let (mut cos, mut sin) = (Vec::new(), Vec::new());
+        for &p in positions.iter().flatten() {
+            for f in inv.iter().chain(&inv) {
+                let a = p as f32 * f;
+                cos.push(a.cos());
+                sin.push(a.sin());
             }
+        }
+        let tokens = cos.len() / d.max(1);
+        let table = |heads: usize| {
+            let per_head = |v: &[f32]| -> Vec<f32> {
+                v.chunks(d)
+                    .flat_map(|row| std::iter::repeat_n(row, heads).flatten().copied())
+                    .collect()
+            };
             let mk = |v: Vec<f32>| {
                 cast(
-                    Tensor::<B, 2>::from_data(TensorData::new(v, [rows, d]), device),
+                    Tensor::<B, 2>::from_data(TensorData::new(v, [tokens * heads, d]), device),
                     dtype,
                 )
             };
-            (mk(cos), mk(sin))
+            (mk(per_head(&cos)), mk(per_head(&sin)))
         };
         Rope {
             rot: cast(
@@ -191,7 +192,7 @@ impl<B: Backend> Qwen2Weights<B> {
                 continue;
             };
             let delta = |xs: Tensor<B, 2>| {
-                let xs = lora_dropout(f32(xs), g.dropout);
+                let xs = lora_dropout(to_f32(xs), g.dropout);
                 cast(
                     xs.matmul(pair.a.clone()).matmul(pair.b.clone()) * g.scale,
                     dtype,
@@ -259,9 +260,9 @@ impl<B: Backend> Qwen2Weights<B> {
         // Scores, softmax and the weighted sum in f32 (HF's eager path upcasts the softmax).
         let dtype = q.dtype();
         let attn = module::attention(
-            f32(q),
-            f32(k),
-            f32(v),
+            to_f32(q),
+            to_f32(k),
+            to_f32(v),
             None,
             Some(mask.clone()),
             AttentionModuleOptions {
@@ -332,7 +333,7 @@ impl<B: Backend> Qwen2Weights<B> {
             }
             for (s, m) in opts.steering.iter().zip(&steer_masks) {
                 if s.layer == l {
-                    let add = f32(s.vector.clone())
+                    let add = to_f32(s.vector.clone())
                         .unsqueeze_dim::<2>(0)
                         .unsqueeze_dim::<3>(0)
                         * s.alpha;
@@ -345,7 +346,7 @@ impl<B: Backend> Qwen2Weights<B> {
                 }
             }
             if opts.capture.contains(&l) {
-                captured.push((l, f32(h.clone())));
+                captured.push((l, to_f32(h.clone())));
             }
         }
         let hidden = rms_norm(h, &self.norm, self.config.rms_norm_eps);
@@ -354,7 +355,7 @@ impl<B: Backend> Qwen2Weights<B> {
 
     /// `hidden: [rows, hidden]` → logits `[rows, vocab]`, in f32.
     pub fn logits_rows(&self, hidden: Tensor<B, 2>) -> Tensor<B, 2> {
-        f32(hidden.matmul(self.lm_head.clone()))
+        to_f32(hidden.matmul(self.lm_head.clone()))
     }
 
     /// `hidden: [b, t, hidden]` → logits `[b, t, vocab]`, in f32.

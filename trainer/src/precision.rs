@@ -38,6 +38,6 @@ pub(crate) fn cast<B: Backend, const D: usize>(t: Tensor<B, D>, dtype: DType) ->
 }
 
 /// `t` in f32 (no copy when it already is).
-pub(crate) fn f32<B: Backend, const D: usize>(t: Tensor<B, D>) -> Tensor<B, D> {
+pub(crate) fn to_f32<B: Backend, const D: usize>(t: Tensor<B, D>) -> Tensor<B, D> {
     cast(t, DType::F32)
 }
