@@ -8,6 +8,7 @@ use crate::batch::TokenBatch;
 use crate::cache::KvCache;
 use crate::engine::Engine;
 use crate::error::{EngineError, Result};
+use crate::precision::host_f32;
 
 /// How the next token is chosen.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -137,10 +138,7 @@ impl<B: Backend> Engine<B> {
                 .weights
                 .forward(&batch, &fopts, Some(&mut cache), &self.device);
             let last = fwd.hidden.narrow(1, batch.len() - 1, 1);
-            let logits = self.weights.logits(last).into_data().convert::<f32>();
-            let logits = logits
-                .into_vec::<f32>()
-                .map_err(|e| EngineError::Invalid(format!("reading logits: {e:?}")))?;
+            let logits = host_f32(self.weights.logits(last), "logits")?;
             let mut step = Vec::with_capacity(b);
             for r in 0..b {
                 let tok = if done[r] {

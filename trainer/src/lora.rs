@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use crate::config::Qwen2Config;
 use crate::error::{format_err, io_err, read_json, EngineError, Result};
 use crate::model::host_transposed;
+use crate::precision::host_f32;
 use crate::weights::{read_safetensors, write_safetensors};
 
 /// A projection LoRA can attach to.
@@ -337,9 +338,6 @@ impl<B: Backend> LoraAdapter<B> {
 /// `[rows, cols]` device tensor → host `[cols, rows]` (row-major).
 fn to_host_t<B: Backend>(t: &Tensor<B, 2>) -> Result<(Vec<usize>, Vec<f32>)> {
     let [rows, cols] = t.dims();
-    let data = t.clone().transpose().into_data().convert::<f32>();
-    let data = data
-        .into_vec::<f32>()
-        .map_err(|e| EngineError::Invalid(format!("reading adapter tensor: {e:?}")))?;
+    let data = host_f32(t.clone().transpose(), "adapter tensor")?;
     Ok((vec![cols, rows], data))
 }

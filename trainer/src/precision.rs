@@ -3,6 +3,8 @@
 
 use burn::tensor::{backend::Backend, DType, FloatDType, Tensor};
 
+use crate::error::{EngineError, Result};
+
 /// Dtype of the base weights and the residual stream.
 ///
 /// With [`Precision::Bf16`] the steps HuggingFace runs in f32 stay in f32: RMSNorm's variance
@@ -40,4 +42,15 @@ pub(crate) fn cast<B: Backend, const D: usize>(t: Tensor<B, D>, dtype: DType) ->
 /// `t` in f32 (no copy when it already is).
 pub(crate) fn to_f32<B: Backend, const D: usize>(t: Tensor<B, D>) -> Tensor<B, D> {
     cast(t, DType::F32)
+}
+
+/// The elements of `t` on the host as f32, whatever its dtype (`what` names them in the error).
+pub(crate) fn host_f32<B: Backend, const D: usize>(
+    t: Tensor<B, D>,
+    what: &str,
+) -> Result<Vec<f32>> {
+    t.into_data()
+        .convert::<f32>()
+        .into_vec::<f32>()
+        .map_err(|e| EngineError::Invalid(format!("reading {what}: {e:?}")))
 }

@@ -6,6 +6,7 @@ use crate::batch::TokenBatch;
 use crate::chat::EncodedChat;
 use crate::engine::Engine;
 use crate::error::{EngineError, Result};
+use crate::precision::host_f32;
 
 /// Scored positions per log-softmax chunk (bounds the `[rows, vocab]` logits buffer).
 pub const LOGIT_ROWS: usize = 1024;
@@ -13,13 +14,6 @@ pub const LOGIT_ROWS: usize = 1024;
 /// Below this target probability a log-prob is recomputed with the exact log-sum-exp
 /// (well above f32's smallest normal, 1.2e-38, so `ln p` never sees a subnormal).
 const TINY_PROB: f32 = 1e-30;
-
-fn host_f32<B: Backend, const D: usize>(t: Tensor<B, D>) -> Result<Vec<f32>> {
-    t.into_data()
-        .convert::<f32>()
-        .into_vec::<f32>()
-        .map_err(|e| EngineError::Invalid(format!("reading log-probs: {e:?}")))
-}
 
 /// Score of one example under one model.
 #[derive(Debug, Clone, PartialEq)]
@@ -171,7 +165,7 @@ pub fn target_logprobs<B: Backend>(
         Tensor::<B, 2, Int>::from_data(TensorData::new(v, [n, 1]), device)
     };
     let probs = activation::softmax(logits.clone(), 1).gather(1, idx(targets.clone()));
-    let probs = host_f32(probs)?;
+    let probs = host_f32(probs, "log-probs")?;
     let mut out: Vec<f32> = probs.iter().map(|&p| p.ln()).collect();
     let tiny: Vec<usize> = (0..n)
         .filter(|&r| probs[r].is_nan() || probs[r] < TINY_PROB)
@@ -183,7 +177,7 @@ pub fn target_logprobs<B: Backend>(
         let max = sub.clone().max_dim(1);
         let lse = (sub.clone() - max.clone()).exp().sum_dim(1).log() + max;
         let t = idx(tiny.iter().map(|&r| targets[r]).collect());
-        let exact = host_f32(sub.gather(1, t) - lse)?;
+        let exact = host_f32(sub.gather(1, t) - lse, "log-probs")?;
         for (&r, v) in tiny.iter().zip(exact) {
             out[r] = v;
         }
