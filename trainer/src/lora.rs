@@ -163,6 +163,80 @@ struct PeftConfig {
     base_model_name_or_path: Option<String>,
     #[serde(default)]
     fan_in_fan_out: bool,
+    /// PEFT options that change what an adapter computes beyond `B(A(x))·s` on the targets.
+    /// The engine does not implement them, so a config that uses one is refused (naming the
+    /// key) rather than loaded with silently wrong numbers. Never written by `save_peft`.
+    #[serde(default, skip_serializing)]
+    alpha_pattern: serde_json::Value,
+    #[serde(default, skip_serializing)]
+    rank_pattern: serde_json::Value,
+    #[serde(default, skip_serializing)]
+    use_dora: serde_json::Value,
+    #[serde(default, skip_serializing)]
+    modules_to_save: serde_json::Value,
+    #[serde(default, skip_serializing)]
+    layers_to_transform: serde_json::Value,
+    #[serde(default, skip_serializing)]
+    lora_bias: serde_json::Value,
+    #[serde(default, skip_serializing)]
+    layer_replication: serde_json::Value,
+}
+
+impl PeftConfig {
+    /// The first PEFT option set that the engine would ignore, as (key, why).
+    fn unsupported(&self) -> Option<(&'static str, &'static str)> {
+        let set = |v: &serde_json::Value| match v {
+            serde_json::Value::Null | serde_json::Value::Bool(false) => false,
+            serde_json::Value::Object(m) => !m.is_empty(),
+            serde_json::Value::Array(a) => !a.is_empty(),
+            _ => true,
+        };
+        [
+            (
+                &self.alpha_pattern,
+                "alpha_pattern",
+                "per-module alpha is not supported",
+            ),
+            (
+                &self.rank_pattern,
+                "rank_pattern",
+                "per-module rank is not supported",
+            ),
+            (&self.use_dora, "use_dora", "DoRA is not supported"),
+            (
+                &self.modules_to_save,
+                "modules_to_save",
+                "fully trained modules are not supported",
+            ),
+            (
+                &self.layers_to_transform,
+                "layers_to_transform",
+                "adapters on a subset of layers are not supported",
+            ),
+            (
+                &self.lora_bias,
+                "lora_bias",
+                "a bias on lora_B is not supported",
+            ),
+            (
+                &self.layer_replication,
+                "layer_replication",
+                "layer replication is not supported",
+            ),
+        ]
+        .into_iter()
+        .find(|(v, _, _)| set(v))
+        .map(|(_, key, why)| (key, why))
+        .or_else(|| {
+            self.bias
+                .as_deref()
+                .is_some_and(|b| b != "none")
+                .then_some((
+                    "bias",
+                    "trained biases (bias other than \"none\") are not supported",
+                ))
+        })
+    }
 }
 
 fn peft_key(layer: usize, t: Target, ab: &str) -> String {
@@ -209,6 +283,9 @@ impl<B: Backend> LoraAdapter<B> {
         let pc: PeftConfig = read_json(&cfg_path)?;
         if pc.peft_type.as_deref().is_some_and(|t| t != "LORA") {
             return Err(format_err(&cfg_path, "`peft_type` is not LORA"));
+        }
+        if let Some((key, why)) = pc.unsupported() {
+            return Err(format_err(&cfg_path, format!("`{key}`: {why}")));
         }
         if pc.fan_in_fan_out {
             return Err(format_err(
@@ -318,6 +395,13 @@ impl<B: Backend> LoraAdapter<B> {
             bias: Some("none".into()),
             base_model_name_or_path: Some(base_model.to_string()),
             fan_in_fan_out: false,
+            alpha_pattern: serde_json::Value::Null,
+            rank_pattern: serde_json::Value::Null,
+            use_dora: serde_json::Value::Null,
+            modules_to_save: serde_json::Value::Null,
+            layers_to_transform: serde_json::Value::Null,
+            lora_bias: serde_json::Value::Null,
+            layer_replication: serde_json::Value::Null,
         };
         let cfg_path = dir.join("adapter_config.json");
         let text =

@@ -116,24 +116,60 @@ fn adapter_missing_tensor_is_named() {
     );
 }
 
-#[test]
-fn adapter_dropout_outside_zero_one_is_named() {
+/// A copy of the tiny_tied_a2 adapter with `key` set to `value` in adapter_config.json;
+/// returns the load error, or None when it loads.
+fn adapter_config_error(key: &str, value: serde_json::Value) -> Option<String> {
     let tmp = tempfile::tempdir().expect("tempdir");
     copy_dir(&fixtures().join("tiny_tied_a2"), tmp.path());
     let cfg_path = tmp.path().join("adapter_config.json");
     let mut cfg: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&cfg_path).expect("read")).expect("json");
-    cfg["lora_dropout"] = serde_json::json!(1.0);
+    cfg[key] = value;
     std::fs::write(&cfg_path, cfg.to_string()).expect("write");
     let config =
         Qwen2Config::load(&fixtures().join("tiny_tied").join("config.json")).expect("config");
-    let err = LoraAdapter::<TestBackend>::load_peft(tmp.path(), &config, &Default::default())
-        .unwrap_err()
-        .to_string();
-    assert!(
-        err.contains("lora_dropout") && err.contains("adapter_config.json"),
-        "{err}"
-    );
+    LoraAdapter::<TestBackend>::load_peft(tmp.path(), &config, &Default::default())
+        .err()
+        .map(|e| e.to_string())
+}
+
+#[test]
+fn adapter_options_the_engine_would_ignore_are_refused_by_key() {
+    use serde_json::json;
+    for (key, value) in [
+        ("lora_dropout", json!(1.0)),
+        ("alpha_pattern", json!({"q_proj": 32})),
+        ("rank_pattern", json!({"v_proj": 2})),
+        ("use_dora", json!(true)),
+        ("bias", json!("all")),
+        ("modules_to_save", json!(["lm_head"])),
+        ("layers_to_transform", json!([0])),
+        ("lora_bias", json!(true)),
+        ("layer_replication", json!([[0, 1], [0, 1]])),
+    ] {
+        let err = adapter_config_error(key, value.clone())
+            .unwrap_or_else(|| panic!("{key} = {value} loaded"));
+        assert!(
+            err.contains(&format!("`{key}`")) && err.contains("adapter_config.json"),
+            "{key}: {err}"
+        );
+    }
+    // PEFT's own "unset" spellings load.
+    for (key, value) in [
+        ("alpha_pattern", json!({})),
+        ("rank_pattern", json!({})),
+        ("use_dora", json!(false)),
+        ("bias", json!("none")),
+        ("modules_to_save", serde_json::Value::Null),
+        ("layers_to_transform", serde_json::Value::Null),
+        ("lora_bias", json!(false)),
+    ] {
+        assert_eq!(
+            adapter_config_error(key, value.clone()),
+            None,
+            "{key} = {value}"
+        );
+    }
 }
 
 /// A copy of tiny_tied's config.json with `key` set to `value`; returns the load error.
