@@ -113,7 +113,18 @@ impl<B: Backend> NllScorer for EngineScorer<B> {
             let lps = self.engine.token_logprobs(&seqs, &adapters)?;
             for (&i, lp) in chunk.iter().zip(lps) {
                 let s = answer_score(&encoded[i].answer_mask, &lp);
-                out[i] = if s.answer_tokens == 0 || !s.nll.is_finite() {
+                // A NaN or infinite NLL means the weights are broken (a diverged adapter):
+                // no score built on it means anything, and a placeholder would be cached.
+                if s.answer_tokens > 0 && !s.nll.is_finite() {
+                    return Err(format!(
+                        "model `{}` gives a non-finite NLL ({}) on a pool example; its weights \
+                         produce NaN or infinite log-probs (a diverged adapter?)",
+                        requests[i].adapter.unwrap_or("base"),
+                        s.nll
+                    )
+                    .into());
+                }
+                out[i] = if s.answer_tokens == 0 {
                     CachedNll {
                         nll: 0.0,
                         tokens: 0,

@@ -49,8 +49,9 @@ fn fingerprint(files: &[PathBuf]) -> Result<String, FingerprintError> {
     Ok(hex::encode(h.finalize()))
 }
 
-/// Base-model fingerprint: `config.json`, `tokenizer.json`, `tokenizer_config.json` (when
-/// present) and every `*.safetensors` file, by name.
+/// Base-model fingerprint: `config.json`, `tokenizer.json`, `tokenizer_config.json` and
+/// `chat_template.jinja` (each when present: the template shapes every encoded example, so
+/// a new one must not be served stale NLLs) and every `*.safetensors` file, by name.
 pub fn model_fingerprint(dir: &Path) -> Result<String, FingerprintError> {
     let err = |path: &Path, message: String| FingerprintError {
         path: path.to_path_buf(),
@@ -63,7 +64,11 @@ pub fn model_fingerprint(dir: &Path) -> Result<String, FingerprintError> {
             "not found (is this a HuggingFace model directory?)".into(),
         ));
     }
-    for name in ["tokenizer.json", "tokenizer_config.json"] {
+    for name in [
+        "tokenizer.json",
+        "tokenizer_config.json",
+        "chat_template.jinja",
+    ] {
         let p = dir.join(name);
         if p.is_file() {
             files.push(p);
@@ -109,7 +114,13 @@ mod tests {
         fs::write(b.path().join("model.safetensors"), b"weightz").unwrap();
         assert_ne!(fa, model_fingerprint(b.path()).unwrap());
         fs::write(a.path().join("tokenizer.json"), "{}").unwrap();
-        assert_ne!(fa, model_fingerprint(a.path()).unwrap());
+        let with_tokenizer = model_fingerprint(a.path()).unwrap();
+        assert_ne!(fa, with_tokenizer);
+        fs::write(a.path().join("chat_template.jinja"), "{{ messages }}").unwrap();
+        let with_template = model_fingerprint(a.path()).unwrap();
+        assert_ne!(with_tokenizer, with_template);
+        fs::write(a.path().join("chat_template.jinja"), "{{ messages }}\n").unwrap();
+        assert_ne!(with_template, model_fingerprint(a.path()).unwrap());
     }
 
     #[test]

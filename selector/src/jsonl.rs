@@ -12,9 +12,19 @@ pub(crate) fn is_blank_line(line: &str) -> bool {
     line.bytes().all(|b| b.is_ascii_whitespace())
 }
 
-/// The non-blank lines of a JSONL text; their positions are the pool indexes.
+/// A JSONL text without its leading UTF-8 byte-order mark, if it has one (editors on
+/// Windows write it; it is not part of line 1's JSON).
+pub(crate) fn without_bom(text: &str) -> &str {
+    text.strip_prefix('\u{feff}').unwrap_or(text)
+}
+
+/// The non-blank lines of a JSONL text (a leading BOM dropped); their positions are the pool
+/// indexes.
 pub fn jsonl_lines(text: &str) -> Vec<&str> {
-    text.lines().filter(|l| !is_blank_line(l)).collect()
+    without_bom(text)
+        .lines()
+        .filter(|l| !is_blank_line(l))
+        .collect()
 }
 
 /// The candidates of an unscored pool of `len` items (for `random` / `on_policy`).

@@ -161,9 +161,11 @@ pub fn parse_pool_line(text: &str, line: usize) -> Result<PoolExample, PoolLineE
     parse_value(text).map_err(|reason| PoolLineError { line, reason })
 }
 
-/// Parses a whole pool file's text; blank lines are skipped (they take no pool index).
+/// Parses a whole pool file's text; blank lines are skipped (they take no pool index), and
+/// a leading BOM is dropped, as [`crate::jsonl::jsonl_lines`] does, so indexes agree.
 pub fn parse_pool(text: &str) -> Result<Vec<PoolExample>, PoolLineError> {
-    text.lines()
+    crate::jsonl::without_bom(text)
+        .lines()
         .enumerate()
         .filter(|(_, l)| !crate::jsonl::is_blank_line(l))
         .map(|(i, l)| parse_pool_line(l, i + 1))
@@ -175,6 +177,18 @@ mod tests {
     use super::*;
 
     const GOOD: &str = r#"{"messages":[{"role":"system","content":"Be kind."},{"role":"user","content":"Hi"},{"role":"assistant","content":"Hello there."}]}"#;
+
+    #[test]
+    fn a_leading_bom_is_not_part_of_line_one() {
+        let text = format!("\u{feff}{GOOD}\n\n{GOOD}\n");
+        let pool = parse_pool(&text).unwrap();
+        assert_eq!(pool.len(), 2);
+        let lines = crate::jsonl::jsonl_lines(&text);
+        assert_eq!(lines, vec![GOOD, GOOD]);
+        // Only a leading one: a BOM inside the file is still an error on its line.
+        let err = parse_pool(&format!("{GOOD}\n\u{feff}{GOOD}\n")).unwrap_err();
+        assert_eq!(err.line, 2);
+    }
 
     #[test]
     fn parses_prompt_and_reply() {

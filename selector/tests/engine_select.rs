@@ -206,3 +206,58 @@ fn on_policy_replies_come_from_the_base_model() {
     // Seeded sampling: the same seeds give the same replies.
     assert_eq!(run().unwrap(), out);
 }
+
+/// A copy of a fixture adapter whose lora_B weights are all NaN: a diverged training run.
+fn nan_adapter(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    std::fs::copy(
+        from.join("adapter_config.json"),
+        to.join("adapter_config.json"),
+    )
+    .unwrap();
+    let bytes = std::fs::read(from.join("adapter_model.safetensors")).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let mut tensors = Vec::new();
+    for (name, view) in st.tensors() {
+        let mut data = view.data().to_vec();
+        if name.contains("lora_B") {
+            assert_eq!(view.dtype(), safetensors::Dtype::F32);
+            for c in data.chunks_exact_mut(4) {
+                c.copy_from_slice(&f32::NAN.to_le_bytes());
+            }
+        }
+        tensors.push((name, view.dtype(), view.shape().to_vec(), data));
+    }
+    let views: Vec<_> = tensors
+        .iter()
+        .map(|(n, d, s, b)| {
+            (
+                n.clone(),
+                safetensors::tensor::TensorView::new(*d, s.clone(), b).unwrap(),
+            )
+        })
+        .collect();
+    safetensors::serialize_to_file(views, None, &to.join("adapter_model.safetensors")).unwrap();
+}
+
+#[test]
+fn a_diverged_adapter_is_an_error_naming_it_and_nothing_is_cached() {
+    let dir = tempfile::tempdir().unwrap();
+    write_pool(&dir.path().join("pool.jsonl"));
+    let broken = dir.path().join("broken");
+    nan_adapter(&fixtures().join("tiny_tied_a2"), &broken);
+    let mut a = args(dir.path(), false);
+    a.adapters[1] = format!("a2={}", broken.display());
+    let loads = Cell::new(0);
+    let err = run_select_with(&a, engine_factory(&loads)).unwrap_err();
+    let msg = format!("{err:#}");
+    assert!(msg.contains("`a2`") && msg.contains("non-finite"), "{msg}");
+    assert!(!a.out.exists(), "no scored file from a broken adapter");
+    // The healthy models' NLLs may be cached; the broken adapter's never are, so fixing it
+    // and re-running scores it afresh and succeeds.
+    a.adapters[1] = format!("a2={}", fixtures().join("tiny_tied_a2").display());
+    let stats = run_select_with(&a, engine_factory(&loads)).unwrap();
+    assert_eq!(stats.scored + stats.cache_hits, 15);
+    let items = parse_scored(&std::fs::read_to_string(&a.out).unwrap()).unwrap();
+    assert!(items.iter().all(|it| it.adapter_nlls["a2"] > 0.0));
+}
