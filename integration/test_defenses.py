@@ -72,6 +72,19 @@ def test_inoculation_and_interleave_reach_the_upstream(gateway_factory, upstream
     assert any("default" in m and "olicy" in m for m in events), events
 
 
+def test_a_fraction_too_small_for_the_dataset_is_a_warning_event(gateway_factory, upstream, pool_file):
+    small = policy(pool_file).replace("fraction = 0.25", "fraction = 0.01")
+    gw = gateway_factory(upstream=upstream, policies={"default.toml": small})
+    c = gw.client()
+    job = c.fine_tuning.jobs.create(model="gpt-4o-mini", training_file=upload(c, good_jsonl(12)).id)
+    done = finish(c, job.id)
+    assert done.status == "succeeded", done.error
+    [sent] = upstream.uploaded_training_files()
+    assert b"POOL question" not in sent
+    warnings = [e.message for e in c.fine_tuning.jobs.list_events(job.id, limit=100) if e.level == "warn"]
+    assert any("added no safety examples" in m and "at least 50" in m for m in warnings), warnings
+
+
 def test_unwired_interleave_method_fails_the_job_clearly(gateway_factory, upstream, pool_file):
     gw = gateway_factory(upstream=upstream, policies={"default.toml": policy(pool_file, "plusplus")})
     c = gw.client()

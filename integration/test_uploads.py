@@ -49,6 +49,24 @@ def test_complete_uses_part_ids_order_and_checks_md5(gateway):
     assert c.files.content(done.file.id).read() == a + b
 
 
+def test_expires_after_reaches_the_completed_file_and_a_retried_part_is_harmless(gateway):
+    c = gateway.client()
+    line = b'{"messages": [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}]}\n'
+    with pytest.raises(openai.BadRequestError) as e:
+        c.uploads.create(bytes=len(line), filename="e.jsonl", mime_type="application/jsonl",
+                         purpose="fine-tune", expires_after={"anchor": "created_at", "seconds": 60})
+    assert e.value.param == "expires_after.seconds"
+    up = c.uploads.create(bytes=len(line), filename="e.jsonl", mime_type="application/jsonl",
+                          purpose="fine-tune", expires_after={"anchor": "created_at", "seconds": 7200})
+    c.uploads.parts.create(up.id, data=line)  # as if its reply had been lost...
+    part = c.uploads.parts.create(up.id, data=line)  # ...and the client sent it again
+    done = c.uploads.complete(up.id, part_ids=[part.id])
+    assert done.status == "completed"
+    assert done.file.expires_at == done.file.created_at + 7200
+    assert c.files.retrieve(done.file.id).expires_at == done.file.expires_at
+    assert c.files.content(done.file.id).read() == line
+
+
 def test_cancelled_upload_is_not_listed_and_takes_no_parts(gateway):
     c = gateway.client()
     before = [f.id for f in c.files.list()]

@@ -56,6 +56,13 @@ def test_job_is_forwarded_and_mirrored(gw_up, upstream):
     assert any("Fine-tuning job started" in m for m in messages)
     up_event_ids = {e["id"] for e in up_job.events}
     assert all(e.id.startswith("ftevent-") and e.id not in up_event_ids for e in events)
+    # Metrics events come through as OpenAI sends them: type, data and time unchanged.
+    metrics = sorted((e for e in events if e.type == "metrics"), key=lambda e: e.data["step"])
+    up_metrics = sorted((e for e in up_job.events if e["type"] == "metrics"), key=lambda e: e["data"]["step"])
+    assert [e.data for e in metrics] == [e["data"] for e in up_metrics] == \
+        [{"step": 1, "train_loss": 0.5}, {"step": 2, "train_loss": 0.5}]
+    assert [e.created_at for e in metrics] == [e["created_at"] for e in up_metrics]
+    assert all(e.type == "message" for e in events if e.message.startswith("Validating"))
     ckpts = list(c.fine_tuning.jobs.checkpoints.list(job.id))
     assert sorted(k.step_number for k in ckpts) == [1, 2]
     up_ckpt_ids = {k["id"] for k in up_job.checkpoints}
@@ -143,6 +150,20 @@ def test_models_proxied_and_auth_still_required(gw_up, upstream):
     r = httpx.get(gw_up.base_url + "/models", headers={"Authorization": "Bearer wrong"})
     assert r.status_code == 401
     assert len(upstream.requests) == before  # an unauthenticated request never reaches upstream
+
+
+def test_look_alikes_of_gateway_routes_are_not_proxied(gw_up, upstream):
+    """A trailing slash, an encoded byte or another case must not carry a files, uploads or
+    fine-tuning request past the gateway to the upstream under the gateway's key."""
+    before = len(upstream.requests)
+    auth = {"Authorization": f"Bearer {KEYS['acme']}"}
+    for method, path in [("GET", "/fine_tuning/jobs/"), ("POST", "/files/"), ("GET", "/fine%5Ftuning/jobs"),
+                         ("GET", "/Files"), ("POST", "/uploads//")]:
+        r = httpx.request(method, gw_up.base_url + path, headers=auth)
+        assert r.status_code == 404, (path, r.status_code, r.text)
+        err = r.json()["error"]
+        assert err["type"] == "invalid_request_error" and err["message"].startswith("Invalid URL"), err
+    assert len(upstream.requests) == before, [r.path for r in upstream.requests[before:]]
 
 
 def test_pause_and_resume_are_forwarded(gw_up, upstream):

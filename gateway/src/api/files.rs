@@ -9,7 +9,7 @@ use crate::ids::{new_id, now_unix, IdKind};
 use crate::state::AppState;
 use crate::store::{run_blocking, BlobWriter, FileQuery, FileRecord, SortOrder};
 use axum::body::Body;
-use axum::extract::multipart::{Multipart, MultipartError};
+use axum::extract::multipart::{Multipart, MultipartError, MultipartRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
@@ -24,6 +24,18 @@ pub const PURPOSES: [&str; 6] = [
     "user_data",
     "evals",
 ];
+
+/// `expires_after.seconds` of a file (OpenAI: one hour to 30 days after creation).
+pub(crate) fn expires_after_seconds(seconds: Option<i64>) -> Result<i64, ApiError> {
+    seconds
+        .filter(|s| (3600..=2_592_000).contains(s))
+        .ok_or_else(|| {
+            ApiError::invalid(
+                "expires_after.seconds",
+                "expires_after.seconds must be an integer between 3600 and 2592000.",
+            )
+        })
+}
 
 pub(crate) fn multipart_err(e: MultipartError) -> ApiError {
     if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
@@ -114,8 +126,9 @@ pub(crate) async fn quick_check(
 pub async fn create(
     State(state): State<AppState>,
     caller: Caller,
-    mut mp: Multipart,
+    mp: Result<Multipart, MultipartRejection>,
 ) -> Result<Json<Value>, ApiError> {
+    let mut mp = mp.map_err(super::multipart_rejection)?;
     let mut purpose: Option<String> = None;
     let mut expires_seconds: Option<i64> = None;
     let mut upload: Option<(BlobWriter, String)> = None;
@@ -135,10 +148,7 @@ pub async fn create(
                 "purpose" => purpose = Some(field.text().await.map_err(multipart_err)?),
                 "expires_after[seconds]" => {
                     let t = field.text().await.map_err(multipart_err)?;
-                    let s: i64 = t.parse().ok().filter(|s| (3600..=2_592_000).contains(s)).ok_or_else(|| {
-                        ApiError::invalid("expires_after.seconds", "expires_after.seconds must be an integer between 3600 and 2592000.")
-                    })?;
-                    expires_seconds = Some(s);
+                    expires_seconds = Some(expires_after_seconds(t.parse().ok())?);
                 }
                 _ => {}
             }

@@ -67,6 +67,7 @@ async fn transition(
         let c = StatusChange {
             job_id: job.id.clone(),
             expected: job.status,
+            expected_step: job.step,
             status,
             step,
             finished_at,

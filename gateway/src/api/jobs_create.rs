@@ -63,8 +63,10 @@ pub async fn create(
             fingerprint: Some(digest.clone()),
         });
     }
+    // The body window stands in for the key the SDK does not send. A caller who sends a key
+    // has said which requests are retries, so two keys with one body are two jobs.
     let window = state.config.limits.idempotency_window_seconds;
-    if window > 0 {
+    if window > 0 && keys.is_empty() {
         keys.push(IdempotencyKey {
             scope: format!("{}:{}", caller.tenant, caller.key_hash),
             key: format!("body:{digest}"),

@@ -1,14 +1,16 @@
 //! /v1/uploads: create, parts (each streamed to its own durable blob), complete (parts
 //! concatenated in `part_ids` order into a new file, optional md5), cancel, expiry.
 
-use super::files::{check_purpose, check_upload_mime_type, multipart_err, quick_check};
+use super::files::{
+    check_purpose, check_upload_mime_type, expires_after_seconds, multipart_err, quick_check,
+};
 use super::{json_rejection, wire};
 use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::ids::{new_id, now_unix, IdKind};
 use crate::state::AppState;
 use crate::store::{run_blocking, FileRecord, PartRecord, UploadRecord, UploadStatus};
-use axum::extract::multipart::Multipart;
+use axum::extract::multipart::{Multipart, MultipartRejection};
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, State};
 use axum::Json;
@@ -22,6 +24,29 @@ pub struct CreateBody {
     filename: Option<String>,
     mime_type: Option<String>,
     purpose: Option<String>,
+    /// `{"anchor": "created_at", "seconds": N}`: when the completed file expires.
+    expires_after: Option<Value>,
+}
+
+/// The file expiry an upload asks for, checked as OpenAI does (anchor `created_at`,
+/// seconds between one hour and 30 days).
+fn file_expiry(v: Option<&Value>) -> Result<Option<i64>, ApiError> {
+    let Some(v) = v.filter(|v| !v.is_null()) else {
+        return Ok(None);
+    };
+    let Some(obj) = v.as_object() else {
+        return Err(ApiError::invalid(
+            "expires_after",
+            "expires_after must be an object with 'anchor' and 'seconds'.",
+        ));
+    };
+    if obj.get("anchor").and_then(Value::as_str) != Some("created_at") {
+        return Err(ApiError::invalid(
+            "expires_after.anchor",
+            "expires_after.anchor must be 'created_at'.",
+        ));
+    }
+    expires_after_seconds(obj.get("seconds").and_then(Value::as_i64)).map(Some)
 }
 
 pub async fn create(
@@ -52,6 +77,7 @@ pub async fn create(
         .ok_or_else(|| ApiError::invalid("purpose", "Missing required parameter: 'purpose'."))?;
     check_purpose(&purpose)?;
     check_upload_mime_type(&purpose, &mime_type)?;
+    let file_expires_after = file_expiry(b.expires_after.as_ref())?;
     let now = now_unix();
     let rec = UploadRecord {
         id: new_id(IdKind::Upload),
@@ -64,6 +90,7 @@ pub async fn create(
         purpose,
         status: UploadStatus::Pending,
         file_id: None,
+        file_expires_after,
     };
     let r = rec.clone();
     run_blocking(&state.store, move |s| s.insert_upload(&r)).await?;
@@ -100,14 +127,24 @@ pub async fn add_part(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
-    mut mp: Multipart,
+    mp: Result<Multipart, MultipartRejection>,
 ) -> Result<Json<Value>, ApiError> {
+    let mut mp = mp.map_err(super::multipart_rejection)?;
     let upload = pending_upload(&state, &caller.tenant, &id).await?;
     let uid = upload.id.clone();
     let parts = run_blocking(&state.store, move |s| s.list_parts(&uid)).await?;
-    let received: u64 = parts.iter().map(|p| p.bytes).sum();
-    let remaining = upload.bytes.saturating_sub(received);
-    let max = state.config.limits.upload_part_max_bytes.min(remaining);
+    // A part is at most the per-part limit and never more than the whole upload. Parts the
+    // client will not name in `complete` (a retried part whose reply was lost) still count
+    // towards a ceiling of twice the declared size, so retries fit but the disk is bounded;
+    // `complete` checks the named parts against `bytes` exactly.
+    let stored: u64 = parts.iter().map(|p| p.bytes).sum();
+    let room = upload.bytes.saturating_mul(2).saturating_sub(stored);
+    let max = state
+        .config
+        .limits
+        .upload_part_max_bytes
+        .min(upload.bytes)
+        .min(room);
     while let Some(mut field) = mp.next_field().await.map_err(multipart_err)? {
         if field.name() != Some("data") {
             continue;
@@ -127,8 +164,8 @@ pub async fn add_part(
                 return Err(ApiError::too_large(
                     "data",
                     format!(
-                        "This part exceeds the limit of {} bytes per part or the {remaining} bytes the upload still expects.",
-                        state.config.limits.upload_part_max_bytes
+                        "This part exceeds the limit of {max} bytes: parts are at most {} bytes, no larger than the upload's {} bytes, and all parts received may total at most twice that ({stored} bytes so far).",
+                        state.config.limits.upload_part_max_bytes, upload.bytes
                     ),
                 ));
             }
@@ -251,14 +288,15 @@ pub async fn complete(
             ));
         }
     }
+    let created_at = now_unix();
     let file = FileRecord {
         id: file_id,
         tenant: caller.tenant.clone(),
         bytes: blob.bytes,
-        created_at: now_unix(),
+        created_at,
         filename: upload.filename.clone(),
         purpose: upload.purpose.clone(),
-        expires_at: None,
+        expires_at: upload.file_expires_after.map(|s| created_at + s),
         blob_key: blob.key.clone(),
     };
     let (f, uid) = (file.clone(), upload.id.clone());

@@ -1,8 +1,11 @@
 //! The run step: start the job on its backend (upstream or local), then poll it, mirroring
-//! events and checkpoints, until it succeeds, fails or is cancelled.
+//! events and checkpoints, until it succeeds, fails or is cancelled. What a poll observed
+//! is stored in the one transaction that advances the poll cursor, so it is mirrored once.
 
 use super::seams::*;
-use super::steps::{commit, event, failed, message_event, set_pipeline, Ctx, Next};
+use super::steps::{
+    commit, commit_observed, event, failed, message_event, set_pipeline, Ctx, Next,
+};
 use crate::ids::{new_id, now_unix, IdKind};
 use crate::store::*;
 use serde_json::Value;
@@ -45,35 +48,39 @@ pub(super) async fn run(ctx: &Ctx, mut job: JobRecord, old: JobStatus) -> StoreR
             return commit(ctx, old, &job, evs).await;
         }
     };
-    let mut evs = Vec::new();
+    let (mut evs, mut ckpts) = (Vec::new(), Vec::new());
     for o in observations {
         match o {
             Observation::Event {
                 level,
                 message,
                 data,
-            } => evs.push(event(&job.id, level, message, data)),
+                kind,
+                created_at,
+            } => {
+                let mut e = event(&job.id, level, message, data);
+                e.kind = kind.unwrap_or(e.kind);
+                e.created_at = created_at.unwrap_or(e.created_at);
+                evs.push(e);
+            }
             Observation::Checkpoint {
                 fine_tuned_model_checkpoint,
                 step_number,
                 metrics,
-            } => {
-                let c = CheckpointRecord {
-                    id: new_id(IdKind::Checkpoint),
-                    job_id: job.id.clone(),
-                    created_at: now_unix(),
-                    fine_tuned_model_checkpoint,
-                    step_number,
-                    metrics,
-                };
-                run_blocking(&ctx.store, move |s| s.insert_checkpoint(&c)).await?;
-            }
+            } => ckpts.push(CheckpointRecord {
+                id: new_id(IdKind::Checkpoint),
+                job_id: job.id.clone(),
+                created_at: now_unix(),
+                fine_tuned_model_checkpoint,
+                step_number,
+                metrics,
+            }),
         }
     }
     let next = match run_state {
         RunState::Running { state } => {
             set_pipeline(&mut job, "exec_state", state);
-            let _ = commit(ctx, old, &job, evs).await?;
+            let _ = commit_observed(ctx, old, &job, evs, ckpts).await?;
             return Ok(Next::Wait);
         }
         RunState::Succeeded {
@@ -111,5 +118,5 @@ pub(super) async fn run(ctx: &Ctx, mut job: JobRecord, old: JobStatus) -> StoreR
             job
         }
     };
-    commit(ctx, old, &next, evs).await
+    commit_observed(ctx, old, &next, evs, ckpts).await
 }

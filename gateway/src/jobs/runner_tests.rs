@@ -41,6 +41,8 @@ impl Executor for FakeExecutor {
                         level: EventLevel::Info,
                         message: format!("Step {n}/2"),
                         data: Some(json!({"step": n, "train_loss": 1.0})),
+                        kind: None,
+                        created_at: None,
                     },
                     Observation::Checkpoint {
                         fine_tuned_model_checkpoint: format!("ft:m:ckpt-step-{n}"),
@@ -70,6 +72,56 @@ impl Executor for FakeExecutor {
     fn cancel(&self, _job: JobRecord, _s: Value) -> BoxFuture<'static, StepResult<()>> {
         self.cancels.fetch_add(1, Ordering::SeqCst);
         async { Ok(()) }.boxed()
+    }
+}
+
+/// A [`FakeExecutor`] whose first poll is raced by a client's pause: the job is paused in
+/// the store after the backend answered and before the runner writes what it observed.
+struct PauseRacingExecutor {
+    inner: FakeExecutor,
+    /// The app's store, set once the app exists.
+    store: Arc<std::sync::OnceLock<Arc<dyn crate::store::Store>>>,
+    raced: std::sync::atomic::AtomicBool,
+}
+
+impl Executor for PauseRacingExecutor {
+    fn start(
+        &self,
+        job: JobRecord,
+        path: std::path::PathBuf,
+    ) -> BoxFuture<'static, StepResult<Value>> {
+        self.inner.start(job, path)
+    }
+    fn poll(
+        &self,
+        job: JobRecord,
+        state: Value,
+    ) -> BoxFuture<'static, StepResult<(RunState, Vec<Observation>)>> {
+        if !self.raced.swap(true, Ordering::SeqCst) {
+            let pause = crate::store::StatusChange {
+                job_id: job.id.clone(),
+                expected: job.status,
+                expected_step: job.step,
+                status: JobStatus::Paused,
+                step: job.step,
+                finished_at: None,
+            };
+            let ev = crate::store::EventRecord {
+                id: "ftevent-race".into(),
+                job_id: job.id.clone(),
+                created_at: 0,
+                level: EventLevel::Info,
+                message: "Job paused".into(),
+                kind: "message".into(),
+                data: None,
+            };
+            let store = self.store.get().expect("store set before the job starts");
+            assert!(store.set_job_status(&pause, &ev).unwrap());
+        }
+        self.inner.poll(job, state)
+    }
+    fn cancel(&self, job: JobRecord, s: Value) -> BoxFuture<'static, StepResult<()>> {
+        self.inner.cancel(job, s)
     }
 }
 
@@ -498,3 +550,91 @@ async fn cancel_racing_a_backend_start_cancels_the_backend_job() {
 
 #[path = "runner_tests_plan.rs"]
 mod plan;
+
+#[tokio::test]
+async fn a_pause_racing_a_poll_mirrors_each_checkpoint_once() {
+    let store = Arc::new(std::sync::OnceLock::new());
+    let exec = PauseRacingExecutor {
+        inner: FakeExecutor {
+            polls_before_success: 2,
+            cancels: Arc::new(AtomicUsize::new(0)),
+        },
+        store: store.clone(),
+        raced: false.into(),
+    };
+    let t = app_with("", seams(Arc::new(exec)));
+    assert!(store.set(t.state.store.clone()).is_ok());
+    let stop = start_runner(&t);
+    let id = create_job(&t).await;
+    wait_for(&t, &id, |j| j["status"] == "paused").await;
+    let (s, _) = t
+        .json(
+            "POST",
+            &format!("/v1/fine_tuning/jobs/{id}/resume"),
+            "sk-acme",
+            None,
+        )
+        .await;
+    assert_eq!(s, 200);
+    wait_for(&t, &id, |j| j["status"] == "succeeded").await;
+    let (_, ck) = t
+        .json(
+            "GET",
+            &format!("/v1/fine_tuning/jobs/{id}/checkpoints"),
+            "sk-acme",
+            None,
+        )
+        .await;
+    let steps: Vec<_> = ck["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["step_number"].as_i64().unwrap())
+        .collect();
+    assert_eq!(
+        steps,
+        vec![2, 1],
+        "the raced poll's checkpoint was stored twice"
+    );
+    let (_, ev) = t
+        .json(
+            "GET",
+            &format!("/v1/fine_tuning/jobs/{id}/events?limit=100"),
+            "sk-acme",
+            None,
+        )
+        .await;
+    let step_events = ev["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["message"] == "Step 1/2")
+        .count();
+    assert_eq!(step_events, 1);
+    stop.cancel();
+}
+
+#[test]
+fn an_interleave_that_inserts_nothing_is_warned_about() {
+    use crate::jobs::steps::interleave_warning;
+    let manifest = |method: &str, inserted: Value| {
+        json!({"client_examples": 12, "output_examples": 12, "inoculation": null,
+               "interleave": {"method": method, "fraction": 0.01, "inserted": inserted}})
+    };
+    let w = interleave_warning(&manifest("random", json!([]))).expect("a warning");
+    assert!(
+        w.contains("`random`") && w.contains("12 training examples") && w.contains("at least 50"),
+        "{w}"
+    );
+    assert_eq!(
+        interleave_warning(&manifest(
+            "random",
+            json!([{"pool_index": 0, "position": 3}])
+        )),
+        None
+    );
+    assert_eq!(
+        interleave_warning(&json!({"interleave": {"method": "none", "inserted": []}})),
+        None
+    );
+}

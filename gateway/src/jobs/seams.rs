@@ -132,6 +132,10 @@ pub enum Observation {
         level: crate::store::EventLevel,
         message: String,
         data: Option<Value>,
+        /// The backend's own `type` and `created_at` when it has them (an upstream
+        /// provider's events are mirrored as they were); else inferred and now.
+        kind: Option<String>,
+        created_at: Option<i64>,
     },
     Checkpoint {
         fine_tuned_model_checkpoint: String,

@@ -87,9 +87,23 @@ pub(super) async fn commit(
     job: &JobRecord,
     events: Vec<EventRecord>,
 ) -> StoreResult<Next> {
+    commit_observed(ctx, old, job, events, Vec::new()).await
+}
+
+/// [`commit`] with the checkpoints a poll observed, written in the same transaction.
+pub(super) async fn commit_observed(
+    ctx: &Ctx,
+    old: JobStatus,
+    job: &JobRecord,
+    events: Vec<EventRecord>,
+    checkpoints: Vec<CheckpointRecord>,
+) -> StoreResult<Next> {
     let store = Arc::clone(&ctx.store);
     let j = job.clone();
-    let written = run_blocking(&store, move |s| s.update_job(&j, old, &events)).await?;
+    let written = run_blocking(&store, move |s| {
+        s.update_job_observed(&j, old, &events, &checkpoints)
+    })
+    .await?;
     if !written {
         return Ok(Next::Continue); // status changed under us: the driver re-reads
     }
@@ -282,11 +296,35 @@ async fn transform(ctx: &Ctx, mut job: JobRecord, old: JobStatus) -> StoreResult
     set_pipeline(&mut job, "manifest_blob", json!(manifest_key));
     job.step = JobStep::Queue;
     job.status = JobStatus::Queued;
-    let ev = event(
+    let mut evs: Vec<EventRecord> = interleave_warning(&manifest)
+        .map(|w| message_event(&job.id, EventLevel::Warn, w))
+        .into_iter()
+        .collect();
+    evs.push(event(
         &job.id,
         EventLevel::Info,
         "Files validated, moving job to queued state",
         Some(json!({"dataset_bytes": ds.bytes})),
-    );
-    commit(ctx, old, &job, vec![ev]).await
+    ));
+    commit(ctx, old, &job, evs).await
+}
+
+/// A policy asked for Interleaving but the dataset is too small for its fraction to insert
+/// even one safety example (`round(f × n)` is 0): the job runs, and says so, rather than
+/// silently training with a required defense that adds nothing.
+pub(super) fn interleave_warning(manifest: &Value) -> Option<String> {
+    let il = manifest.get("interleave")?;
+    let method = il.get("method")?.as_str()?;
+    let fraction = il.get("fraction").and_then(Value::as_f64)?;
+    let inserted = il.get("inserted")?.as_array()?;
+    if method == "none" || fraction <= 0.0 || !inserted.is_empty() {
+        return None;
+    }
+    let n = manifest.get("client_examples").and_then(Value::as_u64)?;
+    Some(format!(
+        "Interleaving (`{method}`, fraction {fraction}) added no safety examples: \
+         {fraction} × {n} training examples rounds to 0. Send at least {} examples for it to \
+         take effect.",
+        (0.5 / fraction).ceil() as u64
+    ))
 }

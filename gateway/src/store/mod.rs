@@ -96,6 +96,17 @@ pub trait Store: Send + Sync + 'static {
         expected: JobStatus,
         events: &[EventRecord],
     ) -> StoreResult<bool>;
+    /// As [`Store::update_job`], also inserting the checkpoints a poll observed in the same
+    /// transaction: when the write is refused (a pause raced the poll) or never happens (a
+    /// crash), neither the checkpoints nor the advanced poll cursor are stored, so the next
+    /// poll mirrors them exactly once.
+    fn update_job_observed(
+        &self,
+        job: &JobRecord,
+        expected: JobStatus,
+        events: &[EventRecord],
+        checkpoints: &[CheckpointRecord],
+    ) -> StoreResult<bool>;
     /// Changes only a job's status, step and finished_at (never the pipeline state the runner
     /// owns), if its stored status is still `expected`; appends `event` in the same
     /// transaction. False when the status had changed.
@@ -111,7 +122,6 @@ pub trait Store: Send + Sync + 'static {
         after: Option<&str>,
         limit: usize,
     ) -> StoreResult<Page<EventRecord>>;
-    fn insert_checkpoint(&self, ckpt: &CheckpointRecord) -> StoreResult<()>;
     fn list_checkpoints(
         &self,
         job_id: &str,

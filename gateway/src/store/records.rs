@@ -84,6 +84,9 @@ pub struct UploadRecord {
     pub purpose: String,
     pub status: UploadStatus,
     pub file_id: Option<String>,
+    /// `expires_after.seconds` from create: the completed file expires that long after it
+    /// is created (None: it never expires).
+    pub file_expires_after: Option<i64>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -223,7 +226,10 @@ pub struct JobRecord {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StatusChange {
     pub job_id: String,
+    /// The status and step the change was decided on; it applies only if both still hold,
+    /// so a pause or cancel never rewinds a pipeline step the runner has moved past.
     pub expected: JobStatus,
+    pub expected_step: JobStep,
     pub status: JobStatus,
     pub step: JobStep,
     pub finished_at: Option<i64>,

@@ -8,7 +8,7 @@ use std::path::Path;
 use std::sync::{Mutex, MutexGuard};
 
 /// Migrations in order; `PRAGMA user_version` records how many have run.
-const MIGRATIONS: &[&str] = &[include_str!("schema_v1.sql")];
+const MIGRATIONS: &[&str] = &[include_str!("schema_v1.sql"), include_str!("schema_v2.sql")];
 
 pub struct SqliteStore {
     conn: Mutex<Connection>,
@@ -271,20 +271,30 @@ impl Store for SqliteStore {
         expected: JobStatus,
         events: &[EventRecord],
     ) -> StoreResult<bool> {
-        self.update_job_impl(job, expected, events)
+        self.update_job_impl(job, expected, events, &[])
+    }
+    fn update_job_observed(
+        &self,
+        job: &JobRecord,
+        expected: JobStatus,
+        events: &[EventRecord],
+        checkpoints: &[CheckpointRecord],
+    ) -> StoreResult<bool> {
+        self.update_job_impl(job, expected, events, checkpoints)
     }
     fn set_job_status(&self, c: &StatusChange, event: &EventRecord) -> StoreResult<bool> {
         let conn = self.conn()?;
         let tx = conn.unchecked_transaction()?;
         let changed = tx.execute(
             "UPDATE jobs SET status = ?2, step = ?3, finished_at = COALESCE(?4, finished_at) \
-             WHERE id = ?1 AND status = ?5",
+             WHERE id = ?1 AND status = ?5 AND step = ?6",
             params![
                 c.job_id,
                 c.status.as_str(),
                 c.step.as_str(),
                 c.finished_at,
-                c.expected.as_str()
+                c.expected.as_str(),
+                c.expected_step.as_str()
             ],
         )?;
         if changed == 1 {
@@ -321,13 +331,6 @@ impl Store for SqliteStore {
         limit: usize,
     ) -> StoreResult<Page<EventRecord>> {
         self.list_events_impl(job_id, after, limit)
-    }
-    fn insert_checkpoint(&self, c: &CheckpointRecord) -> StoreResult<()> {
-        self.conn()?.execute(
-            "INSERT INTO checkpoints (id, job_id, created_at, fine_tuned_model_checkpoint, step_number, metrics) VALUES (?1,?2,?3,?4,?5,?6)",
-            params![c.id, c.job_id, c.created_at, c.fine_tuned_model_checkpoint, c.step_number, c.metrics.to_string()],
-        )?;
-        Ok(())
     }
     fn list_checkpoints(
         &self,

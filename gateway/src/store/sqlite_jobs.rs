@@ -106,6 +106,14 @@ pub(super) fn insert_event(conn: &Connection, e: &EventRecord) -> StoreResult<()
     Ok(())
 }
 
+pub(super) fn insert_checkpoint(conn: &Connection, c: &CheckpointRecord) -> StoreResult<()> {
+    conn.execute(
+        "INSERT INTO checkpoints (id, job_id, created_at, fine_tuned_model_checkpoint, step_number, metrics) VALUES (?1,?2,?3,?4,?5,?6)",
+        params![c.id, c.job_id, c.created_at, c.fine_tuned_model_checkpoint, c.step_number, c.metrics.to_string()],
+    )?;
+    Ok(())
+}
+
 /// The companion record that remembers which request body an idempotency key was made with.
 fn fingerprint_key(key: &str, fingerprint: &str) -> String {
     format!("{key}\u{1f}fingerprint:{fingerprint}")
@@ -121,10 +129,15 @@ impl SqliteStore {
         let conn = self.conn()?;
         let tx = conn.unchecked_transaction()?;
         for k in keys {
+            // An explicit key always names its job. A body match (no fingerprint) stands for
+            // a retry only while that job is alive: a re-submission after a failure or a
+            // cancel is a new attempt, not a replay of the dead job.
             let existing: Option<String> = tx
                 .query_row(
-                    "SELECT job_id FROM idempotency WHERE scope = ?1 AND key = ?2 AND created_at >= ?3",
-                    params![k.scope, k.key, k.not_before],
+                    "SELECT i.job_id FROM idempotency i LEFT JOIN jobs j ON j.id = i.job_id \
+                     WHERE i.scope = ?1 AND i.key = ?2 AND i.created_at >= ?3 \
+                     AND (?4 OR j.status IS NULL OR j.status NOT IN ('failed', 'cancelled'))",
+                    params![k.scope, k.key, k.not_before, k.fingerprint.is_some()],
                     |r| r.get(0),
                 )
                 .optional()?;
@@ -219,6 +232,7 @@ impl SqliteStore {
         j: &JobRecord,
         expected: JobStatus,
         events: &[EventRecord],
+        checkpoints: &[CheckpointRecord],
     ) -> StoreResult<bool> {
         let conn = self.conn()?;
         let tx = conn.unchecked_transaction()?;
@@ -238,6 +252,9 @@ impl SqliteStore {
         if changed == 1 {
             for e in events {
                 insert_event(&tx, e)?;
+            }
+            for c in checkpoints {
+                insert_checkpoint(&tx, c)?;
             }
         }
         tx.commit()?;

@@ -248,6 +248,7 @@ fn reopen_keeps_data_and_uploads_expire() {
             purpose: "fine-tune".into(),
             status: UploadStatus::Pending,
             file_id: None,
+            file_expires_after: Some(3600),
         })
         .unwrap();
         s.insert_part(&PartRecord {
@@ -263,6 +264,7 @@ fn reopen_keeps_data_and_uploads_expire() {
     assert!(s.expire_uploads(99).unwrap().is_empty());
     let expired = s.expire_uploads(100).unwrap();
     assert_eq!(expired.len(), 1);
+    assert_eq!(expired[0].file_expires_after, Some(3600));
     assert_eq!(
         s.get_upload("a", "upload_1").unwrap().unwrap().status,
         UploadStatus::Expired
@@ -344,4 +346,74 @@ fn unknown_or_foreign_cursors_are_errors() {
         s.list_checkpoints("ftjob-a", Some("ftckpt-nope"), 10),
         Err(StoreError::UnknownCursor(_))
     ));
+}
+
+#[test]
+fn a_status_change_decided_on_an_old_step_does_not_rewind_the_job() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = SqliteStore::open(dir.path()).unwrap();
+    let j = job("ftjob-1", "a", &[]);
+    s.create_job(&j, &event("ftevent-1", "ftjob-1"), &[])
+        .unwrap();
+    // The runner moves Screen -> Transform; the status stays validating_files.
+    let moved = JobRecord {
+        step: JobStep::Transform,
+        ..j.clone()
+    };
+    assert!(s
+        .update_job(&moved, JobStatus::ValidatingFiles, &[])
+        .unwrap());
+    // A pause decided on the job as read before that move must not apply...
+    let stale = StatusChange {
+        job_id: "ftjob-1".into(),
+        expected: JobStatus::ValidatingFiles,
+        expected_step: JobStep::Screen,
+        status: JobStatus::Paused,
+        step: JobStep::Screen,
+        finished_at: None,
+    };
+    assert!(!s
+        .set_job_status(&stale, &event("ftevent-2", "ftjob-1"))
+        .unwrap());
+    let now = s.get_job_any("ftjob-1").unwrap().unwrap();
+    assert_eq!(
+        (now.status, now.step),
+        (JobStatus::ValidatingFiles, JobStep::Transform)
+    );
+    // ...while one decided on the current step does.
+    let fresh = StatusChange {
+        expected_step: JobStep::Transform,
+        step: JobStep::Transform,
+        ..stale
+    };
+    assert!(s
+        .set_job_status(&fresh, &event("ftevent-3", "ftjob-1"))
+        .unwrap());
+    let now = s.get_job_any("ftjob-1").unwrap().unwrap();
+    assert_eq!(
+        (now.status, now.step),
+        (JobStatus::Paused, JobStep::Transform)
+    );
+}
+
+#[test]
+fn a_v1_database_migrates_keeping_its_uploads() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let conn = rusqlite::Connection::open(dir.path().join("tuneguard.db")).unwrap();
+        conn.execute_batch(include_str!("schema_v1.sql")).unwrap();
+        conn.pragma_update(None, "user_version", 1).unwrap();
+        conn.execute(
+            "INSERT INTO uploads (id, tenant, bytes, created_at, expires_at, filename, mime_type, \
+             purpose, status, file_id) VALUES ('upload_1','a',10,0,100,'f','text/jsonl','fine-tune','pending',NULL)",
+            [],
+        )
+        .unwrap();
+    }
+    let s = SqliteStore::open(dir.path()).unwrap();
+    let u = s.get_upload("a", "upload_1").unwrap().unwrap();
+    assert_eq!(
+        (u.bytes, u.status, u.file_expires_after),
+        (10, UploadStatus::Pending, None)
+    );
 }

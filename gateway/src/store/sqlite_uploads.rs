@@ -5,7 +5,8 @@ use super::*;
 use rusqlite::{params, OptionalExtension, Row};
 
 const UPLOAD_COLS: &str =
-    "id, tenant, bytes, created_at, expires_at, filename, mime_type, purpose, status, file_id";
+    "id, tenant, bytes, created_at, expires_at, filename, mime_type, purpose, status, file_id, \
+     file_expires_after";
 
 fn upload_row(r: &Row<'_>) -> rusqlite::Result<(UploadRecord, String)> {
     let status: String = r.get(8)?;
@@ -21,6 +22,7 @@ fn upload_row(r: &Row<'_>) -> rusqlite::Result<(UploadRecord, String)> {
             purpose: r.get(7)?,
             status: UploadStatus::parse(&status).unwrap_or(UploadStatus::Pending),
             file_id: r.get(9)?,
+            file_expires_after: r.get(10)?,
         },
         status,
     ))
@@ -36,7 +38,9 @@ fn check_upload((u, raw): (UploadRecord, String)) -> StoreResult<UploadRecord> {
 impl SqliteStore {
     pub(super) fn insert_upload_impl(&self, u: &UploadRecord) -> StoreResult<()> {
         self.conn()?.execute(
-            &format!("INSERT INTO uploads ({UPLOAD_COLS}) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10)"),
+            &format!(
+                "INSERT INTO uploads ({UPLOAD_COLS}) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11)"
+            ),
             params![
                 u.id,
                 u.tenant,
@@ -47,7 +51,8 @@ impl SqliteStore {
                 u.mime_type,
                 u.purpose,
                 u.status.as_str(),
-                u.file_id
+                u.file_id,
+                u.file_expires_after
             ],
         )?;
         Ok(())

@@ -242,6 +242,21 @@ async fn resume(State(f): State<Fake>, headers: HeaderMap, Path(id): Path<String
     get_job(State(f), headers, Path(id)).await
 }
 
+/// `GET /v1/models/{id}`: only `gpt-test` exists; anything else is OpenAI's 404.
+async fn model(State(f): State<Fake>, headers: HeaderMap, Path(id): Path<String>) -> Response {
+    if let Some(r) = gate(&f, &headers).await {
+        return r;
+    }
+    if id == "gpt-test" {
+        return Json(json!({"id": id, "object": "model", "created": 1, "owned_by": "fake"}))
+            .into_response();
+    }
+    err(
+        StatusCode::NOT_FOUND,
+        &format!("The model '{id}' does not exist"),
+    )
+}
+
 async fn models(
     State(f): State<Fake>,
     headers: HeaderMap,
@@ -330,6 +345,7 @@ pub(crate) async fn spawn() -> Fake {
         .route("/v1/fine_tuning/jobs/{id}/pause", post(pause))
         .route("/v1/fine_tuning/jobs/{id}/resume", post(resume))
         .route("/v1/models", get(models))
+        .route("/v1/models/{id}", get(model))
         .route("/v1/chat/completions", post(chat))
         .route("/v1/echo", post(echo))
         .with_state(fake.clone());

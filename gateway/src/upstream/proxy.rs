@@ -33,6 +33,29 @@ const DROP: [&str; 13] = [
     "openai-project",
 ];
 
+/// The route families the gateway serves itself. A request the router did not match that
+/// still names one of them (`/v1/files/`, `/v1//uploads`, `/v1/fine%5Ftuning/jobs`,
+/// `/v1/Files`) is a look-alike: forwarding it would reach the upstream with the gateway's
+/// key and bypass screening and tenant scoping, so it is never proxied.
+const OWNED: [&str; 3] = ["files", "uploads", "fine_tuning"];
+
+/// Whether a request path, once percent-decoded, with empty and `.` segments dropped, `..`
+/// applied and letters folded to lower case, falls under one of [`OWNED`] below `/v1`.
+pub fn gateway_owned(path: &str) -> bool {
+    let decoded = percent_encoding::percent_decode_str(path).decode_utf8_lossy();
+    let mut segments: Vec<String> = Vec::new();
+    for seg in decoded.split(['/', '\\']) {
+        match seg {
+            "" | "." => {}
+            ".." => {
+                segments.pop();
+            }
+            s => segments.push(s.to_ascii_lowercase()),
+        }
+    }
+    matches!(segments.as_slice(), [v1, family, ..] if v1 == "v1" && OWNED.contains(&family.as_str()))
+}
+
 /// Forwards requests to one upstream base URL (`…/v1`).
 #[derive(Clone)]
 pub struct UpstreamProxy {
@@ -61,10 +84,14 @@ impl UpstreamProxy {
     }
 
     /// The upstream URL for a gateway path (`/v1/models?x=1` → `{base}/models?x=1`), or
-    /// None for a path outside `/v1`.
+    /// None for a path outside `/v1` or one the gateway owns (see [`gateway_owned`]).
     pub fn target(&self, path_and_query: &str) -> Option<String> {
         let rest = path_and_query.strip_prefix("/v1")?;
         if !(rest.is_empty() || rest.starts_with('/') || rest.starts_with('?')) {
+            return None;
+        }
+        let path = path_and_query.split('?').next().unwrap_or_default();
+        if gateway_owned(path) {
             return None;
         }
         Some(format!("{}{rest}", self.base_url))

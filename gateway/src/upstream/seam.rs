@@ -11,7 +11,7 @@ use crate::store::{EventLevel, JobRecord};
 use futures::future::BoxFuture;
 use futures::FutureExt;
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
+use serde_json::Value;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -136,6 +136,8 @@ impl Executor for UpstreamExecutor {
                     level: EventLevel::Warn,
                     message,
                     data: None,
+                    kind: None,
+                    created_at: None,
                 })
                 .collect();
             let snap = match client.poll(&upstream, &st.cursor).await {
@@ -250,7 +252,10 @@ fn job_failure(e: Option<&UpstreamJobError>) -> StepFailure {
     }
 }
 
-/// Upstream events and checkpoints as observations (upstream ids kept in event data).
+/// Upstream events and checkpoints as observations. An event keeps the provider's level,
+/// message, `type`, `data` and `created_at` exactly, so a client reading
+/// `event.data["train_loss"]` of a metrics event sees what OpenAI would send; only the id is
+/// the gateway's own.
 fn observations(snap: &UpstreamSnapshot) -> Vec<Observation> {
     let mut out = Vec::with_capacity(snap.new_events.len() + snap.new_checkpoints.len());
     for e in &snap.new_events {
@@ -259,14 +264,12 @@ fn observations(snap: &UpstreamSnapshot) -> Vec<Observation> {
             "error" => EventLevel::Error,
             _ => EventLevel::Info,
         };
-        let mut data = json!({"upstream_event_id": e.id});
-        if let Some(d) = &e.data {
-            data["upstream_data"] = d.clone();
-        }
         out.push(Observation::Event {
             level,
             message: e.message.clone(),
-            data: Some(data),
+            data: e.data.clone(),
+            kind: e.kind.clone(),
+            created_at: (e.created_at > 0).then_some(e.created_at),
         });
     }
     for c in &snap.new_checkpoints {

@@ -63,14 +63,10 @@ async fn request_bodies_and_error_statuses_pass_through() {
         .unwrap();
     assert_eq!(resp.status(), 201);
     assert_eq!(resp.bytes().await.unwrap().len(), big.len());
-    let resp = c
-        .get(format!("{gw}/v1/fine_tuning/jobs/ftjob-x"))
-        .send()
-        .await
-        .unwrap();
+    let resp = c.get(format!("{gw}/v1/models/nope")).send().await.unwrap();
     assert_eq!(resp.status(), 404);
     let body: Value = resp.json().await.unwrap();
-    assert_eq!(body["error"]["message"], "No such fine-tuning job: ftjob-x");
+    assert_eq!(body["error"]["message"], "The model 'nope' does not exist");
 }
 
 #[tokio::test]
@@ -124,4 +120,35 @@ fn target_maps_only_v1_paths() {
     assert_eq!(p.target("/v1").as_deref(), Some("http://up:1/v1"));
     assert!(p.target("/v10/models").is_none());
     assert!(p.target("/healthz").is_none());
+}
+
+#[test]
+fn look_alikes_of_gateway_routes_are_never_proxied() {
+    let p = UpstreamProxy::new("http://up.example/v1", KEY).unwrap();
+    for owned in [
+        "/v1/files/",
+        "/v1/files/file-x/content/",
+        "/v1//uploads",
+        "/v1/./fine_tuning/jobs",
+        "/v1/models/../files",
+        "/v1/fine%5Ftuning/jobs",
+        "/v1/%66iles?purpose=fine-tune",
+        "/v1/Files",
+        "/v1/FINE_TUNING/checkpoints/ftckpt-1/permissions",
+        "/v1\\uploads",
+    ] {
+        assert_eq!(p.target(owned), None, "{owned} must not be forwarded");
+    }
+    for passed in [
+        "/v1/models",
+        "/v1/chat/completions?x=1",
+        "/v1/files-search",
+        "/v1/models/ft:gpt-4o-mini:files",
+    ] {
+        assert!(p.target(passed).is_some(), "{passed} should be forwarded");
+    }
+    assert_eq!(
+        p.target("/v1/models?after=files").as_deref(),
+        Some("http://up.example/v1/models?after=files")
+    );
 }

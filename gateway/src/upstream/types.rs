@@ -65,6 +65,8 @@ pub struct UpstreamEvent {
     /// info | warn | error
     pub level: String,
     pub message: String,
+    /// OpenAI's event `type`: `message` or `metrics` (None when absent or unknown).
+    pub kind: Option<String>,
     pub data: Option<Value>,
 }
 

@@ -79,6 +79,10 @@ pub(crate) fn parse_event(v: &Value) -> Option<UpstreamEvent> {
             .and_then(Value::as_str)
             .unwrap_or_default()
             .to_string(),
+        kind: match v.get("type").and_then(Value::as_str) {
+            Some(k @ ("message" | "metrics")) => Some(k.to_string()),
+            _ => None,
+        },
         data: v.get("data").filter(|d| !d.is_null()).cloned(),
     })
 }

@@ -138,6 +138,44 @@ async fn idempotency_key_and_body_dedupe() {
 }
 
 #[tokio::test]
+async fn explicit_keys_decide_and_dead_jobs_are_not_replayed() {
+    let t = app();
+    let fid = file(&t, "sk-acme", "fine-tune").await;
+    let body = json!({"model": "m", "training_file": fid});
+    let send = |key: &'static str| {
+        let req = axum::http::Request::post("/v1/fine_tuning/jobs")
+            .header("authorization", "Bearer sk-acme")
+            .header("content-type", "application/json")
+            .header("idempotency-key", key)
+            .body(axum::body::Body::from(body.to_string()))
+            .unwrap();
+        t.send(req)
+    };
+    // Two keys with one body: the caller said these are two requests, not a retry.
+    let a = body_json(send("ka").await).await;
+    let b = body_json(send("kb").await).await;
+    assert_ne!(a["id"], b["id"]);
+    assert_eq!(body_json(send("kb").await).await["id"], b["id"]);
+
+    // Without a key, the body window replays a live job but not a cancelled one.
+    let other = json!({"model": "m2", "training_file": fid});
+    let (_, c) = create(&t, "sk-acme", other.clone()).await;
+    let (_, c2) = create(&t, "sk-acme", other.clone()).await;
+    assert_eq!(c["id"], c2["id"]);
+    let cancel = format!("/v1/fine_tuning/jobs/{}/cancel", c["id"].as_str().unwrap());
+    let (s, v) = t.json("POST", &cancel, "sk-acme", None).await;
+    assert_eq!((s, v["status"].as_str()), (200, Some("cancelled")));
+    let (s, d) = create(&t, "sk-acme", other).await;
+    assert_eq!(s, 200);
+    assert_ne!(
+        d["id"], c["id"],
+        "re-submitting after a cancel starts a new job"
+    );
+    let (_, all) = t.json("GET", "/v1/fine_tuning/jobs", "sk-acme", None).await;
+    assert_eq!(all["data"].as_array().unwrap().len(), 4);
+}
+
+#[tokio::test]
 async fn idempotency_key_reused_with_other_body_is_409() {
     let t = app();
     let fid = file(&t, "sk-acme", "fine-tune").await;

@@ -100,9 +100,6 @@ async fn upload_errors_and_isolation() {
     assert_eq!(s, 413);
     let (s, p1) = part(&t, "sk-acme", &id, b"12345678").await;
     assert_eq!(s, 200);
-    // more bytes than the upload was created with are refused
-    let (s, _) = part(&t, "sk-acme", &id, b"12345").await;
-    assert_eq!(s, 413);
     // wrong total
     let (s, v) = t
         .json(
@@ -140,6 +137,86 @@ async fn upload_errors_and_isolation() {
     assert!(t.blob_names().is_empty());
     let (s, _) = part(&t, "sk-acme", &id, b"1234").await;
     assert_eq!(s, 400);
+}
+
+#[tokio::test]
+async fn a_retried_part_does_not_block_the_rest_and_storage_is_bounded() {
+    let t = app_with(
+        "[limits]\nupload_part_max_bytes = 8\nupload_max_bytes = 100\n",
+        crate::jobs::Seams::builtin(),
+    );
+    let small = create(&t, "sk-acme", 6).await;
+    let (s, v) = part(&t, "sk-acme", &small, b"1234567").await;
+    assert_eq!(s, 413, "a part larger than the whole upload: {v}");
+    assert_eq!(v["error"]["param"], "data");
+
+    let data = br#"{"a":1}
+{"b":2}
+"#; // 16 bytes
+    let id = create(&t, "sk-acme", data.len()).await;
+    let (_, lost) = part(&t, "sk-acme", &id, &data[..8]).await; // its reply never arrived
+    let (s, first) = part(&t, "sk-acme", &id, &data[..8]).await;
+    assert_eq!(s, 200);
+    let (s, second) = part(&t, "sk-acme", &id, &data[8..]).await;
+    assert_eq!(
+        s, 200,
+        "the last part fits although a retried part is stored"
+    );
+    // 24 of the 32 bytes (twice the upload) are stored; 9 more would pass the ceiling.
+    let (s, v) = part(&t, "sk-acme", &id, b"12345678").await;
+    assert_eq!(s, 200, "{v}");
+    let (s, v) = part(&t, "sk-acme", &id, b"1").await;
+    assert_eq!(s, 413, "{v}");
+    assert!(
+        v["error"]["message"].as_str().unwrap().contains("twice"),
+        "{v}"
+    );
+    let (s, u) = t
+        .json(
+            "POST",
+            &format!("/v1/uploads/{id}/complete"),
+            "sk-acme",
+            Some(json!({"part_ids": [first["id"], second["id"]]})),
+        )
+        .await;
+    assert_eq!(s, 200, "{u}");
+    assert_eq!(u["status"], "completed");
+    assert_ne!(lost["id"], first["id"]);
+    let fid = u["file"]["id"].as_str().unwrap();
+    let resp = t
+        .send(
+            Request::get(format!("/v1/files/{fid}/content"))
+                .header("authorization", "Bearer sk-acme")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(resp.status(), 200);
+    let bytes = http_body_util::BodyExt::collect(resp.into_body())
+        .await
+        .unwrap()
+        .to_bytes();
+    assert_eq!(&bytes[..], &data[..]);
+}
+
+#[tokio::test]
+async fn a_body_that_is_not_multipart_gets_an_openai_error() {
+    let t = app();
+    let id = create(&t, "sk-acme", 4).await;
+    for uri in ["/v1/files".to_string(), format!("/v1/uploads/{id}/parts")] {
+        let req = Request::post(&uri)
+            .header("authorization", "Bearer sk-acme")
+            .header("content-type", "application/json")
+            .body(Body::from("{}"))
+            .unwrap();
+        let resp = t.send(req).await;
+        assert_eq!(resp.status(), 400, "{uri}");
+        assert_eq!(resp.headers()["x-should-retry"], "false");
+        let v = body_json(resp).await;
+        assert_eq!(v["error"]["type"], "invalid_request_error", "{uri}: {v}");
+        let msg = v["error"]["message"].as_str().unwrap();
+        assert!(msg.contains("multipart/form-data"), "{msg}");
+    }
 }
 
 #[tokio::test]
@@ -193,4 +270,47 @@ async fn create_checks_the_mime_type_of_jsonl_purposes() {
         let (s, v) = create(mime, purpose).await;
         assert_eq!(s, 200, "{mime} {purpose}: {v}");
     }
+}
+
+#[tokio::test]
+async fn expires_after_is_checked_and_given_to_the_completed_file() {
+    let t = app();
+    let base = json!({"bytes": 4, "filename": "e.jsonl", "mime_type": "text/jsonl", "purpose": "fine-tune"});
+    for (bad, param) in [
+        (
+            json!({"anchor": "last_active_at", "seconds": 7200}),
+            "expires_after.anchor",
+        ),
+        (
+            json!({"anchor": "created_at", "seconds": 59}),
+            "expires_after.seconds",
+        ),
+        (json!({"anchor": "created_at"}), "expires_after.seconds"),
+        (json!(7200), "expires_after"),
+    ] {
+        let mut b = base.clone();
+        b["expires_after"] = bad;
+        let (s, v) = t.json("POST", "/v1/uploads", "sk-acme", Some(b)).await;
+        assert_eq!((s, v["error"]["param"].as_str()), (400, Some(param)), "{v}");
+    }
+    let mut b = base.clone();
+    b["expires_after"] = json!({"anchor": "created_at", "seconds": 7200});
+    let (s, u) = t.json("POST", "/v1/uploads", "sk-acme", Some(b)).await;
+    assert_eq!(s, 200, "{u}");
+    let id = u["id"].as_str().unwrap();
+    let (_, p) = part(&t, "sk-acme", id, b"abcd").await;
+    let (s, done) = t
+        .json(
+            "POST",
+            &format!("/v1/uploads/{id}/complete"),
+            "sk-acme",
+            Some(json!({"part_ids": [p["id"]]})),
+        )
+        .await;
+    assert_eq!(s, 200, "{done}");
+    let file = &done["file"];
+    assert_eq!(
+        file["expires_at"].as_i64(),
+        Some(file["created_at"].as_i64().unwrap() + 7200)
+    );
 }
