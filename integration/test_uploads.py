@@ -62,6 +62,7 @@ def test_expires_after_reaches_the_completed_file_and_a_retried_part_is_harmless
     part = c.uploads.parts.create(up.id, data=line)  # ...and the client sent it again
     done = c.uploads.complete(up.id, part_ids=[part.id])
     assert done.status == "completed"
+    assert c.uploads.complete(up.id, part_ids=[part.id]).file.id == done.file.id  # a retried complete
     assert done.file.expires_at == done.file.created_at + 7200
     assert c.files.retrieve(done.file.id).expires_at == done.file.expires_at
     assert c.files.content(done.file.id).read() == line

@@ -91,18 +91,16 @@ pub async fn create(
         status: UploadStatus::Pending,
         file_id: None,
         file_expires_after,
+        completed_part_ids: None,
     };
     let r = rec.clone();
     run_blocking(&state.store, move |s| s.insert_upload(&r)).await?;
     Ok(Json(wire::upload(&rec, None)))
 }
 
-/// The caller's upload, still pending and unexpired (expiring it on the spot if due).
-async fn pending_upload(
-    state: &AppState,
-    tenant: &str,
-    id: &str,
-) -> Result<UploadRecord, ApiError> {
+/// The caller's upload in any state (a pending one past its expiry is expired on the spot
+/// and refused).
+async fn caller_upload(state: &AppState, tenant: &str, id: &str) -> Result<UploadRecord, ApiError> {
     let (t, i) = (tenant.to_string(), id.to_string());
     let u = run_blocking(&state.store, move |s| s.get_upload(&t, &i))
         .await?
@@ -114,6 +112,16 @@ async fn pending_upload(
             format!("Upload {id} has expired."),
         ));
     }
+    Ok(u)
+}
+
+/// The caller's upload, still pending and unexpired (expiring it on the spot if due).
+async fn pending_upload(
+    state: &AppState,
+    tenant: &str,
+    id: &str,
+) -> Result<UploadRecord, ApiError> {
+    let u = caller_upload(state, tenant, id).await?;
     if u.status != UploadStatus::Pending {
         return Err(ApiError::invalid(
             "upload_id",
@@ -211,10 +219,25 @@ pub async fn complete(
     body: Result<Json<CompleteBody>, JsonRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let Json(b) = body.map_err(json_rejection)?;
-    let upload = pending_upload(&state, &caller.tenant, &id).await?;
     let part_ids = b
         .part_ids
         .ok_or_else(|| ApiError::invalid("part_ids", "Missing required parameter: 'part_ids'."))?;
+    let upload = caller_upload(&state, &caller.tenant, &id).await?;
+    // A retried `complete` (the SDK retries a POST whose reply was lost) with the same parts
+    // gets the completed upload again instead of an error for the client's own success.
+    if upload.status == UploadStatus::Completed
+        && upload.completed_part_ids.as_ref() == Some(&part_ids)
+    {
+        let file = match upload.file_id.clone() {
+            Some(fid) => {
+                let t = caller.tenant.clone();
+                run_blocking(&state.store, move |s| s.get_file(&t, &fid)).await?
+            }
+            None => None,
+        };
+        return Ok(Json(wire::upload(&upload, file.as_ref())));
+    }
+    let upload = pending_upload(&state, &caller.tenant, &id).await?;
     let uid = upload.id.clone();
     let parts = run_blocking(&state.store, move |s| s.list_parts(&uid)).await?;
     let mut ordered = Vec::with_capacity(part_ids.len());
@@ -299,9 +322,9 @@ pub async fn complete(
         expires_at: upload.file_expires_after.map(|s| created_at + s),
         blob_key: blob.key.clone(),
     };
-    let (f, uid) = (file.clone(), upload.id.clone());
+    let (f, uid, ids) = (file.clone(), upload.id.clone(), part_ids.clone());
     let done = run_blocking(&state.store, move |s| {
-        s.finish_upload(&uid, UploadStatus::Completed, Some(&f))
+        s.finish_upload(&uid, UploadStatus::Completed, Some((&f, &ids)))
     })
     .await?;
     if !done {
@@ -315,6 +338,7 @@ pub async fn complete(
     let mut u = upload;
     u.status = UploadStatus::Completed;
     u.file_id = Some(file.id.clone());
+    u.completed_part_ids = Some(part_ids);
     Ok(Json(wire::upload(&u, Some(&file))))
 }
 
@@ -323,6 +347,10 @@ pub async fn cancel(
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
+    let upload = caller_upload(&state, &caller.tenant, &id).await?;
+    if upload.status == UploadStatus::Cancelled {
+        return Ok(Json(wire::upload(&upload, None))); // a retried cancel: already done
+    }
     let upload = pending_upload(&state, &caller.tenant, &id).await?;
     let uid = upload.id.clone();
     let done = run_blocking(&state.store, move |s| {

@@ -61,12 +61,13 @@ pub trait Store: Send + Sync + 'static {
     fn get_upload(&self, tenant: &str, id: &str) -> StoreResult<Option<UploadRecord>>;
     fn insert_part(&self, part: &PartRecord) -> StoreResult<()>;
     fn list_parts(&self, upload_id: &str) -> StoreResult<Vec<PartRecord>>;
-    /// Sets a pending upload's status (and file id); false when it was no longer pending.
+    /// Sets a pending upload's status; on completion also inserts the file and records the
+    /// part ids it was made from. False when the upload was no longer pending.
     fn finish_upload(
         &self,
         upload_id: &str,
         status: UploadStatus,
-        file: Option<&FileRecord>,
+        file: Option<(&FileRecord, &[String])>,
     ) -> StoreResult<bool>;
     /// Pending uploads whose expiry is at or before `now`, marked expired; returns them.
     fn expire_uploads(&self, now: i64) -> StoreResult<Vec<UploadRecord>>;

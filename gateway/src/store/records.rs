@@ -87,6 +87,8 @@ pub struct UploadRecord {
     /// `expires_after.seconds` from create: the completed file expires that long after it
     /// is created (None: it never expires).
     pub file_expires_after: Option<i64>,
+    /// The `part_ids` a completed upload was completed with.
+    pub completed_part_ids: Option<Vec<String>>,
 }
 
 #[derive(Debug, Clone, PartialEq)]

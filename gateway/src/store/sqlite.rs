@@ -113,7 +113,7 @@ impl SqliteStore {
         });
         let sql = format!(
             "SELECT {FILE_COLS} FROM files WHERE tenant = ?1 AND seq {cmp} ?2 \
-             AND (?3 IS NULL OR purpose = ?3) ORDER BY seq {dir} LIMIT ?4"
+             AND (?3 IS NULL OR purpose = ?3) AND {UNEXPIRED} ORDER BY seq {dir} LIMIT ?4"
         );
         let mut stmt = conn.prepare(&sql)?;
         let rows = stmt.query_map(
@@ -126,6 +126,11 @@ impl SqliteStore {
         Ok(Page { data, has_more })
     }
 }
+
+/// A file past its `expires_at` is gone for clients at once, not when the next sweep deletes
+/// its row and blob.
+const UNEXPIRED: &str =
+    "(expires_at IS NULL OR expires_at > CAST(strftime('%s', 'now') AS INTEGER))";
 
 impl Store for SqliteStore {
     fn insert_file(&self, f: &FileRecord) -> StoreResult<()> {
@@ -149,7 +154,9 @@ impl Store for SqliteStore {
         Ok(self
             .conn()?
             .query_row(
-                &format!("SELECT {FILE_COLS} FROM files WHERE id = ?1 AND tenant = ?2"),
+                &format!(
+                    "SELECT {FILE_COLS} FROM files WHERE id = ?1 AND tenant = ?2 AND {UNEXPIRED}"
+                ),
                 [id, tenant],
                 file_row,
             )
@@ -234,7 +241,7 @@ impl Store for SqliteStore {
         &self,
         upload_id: &str,
         status: UploadStatus,
-        file: Option<&FileRecord>,
+        file: Option<(&FileRecord, &[String])>,
     ) -> StoreResult<bool> {
         self.finish_upload_impl(upload_id, status, file)
     }

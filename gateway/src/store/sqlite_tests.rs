@@ -249,6 +249,7 @@ fn reopen_keeps_data_and_uploads_expire() {
             status: UploadStatus::Pending,
             file_id: None,
             file_expires_after: Some(3600),
+            completed_part_ids: None,
         })
         .unwrap();
         s.insert_part(&PartRecord {
@@ -413,7 +414,12 @@ fn a_v1_database_migrates_keeping_its_uploads() {
     let s = SqliteStore::open(dir.path()).unwrap();
     let u = s.get_upload("a", "upload_1").unwrap().unwrap();
     assert_eq!(
-        (u.bytes, u.status, u.file_expires_after),
-        (10, UploadStatus::Pending, None)
+        (
+            u.bytes,
+            u.status,
+            u.file_expires_after,
+            u.completed_part_ids
+        ),
+        (10, UploadStatus::Pending, None, None)
     );
 }

@@ -6,7 +6,7 @@ use rusqlite::{params, OptionalExtension, Row};
 
 const UPLOAD_COLS: &str =
     "id, tenant, bytes, created_at, expires_at, filename, mime_type, purpose, status, file_id, \
-     file_expires_after";
+     file_expires_after, completed_part_ids";
 
 fn upload_row(r: &Row<'_>) -> rusqlite::Result<(UploadRecord, String)> {
     let status: String = r.get(8)?;
@@ -23,6 +23,9 @@ fn upload_row(r: &Row<'_>) -> rusqlite::Result<(UploadRecord, String)> {
             status: UploadStatus::parse(&status).unwrap_or(UploadStatus::Pending),
             file_id: r.get(9)?,
             file_expires_after: r.get(10)?,
+            completed_part_ids: r
+                .get::<_, Option<String>>(11)?
+                .and_then(|s| serde_json::from_str(&s).ok()),
         },
         status,
     ))
@@ -39,7 +42,7 @@ impl SqliteStore {
     pub(super) fn insert_upload_impl(&self, u: &UploadRecord) -> StoreResult<()> {
         self.conn()?.execute(
             &format!(
-                "INSERT INTO uploads ({UPLOAD_COLS}) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11)"
+                "INSERT INTO uploads ({UPLOAD_COLS}) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12)"
             ),
             params![
                 u.id,
@@ -52,7 +55,10 @@ impl SqliteStore {
                 u.purpose,
                 u.status.as_str(),
                 u.file_id,
-                u.file_expires_after
+                u.file_expires_after,
+                u.completed_part_ids
+                    .as_ref()
+                    .map(|ids| serde_json::Value::from(ids.clone()).to_string())
             ],
         )?;
         Ok(())
@@ -103,16 +109,26 @@ impl SqliteStore {
         &self,
         upload_id: &str,
         status: UploadStatus,
-        file: Option<&FileRecord>,
+        file: Option<(&FileRecord, &[String])>,
     ) -> StoreResult<bool> {
         let conn = self.conn()?;
         let tx = conn.unchecked_transaction()?;
+        let part_ids = file
+            .map(|(_, ids)| serde_json::to_string(ids))
+            .transpose()
+            .map_err(|e| corrupt("uploads", "completed_part_ids", upload_id, e.to_string()))?;
         let changed = tx.execute(
-            "UPDATE uploads SET status = ?2, file_id = ?3 WHERE id = ?1 AND status = 'pending'",
-            params![upload_id, status.as_str(), file.map(|f| f.id.as_str())],
+            "UPDATE uploads SET status = ?2, file_id = ?3, completed_part_ids = ?4 \
+             WHERE id = ?1 AND status = 'pending'",
+            params![
+                upload_id,
+                status.as_str(),
+                file.map(|(f, _)| f.id.as_str()),
+                part_ids
+            ],
         )?;
         if changed == 1 {
-            if let Some(f) = file {
+            if let Some((f, _)) = file {
                 tx.execute(
                     &format!("INSERT INTO files ({FILE_COLS}) VALUES (?1,?2,?3,?4,?5,?6,?7,?8)"),
                     params![

@@ -222,3 +222,46 @@ async fn unknown_or_foreign_after_cursor_is_400_naming_after() {
         .await;
     assert_eq!((s, p["data"].as_array().map(Vec::len)), (200, Some(0)));
 }
+
+#[tokio::test]
+async fn a_file_past_its_expiry_is_gone_before_the_sweep_runs() {
+    let t = app();
+    let (_, live) = t.upload_file("sk-acme", "fine-tune", TRAIN).await;
+    let now = crate::ids::now_unix();
+    let expired = crate::store::FileRecord {
+        id: "file-expired".into(),
+        tenant: "acme".into(),
+        bytes: 3,
+        created_at: now - 7200,
+        filename: "old.jsonl".into(),
+        purpose: "fine-tune".into(),
+        expires_at: Some(now - 1),
+        blob_key: "file-expired".into(),
+    };
+    let store = t.state.store.clone();
+    crate::store::run_blocking(&store, move |s| s.insert_file(&expired))
+        .await
+        .unwrap();
+    let (s, _) = t
+        .json("GET", "/v1/files/file-expired", "sk-acme", None)
+        .await;
+    assert_eq!(s, 404);
+    let (_, list) = t.json("GET", "/v1/files", "sk-acme", None).await;
+    let ids: Vec<_> = list["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["id"].clone())
+        .collect();
+    assert_eq!(ids, vec![live["id"].clone()]);
+    let (s, v) = t
+        .json(
+            "POST",
+            "/v1/fine_tuning/jobs",
+            "sk-acme",
+            Some(serde_json::json!({"model": "m", "training_file": "file-expired"})),
+        )
+        .await;
+    assert!(s == 400 || s == 404, "{s} {v}");
+    assert_eq!(v["error"]["param"], "training_file");
+}

@@ -135,6 +135,11 @@ async fn upload_errors_and_isolation() {
     assert_eq!(s, 200);
     assert_eq!(u["status"], "cancelled");
     assert!(t.blob_names().is_empty());
+    // a retried cancel answers with the cancelled upload
+    let (s, again) = t
+        .json("POST", &format!("/v1/uploads/{id}/cancel"), "sk-acme", None)
+        .await;
+    assert_eq!((s, again["status"].as_str()), (200, Some("cancelled")));
     let (s, _) = part(&t, "sk-acme", &id, b"1234").await;
     assert_eq!(s, 400);
 }
@@ -182,6 +187,21 @@ async fn a_retried_part_does_not_block_the_rest_and_storage_is_bounded() {
     assert_eq!(s, 200, "{u}");
     assert_eq!(u["status"], "completed");
     assert_ne!(lost["id"], first["id"]);
+    // A retried complete (same parts) answers with the same file; other parts are refused.
+    let url = format!("/v1/uploads/{id}/complete");
+    let complete = |ids: Value| t.json("POST", &url, "sk-acme", Some(json!({ "part_ids": ids })));
+    let (s, again) = complete(json!([first["id"], second["id"]])).await;
+    assert_eq!(s, 200, "{again}");
+    assert_eq!(again["file"]["id"], u["file"]["id"]);
+    assert_eq!(again["status"], "completed");
+    let (s, v) = complete(json!([lost["id"], second["id"]])).await;
+    assert_eq!(s, 400, "{v}");
+    assert!(v["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("already completed"));
+    let files: Vec<_> = t.blob_names();
+    assert_eq!(files.len(), 1, "one file blob, parts freed: {files:?}");
     let fid = u["file"]["id"].as_str().unwrap();
     let resp = t
         .send(
