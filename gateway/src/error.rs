@@ -50,6 +50,17 @@ impl ApiError {
         }
     }
 
+    /// An error of any status in OpenAI's shape (`invalid_request_error` for a 4xx,
+    /// `server_error` otherwise), for responses no handler shaped (extractor rejections).
+    pub fn with_status(status: StatusCode, message: impl Into<String>) -> Self {
+        let kind = if status.is_client_error() {
+            "invalid_request_error"
+        } else {
+            "server_error"
+        };
+        Self::new(status, kind, message)
+    }
+
     /// 400 invalid_request_error naming the offending parameter.
     pub fn invalid(param: impl Into<String>, message: impl Into<String>) -> Self {
         let mut e = Self::new(StatusCode::BAD_REQUEST, "invalid_request_error", message);

@@ -83,6 +83,7 @@ pub fn app(state: AppState) -> Router {
         .fallback(observe::fallback)
         .method_not_allowed_fallback(observe::method_not_allowed)
         .layer(DefaultBodyLimit::max(JSON_BODY_MAX_BYTES))
+        .layer(axum::middleware::from_fn(observe::openai_errors))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             observe::observe,

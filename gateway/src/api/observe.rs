@@ -71,6 +71,33 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
         .into_response()
 }
 
+/// Any error response on a gateway route that no handler shaped itself (axum's plain-text
+/// rejection of a path or query it cannot decode, such as `/v1/files/%FF`) gets OpenAI's
+/// error shape. Proxied responses (no matched route) pass through untouched.
+pub async fn openai_errors(req: Request, next: Next) -> Response {
+    let ours = req.extensions().get::<MatchedPath>().is_some();
+    let resp = next.run(req).await;
+    let status = resp.status();
+    let is_json = resp
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|c| c.starts_with("application/json"));
+    if !ours || is_json || !(status.is_client_error() || status.is_server_error()) {
+        return resp;
+    }
+    let bytes = axum::body::to_bytes(resp.into_body(), 64 * 1024)
+        .await
+        .unwrap_or_default();
+    let text = String::from_utf8_lossy(&bytes).trim().to_string();
+    let message = if text.is_empty() {
+        status.canonical_reason().unwrap_or("Error").to_string()
+    } else {
+        text
+    };
+    ApiError::with_status(status, message).into_response()
+}
+
 /// A known path with the wrong method.
 pub async fn method_not_allowed(req: Request) -> Response {
     ApiError::method_not_allowed(req.method().as_str(), req.uri().path()).into_response()

@@ -33,11 +33,11 @@ const DROP: [&str; 13] = [
     "openai-project",
 ];
 
-/// The route families the gateway serves itself. A request the router did not match that
+/// The route families the gateway serves itself (OpenAI's, plus its own operator routes). A request the router did not match that
 /// still names one of them (`/v1/files/`, `/v1//uploads`, `/v1/fine%5Ftuning/jobs`,
 /// `/v1/Files`) is a look-alike: forwarding it would reach the upstream with the gateway's
 /// key and bypass screening and tenant scoping, so it is never proxied.
-const OWNED: [&str; 3] = ["files", "uploads", "fine_tuning"];
+const OWNED: [&str; 4] = ["files", "uploads", "fine_tuning", "tuneguard"];
 
 /// Whether a request path, once percent-decoded, with empty and `.` segments dropped, `..`
 /// applied and letters folded to lower case, falls under one of [`OWNED`] below `/v1`.

@@ -136,6 +136,7 @@ fn look_alikes_of_gateway_routes_are_never_proxied() {
         "/v1/Files",
         "/v1/FINE_TUNING/checkpoints/ftckpt-1/permissions",
         "/v1\\uploads",
+        "/v1/tuneguard/admin/policies/",
     ] {
         assert_eq!(p.target(owned), None, "{owned} must not be forwarded");
     }

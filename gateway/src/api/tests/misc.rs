@@ -51,6 +51,21 @@ async fn unknown_route_is_openai_404_without_upstream() {
 }
 
 #[tokio::test]
+async fn undecodable_paths_and_queries_get_openai_errors() {
+    let t = app();
+    for uri in [
+        "/v1/files/%FF",
+        "/v1/fine_tuning/jobs/%C3%28/events",
+        "/v1/fine_tuning/jobs?after=%FF",
+    ] {
+        let (s, v) = t.json("GET", uri, "sk-acme", None).await;
+        assert_eq!(s, 400, "{uri}: {v}");
+        assert_eq!(v["error"]["type"], "invalid_request_error", "{uri}: {v}");
+        assert!(!v["error"]["message"].as_str().unwrap().is_empty(), "{uri}");
+    }
+}
+
+#[tokio::test]
 async fn auth_failures_are_401_in_openai_shape() {
     let t = app();
     let resp = t
