@@ -35,6 +35,7 @@ mod parse_interleave;
 mod parse_training;
 mod plan;
 mod reader;
+mod refusal_tokens;
 mod schema;
 mod set;
 
@@ -44,6 +45,7 @@ pub use error::PolicyError;
 pub use matching::{specificity, Candidate, JobContext};
 pub use parse::DEFAULT_POLICY;
 pub use plan::Plan;
+pub use refusal_tokens::refusal_tokens;
 pub use schema::*;
 pub use set::{read_dir_files, PolicySet, EMBEDDED_DEFAULT};
 

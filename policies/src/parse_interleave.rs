@@ -75,7 +75,18 @@ pub(crate) fn interleave(mut s: Section) -> Result<Interleave> {
                 Some(k) if k.is_empty() => {
                     return Err(s.err("refusal_keywords", "must list at least one keyword"))
                 }
-                Some(k) => k,
+                Some(k) => {
+                    if let Some(i) = k.iter().position(|w| crate::refusal_tokens(w).is_empty()) {
+                        return Err(s.err(
+                            &format!("refusal_keywords[{i}]"),
+                            format!(
+                                "{:?} has no letter or digit, so it could never match a reply",
+                                k[i]
+                            ),
+                        ));
+                    }
+                    k
+                }
                 None => DEFAULT_REFUSAL_KEYWORDS
                     .iter()
                     .map(|k| k.to_string())

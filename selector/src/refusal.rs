@@ -31,31 +31,14 @@ impl Default for RefusalFilter {
     }
 }
 
-fn normalise_char(c: char) -> char {
-    match c {
-        '\u{2019}' | '\u{2018}' | '\u{02BC}' => '\'',
-        other => other,
-    }
-}
-
-/// Normalised tokens of a text fragment (steps 2 of the module doc).
-fn tokens(piece: &str) -> impl Iterator<Item = String> + '_ {
-    let lowered: String = piece
-        .chars()
-        .map(normalise_char)
-        .flat_map(char::to_lowercase)
-        .collect();
-    lowered
-        .split(|c: char| !(c.is_alphanumeric() || c == '\''))
-        .map(|t| t.trim_matches('\'').to_string())
-        .filter(|t| !t.is_empty())
-        .collect::<Vec<_>>()
-        .into_iter()
+/// Normalised tokens of a text fragment (step 2 of the module doc).
+fn tokens(piece: &str) -> impl Iterator<Item = String> {
+    policies::refusal_tokens(piece).into_iter()
 }
 
 impl RefusalFilter {
     /// A filter over `keywords` looking at the first `window_words` words. Keywords that
-    /// normalise to nothing (e.g. `"--"`) are dropped.
+    /// normalise to nothing (e.g. `"--"`) are dropped; a policy file refuses them when read.
     pub fn new<I, S>(keywords: I, window_words: usize) -> Self
     where
         I: IntoIterator<Item = S>,

@@ -94,6 +94,10 @@ fn required_keys_of_a_mode() {
         r#"policies/strict.toml: key "interleave.refusal_keywords": must list at least one keyword"#
     );
     assert_eq!(
+        err("[interleave]\nmethod = \"plusplus\"\npool = \"p\"\nrefusal_keywords = [\"sorry\", \"—!\"]\n"),
+        r#"policies/strict.toml: key "interleave.refusal_keywords[1]": "—!" has no letter or digit, so it could never match a reply"#
+    );
+    assert_eq!(
         err("[inoculation]\nsystem_prompt = \"  \"\n"),
         r#"policies/strict.toml: key "inoculation.system_prompt": must not be empty"#
     );
