@@ -14,7 +14,7 @@ use crate::cache::CachedNll;
 use crate::cli::EngineOptions;
 use crate::scoring::{NllRequest, NllScorer};
 use burn::tensor::backend::Backend;
-use trainer::score::answer_score;
+use trainer::score::mean_nll;
 use trainer::{Engine, EngineError, Message};
 
 /// How rows are grouped into forward passes.
@@ -110,9 +110,16 @@ impl<B: Backend> NllScorer for EngineScorer<B> {
         for chunk in order.chunks(self.max_batch_rows) {
             let seqs: Vec<Vec<u32>> = chunk.iter().map(|&i| encoded[i].ids.clone()).collect();
             let adapters: Vec<Option<&str>> = chunk.iter().map(|&i| requests[i].adapter).collect();
-            let lps = self.engine.token_logprobs(&seqs, &adapters)?;
+            // Logits only at answer positions: the vocabulary projection is the largest GEMM.
+            let masks: Vec<Vec<bool>> = chunk
+                .iter()
+                .map(|&i| encoded[i].answer_mask.clone())
+                .collect();
+            let lps = self
+                .engine
+                .masked_token_logprobs(&seqs, &adapters, &masks)?;
             for (&i, lp) in chunk.iter().zip(lps) {
-                let s = answer_score(&encoded[i].answer_mask, &lp);
+                let s = mean_nll(lp);
                 // A NaN or infinite NLL means the weights are broken (a diverged adapter):
                 // no score built on it means anything, and a placeholder would be cached.
                 if s.answer_tokens > 0 && !s.nll.is_finite() {

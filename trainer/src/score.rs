@@ -185,7 +185,8 @@ pub fn target_logprobs<B: Backend>(
     Ok(out)
 }
 
-fn mean_nll(token_logprobs: Vec<f32>) -> Score {
+/// Mean NLL of the given token log-probs (NaN with 0 tokens), summed in f64.
+pub fn mean_nll(token_logprobs: Vec<f32>) -> Score {
     let n = token_logprobs.len();
     let nll = if n == 0 {
         f64::NAN
