@@ -27,9 +27,14 @@ pub const DEFAULT_TEMPLATE_MARKERS: [&str; 8] = [
     "[/INST]",
 ];
 
+pub(crate) fn yes() -> bool {
+    true
+}
+
 impl Default for ReplyQuality {
     fn default() -> ReplyQuality {
         ReplyQuality {
+            reject_unfinished: true,
             min_reply_words: 5,
             template_markers: DEFAULT_TEMPLATE_MARKERS
                 .iter()

@@ -111,6 +111,7 @@ pub(crate) fn interleave(mut s: Section) -> Result<Interleave> {
 
 fn reply_quality(s: &mut Section) -> Result<ReplyQuality> {
     let d = ReplyQuality::default();
+    let reject_unfinished = s.bool("reject_unfinished")?.unwrap_or(d.reject_unfinished);
     let min_reply_words = s.u32("min_reply_words")?.unwrap_or(d.min_reply_words);
     let template_markers = s.strings("template_markers")?.unwrap_or(d.template_markers);
     let repetition_ngram = match s.u32("repetition_ngram")? {
@@ -128,6 +129,7 @@ fn reply_quality(s: &mut Section) -> Result<ReplyQuality> {
         ));
     }
     Ok(ReplyQuality {
+        reject_unfinished,
         min_reply_words,
         template_markers,
         repetition_ngram,

@@ -117,6 +117,16 @@ impl<'f> Section<'f> {
         }
     }
 
+    pub(crate) fn bool(&mut self, key: &'static str) -> Result<Option<bool>> {
+        let Some(v) = self.take(key) else {
+            return Ok(None);
+        };
+        match v.kind {
+            ValueKind::Boolean(b) => Ok(Some(b)),
+            _ => Err(self.type_err(key, "a boolean", &v)),
+        }
+    }
+
     pub(crate) fn string(&mut self, key: &'static str) -> Result<Option<String>> {
         let Some(v) = self.take(key) else {
             return Ok(None);

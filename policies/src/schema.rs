@@ -48,10 +48,15 @@ pub struct Mix {
     pub placement: Placement,
 }
 
-/// The quality filter of on-policy replies: long enough, no chat-template markers, not
-/// degenerate (distinct word n-grams / all n-grams at least `repetition_min_distinct_ratio`).
+/// The quality filter of on-policy replies: finished (the model ended its turn before the
+/// generation limit), long enough, no chat-template markers, not degenerate (distinct word
+/// n-grams / all n-grams at least `repetition_min_distinct_ratio`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ReplyQuality {
+    /// Skip a reply cut off at the generation limit (plans recorded before this key existed
+    /// read as true).
+    #[serde(default = "crate::defaults::yes")]
+    pub reject_unfinished: bool,
     pub min_reply_words: u32,
     pub template_markers: Vec<String>,
     pub repetition_ngram: u32,

@@ -1,7 +1,7 @@
 //! The trainer's generation behind the [`ReplyGenerator`] seam (feature `engine`): on-policy
 //! replies from the aligned base model (adapters off).
 
-use crate::onpolicy::ReplyGenerator;
+use crate::onpolicy::{Reply, ReplyGenerator};
 use crate::pool::ChatMessage;
 use burn::tensor::backend::Backend;
 use trainer::{Engine, GenerateOptions, Message};
@@ -28,7 +28,7 @@ impl<B: Backend> ReplyGenerator for EngineGenerator<'_, B> {
     fn generate_batch(
         &mut self,
         prompts: &[&[ChatMessage]],
-    ) -> Result<Vec<String>, Box<dyn std::error::Error + Send + Sync>> {
+    ) -> Result<Vec<Reply>, Box<dyn std::error::Error + Send + Sync>> {
         let mut ids = Vec::with_capacity(prompts.len());
         for p in prompts {
             let messages: Vec<Message> = p
@@ -44,8 +44,12 @@ impl<B: Backend> ReplyGenerator for EngineGenerator<'_, B> {
         let eos = self.engine.tokenizer.eos_id;
         let mut out = Vec::with_capacity(generated.len());
         for mut toks in generated {
-            // The end-of-turn token closes the reply; any other special token stays in the
-            // text so the quality filter sees leaked template markers.
+            // A reply is finished when generation stopped on a stop token, not on the length
+            // limit. The end-of-turn token closes the reply; any other special token stays in
+            // the text so the quality filter sees leaked template markers.
+            let finished = toks
+                .last()
+                .is_some_and(|t| self.options.stop_tokens.contains(t));
             if toks.last().copied() == eos && eos.is_some() {
                 toks.pop();
             }
@@ -55,7 +59,10 @@ impl<B: Backend> ReplyGenerator for EngineGenerator<'_, B> {
                 .tokenizer
                 .decode(&toks, false)
                 .map_err(|e| format!("decoding a generated reply: {e}"))?;
-            out.push(text.trim().to_string());
+            out.push(Reply {
+                text: text.trim().to_string(),
+                finished,
+            });
         }
         Ok(out)
     }

@@ -55,7 +55,7 @@ pub use interleave::{interleave, mix_vec, Interleave};
 pub use jsonl::{jsonl_lines, mix_jsonl, unscored_candidates};
 pub use manifest::{plan_mix, plan_with_picks, Manifest, MixConfig, PlanError, DEFAULT_FRACTION};
 pub use mix::{insertion_points, mix_count, MixEntry, MixError, MixPlan, Placement};
-pub use onpolicy::{on_policy, OnPolicyError, OnPolicyOutcome, ReplyGenerator};
+pub use onpolicy::{on_policy, OnPolicyError, OnPolicyOutcome, Reply, ReplyGenerator};
 pub use pool::{parse_pool, parse_pool_line, ChatMessage, PoolExample, PoolLineError};
 pub use quality::{QualityFilter, QualityReject, RepetitionRule, DEFAULT_TEMPLATE_MARKERS};
 pub use refusal::{RefusalFilter, DEFAULT_REFUSAL_KEYWORDS, DEFAULT_WINDOW_WORDS};

@@ -9,13 +9,21 @@ use crate::select::Pick;
 use std::collections::BTreeMap;
 use thiserror::Error;
 
+/// One generated reply.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reply {
+    pub text: String,
+    /// Whether the model ended its turn (a stop token) rather than hitting the length limit.
+    pub finished: bool,
+}
+
 /// The generation seam: one reply per prompt, in order (greedy or seeded sampling is the
 /// engine's business; it must be deterministic for a given seed to keep mixing reproducible).
 pub trait ReplyGenerator {
     fn generate_batch(
         &mut self,
         prompts: &[&[ChatMessage]],
-    ) -> Result<Vec<String>, Box<dyn std::error::Error + Send + Sync>>;
+    ) -> Result<Vec<Reply>, Box<dyn std::error::Error + Send + Sync>>;
 }
 
 /// The regenerated examples, in pick order, and why others were dropped.
@@ -91,13 +99,13 @@ pub fn on_policy(
         }
         out.generated += take;
         for (&i, reply) in idx.iter().zip(replies) {
-            match quality.check(&reply) {
+            match quality.check_reply(&reply) {
                 Ok(()) => {
                     out.picks.push(Pick {
                         pool_index: i,
                         score: None,
                     });
-                    out.examples.push(pool[i].with_reply(reply));
+                    out.examples.push(pool[i].with_reply(reply.text));
                 }
                 Err(r) => *out.rejected.entry(r.kind()).or_default() += 1,
             }
@@ -142,21 +150,64 @@ mod tests {
         fn generate_batch(
             &mut self,
             prompts: &[&[ChatMessage]],
-        ) -> Result<Vec<String>, Box<dyn std::error::Error + Send + Sync>> {
+        ) -> Result<Vec<Reply>, Box<dyn std::error::Error + Send + Sync>> {
             self.0.push(prompts.len());
             Ok(prompts
                 .iter()
                 .map(|p| {
                     let q = &p[0].content;
                     let i: usize = q[1..].parse().unwrap_or(0);
-                    if i.is_multiple_of(2) {
+                    let text = if i.is_multiple_of(2) {
                         format!("Here is a full answer to {q}.")
                     } else {
                         "ok".to_string()
+                    };
+                    Reply {
+                        text,
+                        finished: true,
                     }
                 })
                 .collect())
         }
+    }
+
+    /// Answers every prompt fully, but the model hits the length limit on multiples of 3.
+    struct CutOff;
+    impl ReplyGenerator for CutOff {
+        fn generate_batch(
+            &mut self,
+            prompts: &[&[ChatMessage]],
+        ) -> Result<Vec<Reply>, Box<dyn std::error::Error + Send + Sync>> {
+            Ok(prompts
+                .iter()
+                .map(|p| {
+                    let q = &p[0].content;
+                    let i: usize = q[1..].parse().unwrap_or(0);
+                    Reply {
+                        text: format!("Here is a long answer to {q} that goes on and"),
+                        finished: !i.is_multiple_of(3),
+                    }
+                })
+                .collect())
+        }
+    }
+
+    #[test]
+    fn unfinished_replies_are_skipped_unless_allowed() {
+        let p = pool(12);
+        let out = on_policy(&p, 6, 1, &QualityFilter::default(), &mut CutOff, 4).unwrap();
+        assert!(out.picks.iter().all(|k| !k.pool_index.is_multiple_of(3)));
+        assert_eq!(
+            out.rejected.get("unfinished").copied(),
+            Some(out.generated - 6)
+        );
+        let lenient = QualityFilter {
+            reject_unfinished: false,
+            ..QualityFilter::default()
+        };
+        let all = on_policy(&p, 6, 1, &lenient, &mut CutOff, 4).unwrap();
+        assert_eq!(all.generated, 6);
+        assert!(all.rejected.is_empty());
     }
 
     #[test]

@@ -37,6 +37,8 @@ impl Default for RepetitionRule {
 /// The configured on-policy quality filter.
 #[derive(Debug, Clone, PartialEq)]
 pub struct QualityFilter {
+    /// Skip a reply the model did not end before the generation limit (a cut-off answer).
+    pub reject_unfinished: bool,
     pub min_words: usize,
     pub template_markers: Vec<String>,
     pub repetition: RepetitionRule,
@@ -45,6 +47,7 @@ pub struct QualityFilter {
 impl Default for QualityFilter {
     fn default() -> Self {
         QualityFilter {
+            reject_unfinished: true,
             min_words: 5,
             template_markers: DEFAULT_TEMPLATE_MARKERS
                 .iter()
@@ -58,6 +61,8 @@ impl Default for QualityFilter {
 /// Why a reply was rejected.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum QualityReject {
+    #[error("reply was cut off at the generation limit before the model ended its turn")]
+    Unfinished,
     #[error("reply has {words} words, fewer than the minimum {min}")]
     TooShort { words: usize, min: usize },
     #[error("reply contains the template marker `{marker}`")]
@@ -74,6 +79,7 @@ impl QualityReject {
     /// A bounded label for metrics and counts.
     pub fn kind(&self) -> &'static str {
         match self {
+            QualityReject::Unfinished => "unfinished",
             QualityReject::TooShort { .. } => "too_short",
             QualityReject::TemplateMarker { .. } => "template_marker",
             QualityReject::Repetitive { .. } => "repetitive",
@@ -82,7 +88,16 @@ impl QualityReject {
 }
 
 impl QualityFilter {
-    /// `Ok(())` when `reply` passes every check, else the first failed check.
+    /// [`QualityFilter::check`] of a generated reply, first refusing an unfinished one when
+    /// `reject_unfinished` is set.
+    pub fn check_reply(&self, reply: &crate::onpolicy::Reply) -> Result<(), QualityReject> {
+        if self.reject_unfinished && !reply.finished {
+            return Err(QualityReject::Unfinished);
+        }
+        self.check(&reply.text)
+    }
+
+    /// `Ok(())` when `reply` passes every text check, else the first failed check.
     pub fn check(&self, reply: &str) -> Result<(), QualityReject> {
         let words: Vec<String> = reply.split_whitespace().map(str::to_lowercase).collect();
         if words.len() < self.min_words {
@@ -167,6 +182,7 @@ mod tests {
         assert!(f.check("No no NO no no No no no").is_err());
         // Exactly at the ratio passes: 2 distinct of 4 with min 0.5.
         let g = QualityFilter {
+            reject_unfinished: true,
             min_words: 1,
             template_markers: vec![],
             repetition: RepetitionRule {

@@ -178,8 +178,9 @@ fn on_policy_replies_come_from_the_base_model() {
         },
         stop_tokens: vec![],
     };
-    // Accept any non-blank reply without template markers.
+    // Accept any non-blank reply without template markers, cut off or not (no stop tokens).
     let quality = QualityFilter {
+        reject_unfinished: false,
         min_words: 1,
         repetition: selector::RepetitionRule {
             ngram: 4,
@@ -260,4 +261,41 @@ fn a_diverged_adapter_is_an_error_naming_it_and_nothing_is_cached() {
     assert_eq!(stats.scored + stats.cache_hits, 15);
     let items = parse_scored(&std::fs::read_to_string(&a.out).unwrap()).unwrap();
     assert!(items.iter().all(|it| it.adapter_nlls["a2"] > 0.0));
+}
+
+#[test]
+fn a_reply_is_finished_only_when_generation_stopped_on_a_stop_token() {
+    use selector::{ChatMessage, EngineGenerator, ReplyGenerator};
+    use trainer::{GenerateOptions, Sampling};
+    let engine =
+        Engine::<CpuBackend>::load(&fixtures().join("tiny_tied"), Default::default()).unwrap();
+    let prompt = vec![ChatMessage {
+        role: "user".into(),
+        content: "Say hello.".into(),
+    }];
+    let msgs = [Message {
+        role: "user".into(),
+        content: "Say hello.".into(),
+    }];
+    let ids = engine.tokenizer.encode_prompt(&msgs).unwrap();
+    let opts = |stop_tokens: Vec<u32>| GenerateOptions {
+        max_new_tokens: 4,
+        sampling: Sampling::Greedy,
+        stop_tokens,
+    };
+    // The greedy first token of this prompt, made a stop token, ends the reply at once.
+    let first = engine.generate(&[ids], None, &opts(vec![])).unwrap()[0][0];
+    let reply = |stops: Vec<u32>| {
+        EngineGenerator::new(&engine, opts(stops))
+            .generate_batch(&[prompt.as_slice()])
+            .unwrap()
+            .remove(0)
+    };
+    assert!(reply(vec![first]).finished);
+    if Some(first) != engine.tokenizer.eos_id {
+        // Without it, the random model's 4 greedy tokens (deterministic: fixed weights) do
+        // not include its end-of-turn token, so the reply hits the limit.
+        let cut = reply(vec![]);
+        assert!(!cut.finished, "{cut:?}");
+    }
 }

@@ -41,6 +41,7 @@ pub(super) fn on_policy(
     let mut generator = EngineGenerator::new(&engine, options);
     let quality = match &spec.quality {
         Some(q) => QualityFilter {
+            reject_unfinished: q.reject_unfinished,
             min_words: q.min_reply_words as usize,
             template_markers: q.template_markers.clone(),
             repetition: RepetitionRule {

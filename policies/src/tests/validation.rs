@@ -98,6 +98,10 @@ fn required_keys_of_a_mode() {
         r#"policies/strict.toml: key "interleave.refusal_keywords[1]": "—!" has no letter or digit, so it could never match a reply"#
     );
     assert_eq!(
+        err("[interleave]\nmethod = \"on_policy\"\npool = \"p\"\nreject_unfinished = \"no\"\n"),
+        r#"policies/strict.toml: key "interleave.reject_unfinished": must be a boolean, got a string"#
+    );
+    assert_eq!(
         err("[inoculation]\nsystem_prompt = \"  \"\n"),
         r#"policies/strict.toml: key "inoculation.system_prompt": must not be empty"#
     );
@@ -278,6 +282,7 @@ fraction = 1
 pool = "p.jsonl"
 seed = 9
 placement = "jittered"
+reject_unfinished = false
 min_reply_words = 3
 template_markers = ["<s>"]
 repetition_ngram = 2
@@ -330,6 +335,7 @@ on_unenforceable = "run_locally"
                 placement: Placement::Jittered
             },
             quality: ReplyQuality {
+                reject_unfinished: false,
                 min_reply_words: 3,
                 template_markers: vec!["<s>".into()],
                 repetition_ngram: 2,
