@@ -551,6 +551,43 @@ async fn cancel_racing_a_backend_start_cancels_the_backend_job() {
 #[path = "runner_tests_plan.rs"]
 mod plan;
 
+/// The job's event messages, oldest first.
+async fn messages(t: &TestApp, id: &str) -> Vec<String> {
+    let (_, ev) = t
+        .json(
+            "GET",
+            &format!("/v1/fine_tuning/jobs/{id}/events?limit=100"),
+            "sk-acme",
+            None,
+        )
+        .await;
+    ev["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .rev()
+        .map(|e| e["message"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// The job's checkpoint step numbers, newest first.
+async fn checkpoint_steps(t: &TestApp, id: &str) -> Vec<i64> {
+    let (_, ck) = t
+        .json(
+            "GET",
+            &format!("/v1/fine_tuning/jobs/{id}/checkpoints"),
+            "sk-acme",
+            None,
+        )
+        .await;
+    ck["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["step_number"].as_i64().unwrap())
+        .collect()
+}
+
 #[tokio::test]
 async fn a_pause_racing_a_poll_mirrors_each_checkpoint_once() {
     let store = Arc::new(std::sync::OnceLock::new());
@@ -577,38 +614,15 @@ async fn a_pause_racing_a_poll_mirrors_each_checkpoint_once() {
         .await;
     assert_eq!(s, 200);
     wait_for(&t, &id, |j| j["status"] == "succeeded").await;
-    let (_, ck) = t
-        .json(
-            "GET",
-            &format!("/v1/fine_tuning/jobs/{id}/checkpoints"),
-            "sk-acme",
-            None,
-        )
-        .await;
-    let steps: Vec<_> = ck["data"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| c["step_number"].as_i64().unwrap())
-        .collect();
     assert_eq!(
-        steps,
+        checkpoint_steps(&t, &id).await,
         vec![2, 1],
         "the raced poll's checkpoint was stored twice"
     );
-    let (_, ev) = t
-        .json(
-            "GET",
-            &format!("/v1/fine_tuning/jobs/{id}/events?limit=100"),
-            "sk-acme",
-            None,
-        )
-        .await;
-    let step_events = ev["data"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|e| e["message"] == "Step 1/2")
+    let step_events = messages(&t, &id)
+        .await
+        .into_iter()
+        .filter(|m| m == "Step 1/2")
         .count();
     assert_eq!(step_events, 1);
     stop.cancel();

@@ -37,24 +37,6 @@ impl Planner for ShortPlanner {
     }
 }
 
-async fn messages(t: &TestApp, id: &str) -> Vec<String> {
-    let (_, ev) = t
-        .json(
-            "GET",
-            &format!("/v1/fine_tuning/jobs/{id}/events?limit=100"),
-            "sk-acme",
-            None,
-        )
-        .await;
-    ev["data"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .rev()
-        .map(|e| e["message"].as_str().unwrap().to_string())
-        .collect()
-}
-
 #[tokio::test]
 async fn screening_uses_the_max_length_of_the_plan_recorded_first() {
     let screener = Arc::new(RecordingScreener::default());

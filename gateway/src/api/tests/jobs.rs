@@ -12,6 +12,17 @@ async fn create(t: &TestApp, key: &str, body: Value) -> (u16, Value) {
         .await
 }
 
+/// A job create by sk-acme with an `Idempotency-Key` header.
+async fn create_keyed(t: &TestApp, key: &str, body: Value) -> axum::response::Response {
+    let req = axum::http::Request::post("/v1/fine_tuning/jobs")
+        .header("authorization", "Bearer sk-acme")
+        .header("content-type", "application/json")
+        .header("idempotency-key", key)
+        .body(axum::body::Body::from(body.to_string()))
+        .unwrap();
+    t.send(req).await
+}
+
 #[tokio::test]
 async fn create_retrieve_list_and_isolation() {
     let t = app();
@@ -121,15 +132,7 @@ async fn idempotency_key_and_body_dedupe() {
     let (_, c) = create(&t, "sk-acme", json!({"model": "m2", "training_file": fid})).await;
     assert_ne!(a["id"], c["id"]);
 
-    let send = |key: &'static str, body: Value| {
-        let req = axum::http::Request::post("/v1/fine_tuning/jobs")
-            .header("authorization", "Bearer sk-acme")
-            .header("content-type", "application/json")
-            .header("idempotency-key", key)
-            .body(axum::body::Body::from(body.to_string()))
-            .unwrap();
-        t.send(req)
-    };
+    let send = |key: &'static str, body: Value| create_keyed(&t, key, body);
     let x = body_json(send("k1", json!({"model": "m3", "training_file": fid})).await).await;
     let y = body_json(send("k1", json!({"model": "m3", "training_file": fid})).await).await;
     assert_eq!(x["id"], y["id"], "same key and body replays the job");
@@ -142,15 +145,7 @@ async fn explicit_keys_decide_and_dead_jobs_are_not_replayed() {
     let t = app();
     let fid = file(&t, "sk-acme", "fine-tune").await;
     let body = json!({"model": "m", "training_file": fid});
-    let send = |key: &'static str| {
-        let req = axum::http::Request::post("/v1/fine_tuning/jobs")
-            .header("authorization", "Bearer sk-acme")
-            .header("content-type", "application/json")
-            .header("idempotency-key", key)
-            .body(axum::body::Body::from(body.to_string()))
-            .unwrap();
-        t.send(req)
-    };
+    let send = |key: &'static str| create_keyed(&t, key, body.clone());
     // Two keys with one body: the caller said these are two requests, not a retry.
     let a = body_json(send("ka").await).await;
     let b = body_json(send("kb").await).await;
@@ -179,15 +174,7 @@ async fn explicit_keys_decide_and_dead_jobs_are_not_replayed() {
 async fn idempotency_key_reused_with_other_body_is_409() {
     let t = app();
     let fid = file(&t, "sk-acme", "fine-tune").await;
-    let send = |key: &'static str, body: Value| {
-        let req = axum::http::Request::post("/v1/fine_tuning/jobs")
-            .header("authorization", "Bearer sk-acme")
-            .header("content-type", "application/json")
-            .header("idempotency-key", key)
-            .body(axum::body::Body::from(body.to_string()))
-            .unwrap();
-        t.send(req)
-    };
+    let send = |key: &'static str, body: Value| create_keyed(&t, key, body);
     let first = body_json(send("k2", json!({"model": "m", "training_file": fid})).await).await;
     let resp = send("k2", json!({"model": "other", "training_file": fid})).await;
     assert_eq!(resp.status(), 409);
