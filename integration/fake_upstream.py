@@ -212,6 +212,10 @@ class FakeUpstream:
         job.polls += 1
         if obj["status"] == "validating_files":
             obj["status"] = "running"
+            # As OpenAI does once a job starts: every "auto" becomes the value it chose.
+            chosen = {"batch_size": 1, "learning_rate_multiplier": 1.8, "n_epochs": 3}
+            obj["hyperparameters"] = {k: (chosen[k] if v == "auto" else v)
+                                      for k, v in obj["hyperparameters"].items()}
             self._event(job, "Fine-tuning job started")
         elif obj["status"] == "running":
             step = len(job.checkpoints) + 1

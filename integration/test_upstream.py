@@ -29,6 +29,12 @@ def test_job_is_forwarded_and_mirrored(gw_up, upstream):
     done = wait_status(c, job.id, TERMINAL)
     assert done.status == "succeeded", done.error
     assert done.id == job.id and done.training_file == f.id
+    # The provider's resolved "auto"s are shown, as OpenAI shows them once a job runs; the
+    # client's own n_epochs stays.
+    assert job.hyperparameters.batch_size == "auto"
+    assert (done.hyperparameters.batch_size, done.hyperparameters.learning_rate_multiplier,
+            done.hyperparameters.n_epochs) == (1, 1.8, 2)
+    assert done.method.supervised.hyperparameters.batch_size == 1
     assert done.fine_tuned_model and done.fine_tuned_model.startswith("ft:gpt-4o-mini")
 
     # Upstream got the dataset (the client's examples) and a job, with the upstream key only.

@@ -75,6 +75,9 @@ pub(super) async fn run(ctx: &Ctx, mut job: JobRecord, old: JobStatus) -> StoreR
                 step_number,
                 metrics,
             }),
+            Observation::Hyperparameters(reported) => {
+                resolve_hyperparameters(&mut job.hyperparameters, &mut job.method, &reported);
+            }
         }
     }
     let next = match run_state {
@@ -119,4 +122,34 @@ pub(super) async fn run(ctx: &Ctx, mut job: JobRecord, old: JobStatus) -> StoreR
         }
     };
     commit_observed(ctx, old, &next, evs, ckpts).await
+}
+
+/// Replaces each `"auto"` in the job's hyperparameters (and its `method`'s copy) with the
+/// backend's concrete value for that key; keys the client set, and values the backend still
+/// reports as `auto` or leaves out, stay as they are.
+pub(super) fn resolve_hyperparameters(
+    hyperparameters: &mut Value,
+    method: &mut Value,
+    reported: &Value,
+) {
+    let Some(reported) = reported.as_object() else {
+        return;
+    };
+    let Some(hp) = hyperparameters.as_object_mut() else {
+        return;
+    };
+    for (k, v) in hp.iter_mut() {
+        if v == "auto" {
+            if let Some(r) = reported.get(k).filter(|r| r.is_number()) {
+                *v = r.clone();
+            }
+        }
+    }
+    let resolved = hyperparameters.clone();
+    if let Some(m) = method
+        .get_mut("supervised")
+        .and_then(|s| s.get_mut("hyperparameters"))
+    {
+        *m = resolved;
+    }
 }

@@ -652,3 +652,21 @@ fn an_interleave_that_inserts_nothing_is_warned_about() {
         None
     );
 }
+
+#[test]
+fn resolved_hyperparameters_replace_only_autos() {
+    use crate::jobs::run_step::resolve_hyperparameters;
+    let mut hp = json!({"batch_size": "auto", "learning_rate_multiplier": "auto", "n_epochs": 2});
+    let mut method = json!({"type": "supervised", "supervised": {"hyperparameters": hp.clone()}});
+    resolve_hyperparameters(
+        &mut hp,
+        &mut method,
+        &json!({"batch_size": 8, "learning_rate_multiplier": "auto", "n_epochs": 3, "extra": 1}),
+    );
+    let want = json!({"batch_size": 8, "learning_rate_multiplier": "auto", "n_epochs": 2});
+    assert_eq!(hp, want);
+    assert_eq!(method["supervised"]["hyperparameters"], want);
+    // Not an object: nothing changes.
+    resolve_hyperparameters(&mut hp, &mut method, &json!("auto"));
+    assert_eq!(hp, want);
+}

@@ -142,6 +142,9 @@ pub enum Observation {
         step_number: i64,
         metrics: Value,
     },
+    /// The backend's hyperparameters: each `"auto"` of the job that the backend has resolved
+    /// to a concrete value is replaced by it, as OpenAI shows once a job runs.
+    Hyperparameters(Value),
 }
 
 /// Where a job trains: an upstream provider or the local trainer.

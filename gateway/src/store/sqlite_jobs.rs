@@ -238,15 +238,15 @@ impl SqliteStore {
         let tx = conn.unchecked_transaction()?;
         let changed = tx.execute(
             "UPDATE jobs SET status = ?2, step = ?3, error = ?4, fine_tuned_model = ?5, finished_at = ?6, \
-             trained_tokens = ?7, result_files = ?8, estimated_finish = ?9, pipeline = ?10, hyperparameters = ?11 \
-             WHERE id = ?1 AND status = ?12",
+             trained_tokens = ?7, result_files = ?8, estimated_finish = ?9, pipeline = ?10, hyperparameters = ?11, \
+             method = ?13 WHERE id = ?1 AND status = ?12",
             params![
                 j.id, j.status.as_str(), j.step.as_str(),
                 j.error.as_ref().map(|e| serde_json::to_string(e).unwrap_or_default()),
                 j.fine_tuned_model, j.finished_at, j.trained_tokens,
                 serde_json::to_string(&j.result_files).unwrap_or_else(|_| "[]".into()),
                 j.estimated_finish, j.pipeline.to_string(), j.hyperparameters.to_string(),
-                expected.as_str()
+                expected.as_str(), j.method.to_string()
             ],
         )?;
         if changed == 1 {

@@ -214,6 +214,7 @@ impl UpstreamClient {
             fine_tuned_model: state.fine_tuned_model,
             trained_tokens: state.trained_tokens,
             error: state.error,
+            hyperparameters: state.hyperparameters,
             new_events,
             new_checkpoints,
             cursor,

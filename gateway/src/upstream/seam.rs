@@ -272,6 +272,9 @@ fn observations(snap: &UpstreamSnapshot) -> Vec<Observation> {
             created_at: (e.created_at > 0).then_some(e.created_at),
         });
     }
+    if let Some(h) = &snap.hyperparameters {
+        out.push(Observation::Hyperparameters(h.clone()));
+    }
     for c in &snap.new_checkpoints {
         out.push(Observation::Checkpoint {
             fine_tuned_model_checkpoint: c.fine_tuned_model_checkpoint.clone(),

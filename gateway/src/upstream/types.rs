@@ -94,6 +94,8 @@ pub struct UpstreamSnapshot {
     pub fine_tuned_model: Option<String>,
     pub trained_tokens: Option<i64>,
     pub error: Option<UpstreamJobError>,
+    /// The provider's `hyperparameters` (concrete once it has resolved its `auto`s).
+    pub hyperparameters: Option<Value>,
     pub new_events: Vec<UpstreamEvent>,
     pub new_checkpoints: Vec<UpstreamCheckpoint>,
     /// The cursor to pass to the next poll.

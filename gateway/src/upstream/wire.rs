@@ -37,6 +37,8 @@ pub(crate) struct JobState {
     pub fine_tuned_model: Option<String>,
     pub trained_tokens: Option<i64>,
     pub error: Option<UpstreamJobError>,
+    /// The job's `hyperparameters` object as the provider reports it.
+    pub hyperparameters: Option<Value>,
 }
 
 pub(crate) fn parse_job(v: &Value) -> Result<JobState, UpstreamError> {
@@ -63,6 +65,7 @@ pub(crate) fn parse_job(v: &Value) -> Result<JobState, UpstreamError> {
             .map(str::to_string),
         trained_tokens: v.get("trained_tokens").and_then(Value::as_i64),
         error,
+        hyperparameters: v.get("hyperparameters").filter(|h| h.is_object()).cloned(),
     })
 }
 
