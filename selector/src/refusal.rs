@@ -31,11 +31,6 @@ impl Default for RefusalFilter {
     }
 }
 
-/// Normalised tokens of a text fragment (step 2 of the module doc).
-fn tokens(piece: &str) -> impl Iterator<Item = String> {
-    policies::refusal_tokens(piece).into_iter()
-}
-
 impl RefusalFilter {
     /// A filter over `keywords` looking at the first `window_words` words. Keywords that
     /// normalise to nothing (e.g. `"--"`) are dropped; a policy file refuses them when read.
@@ -46,7 +41,11 @@ impl RefusalFilter {
     {
         let mut kws: Vec<Vec<String>> = Vec::new();
         for k in keywords {
-            let toks: Vec<String> = k.as_ref().split_whitespace().flat_map(tokens).collect();
+            let toks: Vec<String> = k
+                .as_ref()
+                .split_whitespace()
+                .flat_map(policies::refusal_tokens)
+                .collect();
             if !toks.is_empty() && !kws.contains(&toks) {
                 kws.push(toks);
             }
@@ -62,7 +61,7 @@ impl RefusalFilter {
         let toks: Vec<String> = reply
             .split_whitespace()
             .take(self.window_words)
-            .flat_map(tokens)
+            .flat_map(policies::refusal_tokens)
             .collect();
         self.keywords
             .iter()

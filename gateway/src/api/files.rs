@@ -9,7 +9,7 @@ use crate::ids::{new_id, now_unix, IdKind};
 use crate::state::AppState;
 use crate::store::{run_blocking, BlobWriter, FileQuery, FileRecord, SortOrder};
 use axum::body::Body;
-use axum::extract::multipart::{Multipart, MultipartError, MultipartRejection};
+use axum::extract::multipart::{Multipart, MultipartError};
 use axum::extract::{Path, Query, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
@@ -126,9 +126,8 @@ pub(crate) async fn quick_check(
 pub async fn create(
     State(state): State<AppState>,
     caller: Caller,
-    mp: Result<Multipart, MultipartRejection>,
+    mut mp: Multipart,
 ) -> Result<Json<Value>, ApiError> {
-    let mut mp = mp.map_err(super::multipart_rejection)?;
     let mut purpose: Option<String> = None;
     let mut expires_seconds: Option<i64> = None;
     let mut upload: Option<(BlobWriter, String)> = None;

@@ -104,15 +104,6 @@ pub(crate) fn json_rejection(e: axum::extract::rejection::JsonRejection) -> ApiE
     }
 }
 
-/// A body that is not `multipart/form-data` (wrong or missing Content-Type, no boundary):
-/// OpenAI's 400 shape instead of axum's plain-text rejection.
-pub(crate) fn multipart_rejection(e: axum::extract::multipart::MultipartRejection) -> ApiError {
-    ApiError::bad_request(format!(
-        "Invalid multipart body: {}. Send the request as multipart/form-data.",
-        e.body_text()
-    ))
-}
-
 #[cfg(test)]
 mod tests {
     mod files;

@@ -72,8 +72,8 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
 }
 
 /// Any error response on a gateway route that no handler shaped itself (axum's plain-text
-/// rejection of a path or query it cannot decode, such as `/v1/files/%FF`) gets OpenAI's
-/// error shape. Proxied responses (no matched route) pass through untouched.
+/// extractor rejections: a path or query it cannot decode, such as `/v1/files/%FF`, or a
+/// body that is not `multipart/form-data`) gets OpenAI's error shape. Proxied responses (no matched route) pass through untouched.
 pub async fn openai_errors(req: Request, next: Next) -> Response {
     let ours = req.extensions().get::<MatchedPath>().is_some();
     let resp = next.run(req).await;

@@ -10,7 +10,7 @@ use crate::error::ApiError;
 use crate::ids::{new_id, now_unix, IdKind};
 use crate::state::AppState;
 use crate::store::{run_blocking, FileRecord, PartRecord, UploadRecord, UploadStatus};
-use axum::extract::multipart::{Multipart, MultipartRejection};
+use axum::extract::multipart::Multipart;
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, State};
 use axum::Json;
@@ -121,11 +121,15 @@ async fn pending_upload(
     tenant: &str,
     id: &str,
 ) -> Result<UploadRecord, ApiError> {
-    let u = caller_upload(state, tenant, id).await?;
+    require_pending(caller_upload(state, tenant, id).await?)
+}
+
+/// `u` if it is still pending, else the error naming its state.
+fn require_pending(u: UploadRecord) -> Result<UploadRecord, ApiError> {
     if u.status != UploadStatus::Pending {
         return Err(ApiError::invalid(
             "upload_id",
-            format!("Upload {id} is already {}.", u.status.as_str()),
+            format!("Upload {} is already {}.", u.id, u.status.as_str()),
         ));
     }
     Ok(u)
@@ -135,9 +139,8 @@ pub async fn add_part(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
-    mp: Result<Multipart, MultipartRejection>,
+    mut mp: Multipart,
 ) -> Result<Json<Value>, ApiError> {
-    let mut mp = mp.map_err(super::multipart_rejection)?;
     let upload = pending_upload(&state, &caller.tenant, &id).await?;
     let uid = upload.id.clone();
     let parts = run_blocking(&state.store, move |s| s.list_parts(&uid)).await?;
@@ -237,7 +240,7 @@ pub async fn complete(
         };
         return Ok(Json(wire::upload(&upload, file.as_ref())));
     }
-    let upload = pending_upload(&state, &caller.tenant, &id).await?;
+    let upload = require_pending(upload)?;
     let uid = upload.id.clone();
     let parts = run_blocking(&state.store, move |s| s.list_parts(&uid)).await?;
     let mut ordered = Vec::with_capacity(part_ids.len());
@@ -351,7 +354,7 @@ pub async fn cancel(
     if upload.status == UploadStatus::Cancelled {
         return Ok(Json(wire::upload(&upload, None))); // a retried cancel: already done
     }
-    let upload = pending_upload(&state, &caller.tenant, &id).await?;
+    let upload = require_pending(upload)?;
     let uid = upload.id.clone();
     let done = run_blocking(&state.store, move |s| {
         s.finish_upload(&uid, UploadStatus::Cancelled, None)

@@ -96,7 +96,9 @@ pub trait Store: Send + Sync + 'static {
         job: &JobRecord,
         expected: JobStatus,
         events: &[EventRecord],
-    ) -> StoreResult<bool>;
+    ) -> StoreResult<bool> {
+        self.update_job_observed(job, expected, events, &[])
+    }
     /// As [`Store::update_job`], also inserting the checkpoints a poll observed in the same
     /// transaction: when the write is refused (a pause raced the poll) or never happens (a
     /// crash), neither the checkpoints nor the advanced poll cursor are stored, so the next

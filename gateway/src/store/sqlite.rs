@@ -272,14 +272,6 @@ impl Store for SqliteStore {
     fn list_jobs(&self, tenant: &str, q: &JobQuery) -> StoreResult<Page<JobRecord>> {
         self.list_jobs_impl(tenant, q)
     }
-    fn update_job(
-        &self,
-        job: &JobRecord,
-        expected: JobStatus,
-        events: &[EventRecord],
-    ) -> StoreResult<bool> {
-        self.update_job_impl(job, expected, events, &[])
-    }
     fn update_job_observed(
         &self,
         job: &JobRecord,

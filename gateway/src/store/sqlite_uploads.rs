@@ -31,6 +31,11 @@ fn upload_row(r: &Row<'_>) -> rusqlite::Result<(UploadRecord, String)> {
     ))
 }
 
+/// The `completed_part_ids` column: a JSON array of part ids.
+fn part_ids_json(ids: &[String]) -> String {
+    serde_json::Value::from(ids).to_string()
+}
+
 fn check_upload((u, raw): (UploadRecord, String)) -> StoreResult<UploadRecord> {
     if UploadStatus::parse(&raw).is_none() {
         return Err(corrupt("uploads", "status", &u.id, raw));
@@ -56,9 +61,7 @@ impl SqliteStore {
                 u.status.as_str(),
                 u.file_id,
                 u.file_expires_after,
-                u.completed_part_ids
-                    .as_ref()
-                    .map(|ids| serde_json::Value::from(ids.clone()).to_string())
+                u.completed_part_ids.as_deref().map(part_ids_json)
             ],
         )?;
         Ok(())
@@ -113,10 +116,7 @@ impl SqliteStore {
     ) -> StoreResult<bool> {
         let conn = self.conn()?;
         let tx = conn.unchecked_transaction()?;
-        let part_ids = file
-            .map(|(_, ids)| serde_json::to_string(ids))
-            .transpose()
-            .map_err(|e| corrupt("uploads", "completed_part_ids", upload_id, e.to_string()))?;
+        let part_ids = file.map(|(_, ids)| part_ids_json(ids));
         let changed = tx.execute(
             "UPDATE uploads SET status = ?2, file_id = ?3, completed_part_ids = ?4 \
              WHERE id = ?1 AND status = 'pending'",

@@ -33,9 +33,9 @@ const DROP: [&str; 13] = [
     "openai-project",
 ];
 
-/// The route families the gateway serves itself (OpenAI's, plus its own operator routes). A request the router did not match that
-/// still names one of them (`/v1/files/`, `/v1//uploads`, `/v1/fine%5Ftuning/jobs`,
-/// `/v1/Files`) is a look-alike: forwarding it would reach the upstream with the gateway's
+/// The route families the gateway serves itself (OpenAI's, plus its own operator routes). A
+/// request the router did not match that still names one of them (`/v1/files/`,
+/// `/v1//uploads`, `/v1/fine%5Ftuning/jobs`, `/v1/Files`) is a look-alike: forwarding it would reach the upstream with the gateway's
 /// key and bypass screening and tenant scoping, so it is never proxied.
 const OWNED: [&str; 4] = ["files", "uploads", "fine_tuning", "tuneguard"];
 
