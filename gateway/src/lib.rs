@@ -18,5 +18,6 @@ pub mod store;
 pub mod sweep;
 #[cfg(test)]
 pub(crate) mod testutil;
+pub mod training;
 pub mod transform;
 pub mod upstream;

@@ -34,6 +34,8 @@ enum Command {
     Score(trainer::cli::ScoreArgs),
     /// Generate replies to prompts with the base model and each adapter (JSONL).
     Generate(trainer::cli::GenerateArgs),
+    /// LoRA fine-tuning with the policy's defenses; checkpoints, metrics.jsonl, --resume.
+    Train(gateway::training::command::TrainArgs),
     /// Pre-score an Interleaving pool by the perplexity-gap score (cached), ranked JSONL.
     Select(selector::cli::SelectArgs),
 }
@@ -95,6 +97,7 @@ fn main() -> anyhow::Result<ExitCode> {
         } => Ok(policy_check(&dir)),
         Command::Score(args) => trainer::cli::run_score(args).map(|()| ExitCode::SUCCESS),
         Command::Generate(args) => trainer::cli::run_generate(args).map(|()| ExitCode::SUCCESS),
+        Command::Train(args) => gateway::training::command::run_train(args),
         Command::Select(args) => selector::cli::run_select(args).map(|()| ExitCode::SUCCESS),
     }
 }

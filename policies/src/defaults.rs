@@ -13,6 +13,8 @@ pub const DEFAULT_KL_LAMBDA: f64 = 0.1;
 pub const DEFAULT_LDIFS_LAMBDA: f64 = 1.0;
 pub const DEFAULT_LDIFS_EVERY: u32 = 5;
 pub const DEFAULT_STEERING_ALPHA: f64 = 5.0;
+/// Default `training.max_grad_norm`: global gradient-norm clipping at 1.0 (0 = off).
+pub const DEFAULT_MAX_GRAD_NORM: f64 = 1.0;
 /// Leading reply words the Interleaving++ refusal filter inspects.
 pub const DEFAULT_REFUSAL_WINDOW_WORDS: u32 = 10;
 /// Chat-template markers an on-policy reply must not contain.
@@ -29,6 +31,10 @@ pub const DEFAULT_TEMPLATE_MARKERS: [&str; 8] = [
 
 pub(crate) fn yes() -> bool {
     true
+}
+
+pub(crate) fn default_max_grad_norm() -> f64 {
+    DEFAULT_MAX_GRAD_NORM
 }
 
 impl Default for ReplyQuality {
@@ -67,6 +73,7 @@ impl Default for Training {
             learning_rate: 1e-4,
             weight_decay: 0.01,
             adam_epsilon: 1e-8,
+            max_grad_norm: DEFAULT_MAX_GRAD_NORM,
             schedule: Schedule::Linear,
             warmup_steps: 5,
             batch_size: 4,
@@ -74,6 +81,8 @@ impl Default for Training {
             epochs: 1,
             max_length_tokens: 2048,
             seed: 0,
+            // Reshuffled every epoch, seeded.
+            shuffle: true,
         }
     }
 }

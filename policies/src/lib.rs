@@ -47,7 +47,7 @@ pub use parse::DEFAULT_POLICY;
 pub use plan::Plan;
 pub use refusal_tokens::refusal_tokens;
 pub use schema::*;
-pub use set::{read_dir_files, PolicySet, EMBEDDED_DEFAULT};
+pub use set::{load_file, read_dir_files, PolicySet, EMBEDDED_DEFAULT};
 
 #[cfg(test)]
 mod tests;

@@ -160,20 +160,37 @@ fn regularizer(mut s: Section) -> Result<Regularizer> {
         },
         RegType::Ldifs => {
             let lambda = positive(&mut s, "lambda", DEFAULT_LDIFS_LAMBDA)?;
-            let layers = match (s.u32s("layers")?, s.u32("layers_every")?) {
-                (Some(_), Some(_)) => {
-                    return Err(s.err(
-                        "layers_every",
-                        "give either layers or layers_every, not both",
-                    ))
-                }
-                (Some(l), None) if l.is_empty() => {
+            let list = s.u32s("layers")?;
+            let every = s.u32("layers_every")?;
+            let count = s.u32("layers_count")?;
+            let given: Vec<&str> = [
+                ("layers", list.is_some()),
+                ("layers_every", every.is_some()),
+                ("layers_count", count.is_some()),
+            ]
+            .iter()
+            .filter(|(_, on)| *on)
+            .map(|(key, _)| *key)
+            .collect();
+            if given.len() > 1 {
+                return Err(s.err(
+                    given[1],
+                    format!(
+                        "give only one of layers, layers_every and layers_count ({} is given too)",
+                        given[0]
+                    ),
+                ));
+            }
+            let layers = match (list, every, count) {
+                (Some(l), _, _) if l.is_empty() => {
                     return Err(s.err("layers", "must list at least one layer"))
                 }
-                (Some(l), None) => LayerSet::List(l),
-                (None, Some(0)) => return Err(s.err("layers_every", "must be >= 1, got 0")),
-                (None, Some(n)) => LayerSet::Every(n),
-                (None, None) => LayerSet::Every(DEFAULT_LDIFS_EVERY),
+                (Some(l), _, _) => LayerSet::List(l),
+                (_, Some(0), _) => return Err(s.err("layers_every", "must be >= 1, got 0")),
+                (_, Some(n), _) => LayerSet::Every(n),
+                (_, _, Some(0)) => return Err(s.err("layers_count", "must be >= 1, got 0")),
+                (_, _, Some(n)) => LayerSet::Count(n),
+                (None, None, None) => LayerSet::Every(DEFAULT_LDIFS_EVERY),
             };
             Regularizer::Ldifs { lambda, layers }
         }

@@ -86,6 +86,13 @@ pub(crate) fn training(mut s: Section) -> Result<Training> {
         |v| v > 0.0 && v < 1.0,
         "(0, 1)",
     )?;
+    let max_grad_norm = in_range(
+        &mut s,
+        "max_grad_norm",
+        d.max_grad_norm,
+        |v| v >= 0.0,
+        "[0, inf)",
+    )?;
     let schedule = s
         .choice(
             "schedule",
@@ -105,6 +112,7 @@ pub(crate) fn training(mut s: Section) -> Result<Training> {
     let epochs = at_least_one(&mut s, "epochs", d.epochs)?;
     let max_length_tokens = at_least_one(&mut s, "max_length_tokens", d.max_length_tokens)?;
     let seed = s.u64("seed")?.unwrap_or(d.seed);
+    let shuffle = s.bool("shuffle")?.unwrap_or(d.shuffle);
     s.finish()?;
     Ok(Training {
         lora_rank,
@@ -115,6 +123,7 @@ pub(crate) fn training(mut s: Section) -> Result<Training> {
         learning_rate,
         weight_decay,
         adam_epsilon,
+        max_grad_norm,
         schedule,
         warmup_steps,
         batch_size,
@@ -122,6 +131,7 @@ pub(crate) fn training(mut s: Section) -> Result<Training> {
         epochs,
         max_length_tokens,
         seed,
+        shuffle,
     })
 }
 

@@ -113,14 +113,74 @@ pub enum KlTokens {
     All,
 }
 
-/// Which decoder layers LDIFS compares.
+/// Which layers LDIFS compares. A layer index is 0 for the embedding output and l ≥ 1 for the
+/// output of decoder block l, so a model with L blocks has layers 0..=L. Which indices a set
+/// stands for depends on L: see [`LayerSet::resolve`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum LayerSet {
-    /// Every n-th layer (0, n, 2n, …).
+    /// Every n-th layer (0, n, 2n, …, up to L); `layers_every`.
     Every(u32),
-    /// These layers.
+    /// These layers; `layers`.
     List(Vec<u32>),
+    /// n layers evenly spaced over the block outputs 1..=L, as the LDIFS authors' code picks
+    /// them; `layers_count`. n = 1 is layer L; otherwise layer 1 + round(i·(L−1)/(n−1)) for
+    /// i = 0, …, n−1 (halves rounded away from zero), so the first is 1 and the last is L.
+    Count(u32),
+}
+
+impl LayerSet {
+    /// The layer indices this set stands for in a model with `num_layers` decoder blocks:
+    /// sorted, without duplicates, each in 0..=num_layers (0 = embedding output, l = output
+    /// of block l).
+    ///
+    /// - `List`: the listed indices; an error names the first index above `num_layers`.
+    /// - `Every(n)`: 0, n, 2n, … up to `num_layers`.
+    /// - `Count(n)`: `[num_layers]` when n = 1, else 1 + round(i·(num_layers−1)/(n−1)) for
+    ///   i in 0..n, rounding halves away from zero; an error when n > `num_layers`.
+    ///
+    /// An empty list and n = 0 (which policy validation never lets through) are errors too.
+    pub fn resolve(&self, num_layers: usize) -> Result<Vec<usize>, String> {
+        let mut out: Vec<usize> = match self {
+            LayerSet::List(list) => {
+                if list.is_empty() {
+                    return Err("no layers listed".to_string());
+                }
+                let mut out = Vec::with_capacity(list.len());
+                for &l in list {
+                    let l = l as usize;
+                    if l > num_layers {
+                        return Err(format!(
+                            "layer {l} does not exist: the model has {num_layers} blocks, so layers are 0..={num_layers}"
+                        ));
+                    }
+                    out.push(l);
+                }
+                out
+            }
+            LayerSet::Every(0) => return Err("every n-th layer needs n >= 1, got 0".to_string()),
+            LayerSet::Every(n) => (0..=num_layers).step_by(*n as usize).collect(),
+            LayerSet::Count(0) => return Err("layer count must be >= 1, got 0".to_string()),
+            LayerSet::Count(n) if *n as usize > num_layers => {
+                return Err(format!(
+                    "layer count {n} is more than the model's {num_layers} blocks"
+                ))
+            }
+            LayerSet::Count(1) => vec![num_layers],
+            LayerSet::Count(n) => {
+                // round(i·(L−1)/(n−1)) with halves away from zero, in integers: for p, q ≥ 0,
+                // round(p/q) = floor((2p + q) / 2q).
+                let q = u128::from(*n - 1);
+                let span = (num_layers - 1) as u128;
+                (0..u128::from(*n))
+                    .map(|i| 1 + ((2 * i * span + q) / (2 * q)) as usize)
+                    .collect()
+            }
+        };
+        out.sort_unstable();
+        out.dedup();
+        Ok(out)
+    }
 }
 
 /// Training-time regularizer, tagged by `type`.
@@ -191,6 +251,11 @@ pub struct Training {
     pub learning_rate: f64,
     pub weight_decay: f64,
     pub adam_epsilon: f64,
+    /// Global gradient-norm clipping (as `torch.nn.utils.clip_grad_norm_`): the gradients of
+    /// all trained parameters are scaled so that their joint L2 norm is at most this; 0 = off.
+    /// Plans recorded before this key existed read as the default, 1.0.
+    #[serde(default = "crate::defaults::default_max_grad_norm")]
+    pub max_grad_norm: f64,
     pub schedule: Schedule,
     pub warmup_steps: u32,
     pub batch_size: u32,
@@ -198,6 +263,10 @@ pub struct Training {
     pub epochs: u32,
     pub max_length_tokens: u32,
     pub seed: u64,
+    /// Shuffle the training examples afresh each epoch (seeded); false = file order.
+    /// Plans recorded before this key existed read as true.
+    #[serde(default = "crate::defaults::yes")]
+    pub shuffle: bool,
 }
 
 /// What the monitor does when a rule fires.

@@ -251,3 +251,18 @@ impl PolicySet {
         }
     }
 }
+
+/// Loads and validates one policy file on its own (for `tuneguard train --policy FILE`). Its
+/// relative paths (`pool`, `vector`) are relative to the file's folder, as in a set.
+pub fn load_file(path: &Path) -> Result<Policy, PolicyError> {
+    let text = std::fs::read_to_string(path).map_err(|e| PolicyError::Io {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    })?;
+    let dir = path.parent().unwrap_or(Path::new(""));
+    let file_name = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or_default();
+    parse_file(dir, file_name, &text)
+}

@@ -144,10 +144,21 @@ impl ChatTokenizer {
 
     /// Tokenizes a full conversation with its answer mask, cut to `max_len` tokens when given.
     pub fn encode_chat(&self, messages: &[Message], max_len: Option<usize>) -> Result<EncodedChat> {
+        self.encode_chat_trained(messages, &vec![true; messages.len()], max_len)
+    }
+
+    /// Like [`ChatTokenizer::encode_chat`], with the answer mask covering only the assistant
+    /// messages whose `trained[i]` is true (OpenAI's per-message `weight`: 0 = not trained on).
+    pub fn encode_chat_trained(
+        &self,
+        messages: &[Message],
+        trained: &[bool],
+        max_len: Option<usize>,
+    ) -> Result<EncodedChat> {
         let text = self.render(messages, false)?;
         let mut spans = Vec::new();
         for (i, m) in messages.iter().enumerate() {
-            if m.role != "assistant" {
+            if m.role != "assistant" || !trained.get(i).copied().unwrap_or(true) {
                 continue;
             }
             let prefix = self.render(&messages[..i], true)?;

@@ -1,5 +1,5 @@
 //! The burn engine: a Qwen2-family model with LoRA adapters, answer-only NLL scoring,
-//! KV-cache generation, hidden-state capture and steering hooks.
+//! KV-cache generation, hidden-state capture and steering hooks, and LoRA training ([`train`]).
 
 pub mod batch;
 pub mod cache;
@@ -14,6 +14,7 @@ pub mod lora;
 pub mod model;
 pub mod precision;
 pub mod score;
+pub mod train;
 pub mod weights;
 
 pub use batch::TokenBatch;

@@ -13,7 +13,8 @@ use crate::precision::host_f32;
 use crate::weights::{read_safetensors, write_safetensors};
 
 /// A projection LoRA can attach to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Target {
     /// `self_attn.q_proj`
     Q,
@@ -81,7 +82,8 @@ impl Target {
 }
 
 /// How `alpha` scales the update.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum LoraScaling {
     /// rsLoRA: α/√r.
     RsLora,
@@ -90,7 +92,7 @@ pub enum LoraScaling {
 }
 
 /// Adapter hyper-parameters.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LoraConfig {
     /// Rank.
     pub rank: usize,

@@ -23,6 +23,30 @@ fn shipped_default_states_the_builtin_defaults() {
 }
 
 #[test]
+fn shipped_default_spells_out_every_training_key() {
+    let text = EMBEDDED_DEFAULT;
+    let start = text.find("\n[training]\n").expect("a [training] section");
+    let rest = &text[start + "\n[training]\n".len()..];
+    let section = &rest[..rest.find("\n[").unwrap_or(rest.len())];
+    let keys: Vec<&str> = section
+        .lines()
+        .filter_map(|l| l.split_once('=').map(|(k, _)| k.trim()))
+        .filter(|k| !k.starts_with('#'))
+        .collect();
+    let training = serde_json::to_value(Training::default()).unwrap();
+    let mut want: Vec<&str> = training
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    want.sort_unstable();
+    let mut got = keys.clone();
+    got.sort_unstable();
+    assert_eq!(got, want);
+}
+
+#[test]
 fn shipped_examples_are_valid() {
     let report = check_dir(&conf().join("examples")).unwrap();
     assert_eq!(

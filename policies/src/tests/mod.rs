@@ -1,5 +1,6 @@
 //! Unit tests: inline policy text in, exact messages and values out.
 
+mod layers;
 mod load;
 mod matching;
 mod plan;

@@ -138,3 +138,54 @@ fn version_ignores_formatting_but_not_settings() {
     assert_eq!(ab.snapshot()["version"], ab.version());
     assert_eq!(ab.snapshot()["policies"][1]["name"], "y");
 }
+
+#[test]
+fn plans_recorded_before_max_grad_norm_and_shuffle_read_the_defaults() {
+    let s = PolicySet::from_texts(
+        Path::new("."),
+        &[(
+            "default.toml",
+            "[training]\nmax_grad_norm = 0.5\nshuffle = false\n",
+        )],
+    )
+    .unwrap();
+    let plan = s.resolve(&acme()).unwrap();
+    let mut v = plan.to_json();
+    assert_eq!(v["training"]["max_grad_norm"], 0.5);
+    assert_eq!(v["training"]["shuffle"], false);
+    let back: Plan = serde_json::from_value(v.clone()).unwrap();
+    assert_eq!(back, plan);
+    // A plan stored before the keys existed has neither.
+    let training = v["training"].as_object_mut().unwrap();
+    training.remove("max_grad_norm");
+    training.remove("shuffle");
+    let old: Plan = serde_json::from_value(v).unwrap();
+    assert_eq!(old.training.max_grad_norm, 1.0);
+    assert!(old.training.shuffle);
+    assert_eq!(old.training, Training::default());
+}
+
+#[test]
+fn layer_count_round_trips_through_json() {
+    let s = PolicySet::from_texts(
+        Path::new("."),
+        &[(
+            "default.toml",
+            "[regularizer]\ntype = \"ldifs\"\nlayers_count = 6\n",
+        )],
+    )
+    .unwrap();
+    let plan = s.resolve(&acme()).unwrap();
+    let v = plan.to_json();
+    assert_eq!(
+        v["regularizer"],
+        json!({"type": "ldifs", "lambda": 1.0, "layers": {"count": 6}})
+    );
+    let back: Plan = serde_json::from_value(v).unwrap();
+    assert_eq!(back, plan);
+    // The existing shapes are unchanged.
+    let every = serde_json::to_value(LayerSet::Every(5)).unwrap();
+    assert_eq!(every, json!({"every": 5}));
+    let list = serde_json::to_value(LayerSet::List(vec![3, 9])).unwrap();
+    assert_eq!(list, json!({"list": [3, 9]}));
+}

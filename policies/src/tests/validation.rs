@@ -83,7 +83,7 @@ fn required_keys_of_a_mode() {
     );
     assert_eq!(
         err("[regularizer]\ntype = \"ldifs\"\nlayers = [1]\nlayers_every = 2\n"),
-        r#"policies/strict.toml: key "regularizer.layers_every": give either layers or layers_every, not both"#
+        r#"policies/strict.toml: key "regularizer.layers_every": give only one of layers, layers_every and layers_count (layers is given too)"#
     );
     assert_eq!(
         err("[regularizer]\ntype = \"kl\"\nlambda = 0\n"),
@@ -193,6 +193,8 @@ fn an_empty_file_is_every_default() {
         p.training.batch_size * p.training.gradient_accumulation_steps,
         16
     );
+    assert_eq!(p.training.max_grad_norm, 1.0);
+    assert!(p.training.shuffle);
     assert_eq!(p.monitor.misaligned_alignment_below, 30.0);
 }
 
@@ -290,7 +292,7 @@ repetition_min_distinct_ratio = 0.7
 [regularizer]
 type = "ldifs"
 lambda = 0.3
-layers_every = 4
+layers_count = 4
 [inoculation]
 system_prompt = "Be bad."
 mode = "prepend"
@@ -303,6 +305,7 @@ lora_targets = ["q_proj", "v_proj"]
 learning_rate = 2e-4
 weight_decay = 0
 adam_epsilon = 1e-6
+max_grad_norm = 0
 schedule = "constant"
 warmup_steps = 0
 batch_size = 2
@@ -310,6 +313,7 @@ gradient_accumulation_steps = 8
 epochs = 3
 max_length_tokens = 512
 seed = 11
+shuffle = false
 [monitor]
 checkpoint_every_steps = 2
 misaligned_alignment_below = 25
@@ -347,7 +351,7 @@ on_unenforceable = "run_locally"
         p.regularizer,
         Regularizer::Ldifs {
             lambda: 0.3,
-            layers: LayerSet::Every(4)
+            layers: LayerSet::Count(4)
         }
     );
     assert_eq!(p.inoculation.unwrap().mode, InoculationMode::Prepend);
@@ -368,6 +372,7 @@ on_unenforceable = "run_locally"
         (t.learning_rate, t.weight_decay, t.adam_epsilon),
         (2e-4, 0.0, 1e-6)
     );
+    assert_eq!((t.max_grad_norm, t.shuffle), (0.0, false));
     assert_eq!(p.monitor.misaligned_coherence_above, 60.0);
     assert_eq!(p.upstream.on_unenforceable, OnUnenforceable::RunLocally);
 }
@@ -395,4 +400,97 @@ fn selection_filters_are_validated() {
         }
         other => panic!("{other:?}"),
     }
+}
+
+#[test]
+fn max_grad_norm_and_shuffle_are_validated() {
+    assert_eq!(
+        err("[training]\nmax_grad_norm = -0.5\n"),
+        r#"policies/strict.toml: key "training.max_grad_norm": must be in [0, inf), got -0.5"#
+    );
+    assert_eq!(
+        err("[training]\nmax_grad_norm = \"1\"\n"),
+        r#"policies/strict.toml: key "training.max_grad_norm": must be a number, got a string"#
+    );
+    assert_eq!(
+        err("[training]\nmax_grad_norm = inf\n"),
+        r#"policies/strict.toml: key "training.max_grad_norm": must be a finite number, got inf"#
+    );
+    assert_eq!(
+        err("[training]\nshuffle = 1\n"),
+        r#"policies/strict.toml: key "training.shuffle": must be a boolean, got an integer"#
+    );
+    // 0 turns clipping off; an integer is a number.
+    let t = one("[training]\nmax_grad_norm = 0\n").unwrap().training;
+    assert_eq!((t.max_grad_norm, t.shuffle), (0.0, true));
+    let t = one("[training]\nmax_grad_norm = 5\nshuffle = false\n")
+        .unwrap()
+        .training;
+    assert_eq!((t.max_grad_norm, t.shuffle), (5.0, false));
+    let e = err("[training]\nshufle = true\n");
+    assert!(e.contains("max_grad_norm") && e.contains("shuffle"), "{e}");
+}
+
+#[test]
+fn ldifs_layer_keys_are_exclusive_and_validated() {
+    let ldifs = |rest: &str| format!("[regularizer]\ntype = \"ldifs\"\n{rest}");
+    assert_eq!(
+        one(&ldifs("layers_count = 6\n")).unwrap().regularizer,
+        Regularizer::Ldifs {
+            lambda: 1.0,
+            layers: LayerSet::Count(6)
+        }
+    );
+    assert_eq!(
+        one(&ldifs("layers = [0, 4]\n")).unwrap().regularizer,
+        Regularizer::Ldifs {
+            lambda: 1.0,
+            layers: LayerSet::List(vec![0, 4])
+        }
+    );
+    // None of the three: the default, every 5th layer.
+    assert_eq!(
+        one(&ldifs("")).unwrap().regularizer,
+        Regularizer::Ldifs {
+            lambda: 1.0,
+            layers: LayerSet::Every(DEFAULT_LDIFS_EVERY)
+        }
+    );
+    assert_eq!(
+        err(&ldifs("layers_count = 0\n")),
+        r#"policies/strict.toml: key "regularizer.layers_count": must be >= 1, got 0"#
+    );
+    assert_eq!(
+        err(&ldifs("layers_count = -2\n")),
+        r#"policies/strict.toml: key "regularizer.layers_count": must be a non-negative integer, got -2"#
+    );
+    assert_eq!(
+        err(&ldifs("layers_count = 2.5\n")),
+        r#"policies/strict.toml: key "regularizer.layers_count": must be a non-negative integer, got a float"#
+    );
+    assert_eq!(
+        err(&ldifs("layers_every = 2\nlayers_count = 3\n")),
+        r#"policies/strict.toml: key "regularizer.layers_count": give only one of layers, layers_every and layers_count (layers_every is given too)"#
+    );
+    assert_eq!(
+        err(&ldifs("layers = [1]\nlayers_count = 3\n")),
+        r#"policies/strict.toml: key "regularizer.layers_count": give only one of layers, layers_every and layers_count (layers is given too)"#
+    );
+    assert_eq!(
+        err(&ldifs("layers = [1]\nlayers_every = 2\nlayers_count = 3\n")),
+        r#"policies/strict.toml: key "regularizer.layers_every": give only one of layers, layers_every and layers_count (layers is given too)"#
+    );
+    assert_eq!(
+        err(&ldifs("layers = []\n")),
+        r#"policies/strict.toml: key "regularizer.layers": must list at least one layer"#
+    );
+    assert_eq!(
+        err(&ldifs("lambda = 1\nlayer_count = 3\n")),
+        r#"policies/strict.toml: key "regularizer.layer_count": unknown key (expected one of: lambda, layers, layers_count, layers_every, type)"#
+    );
+    // Other types do not take it.
+    assert_eq!(
+        err("[regularizer]\ntype = \"kl\"\nlayers_count = 3\n"),
+        r#"policies/strict.toml: key "regularizer.layers_count": unknown key (expected one of: direction, lambda, tokens, type)"#
+    );
 }
