@@ -192,6 +192,13 @@ fn train_on<B: AutodiffBackend>(args: TrainArgs, device: B::Device) -> anyhow::R
         );
     }
     let flag = interrupt_flag()?;
+    // One plain line before the bar (which only draws on a terminal): scripts wait for it.
+    eprintln!(
+        "training {} steps from step {} into {} (Ctrl-C: checkpoint and stop)",
+        session.total_steps(),
+        session.step(),
+        args.out.display()
+    );
     let bar = ProgressBar::new(session.total_steps() as u64);
     bar.set_style(
         ProgressStyle::with_template(
