@@ -52,7 +52,8 @@ def test_local_mode_fails_with_stated_reason_never_silent_success(gateway):
     f = upload(c, good_jsonl())
     done = finished(c, c.fine_tuning.jobs.create(model="gpt-4o-mini", training_file=f.id).id)
     assert done.status == "failed"
-    assert done.error.code == "local_training_unavailable" and done.error.message
+    # No [[models]] entry serves the model: a stated failure naming it, never a silent success.
+    assert done.error.code == "model_not_available" and "gpt-4o-mini" in done.error.message
 
 
 def test_unknown_training_file_is_rejected(gateway):

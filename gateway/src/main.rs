@@ -25,6 +25,13 @@ enum Command {
         #[arg(long)]
         config: Option<PathBuf>,
     },
+    /// Train local fine-tuning jobs: lease queued jobs from the store and run them (`serve`
+    /// starts `[local] workers` of these itself).
+    Worker {
+        /// Config file (the same one `serve` uses).
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
     /// Operator policy tools.
     Policy {
         #[command(subcommand)]
@@ -38,6 +45,8 @@ enum Command {
     Train(gateway::training::command::TrainArgs),
     /// Pre-score an Interleaving pool by the perplexity-gap score (cached), ranked JSONL.
     Select(selector::cli::SelectArgs),
+    /// Extract persona vectors ([L+1, hidden] safetensors) from a trait file, judge optional.
+    Persona(gateway::persona_cmd::PersonaArgs),
 }
 
 #[derive(Subcommand)]
@@ -60,16 +69,53 @@ fn init_tracing() {
 
 fn serve(config: Option<PathBuf>) -> anyhow::Result<()> {
     init_tracing();
+    let config_path = config.clone();
     let config = Config::load(config.as_deref()).context("loading configuration")?;
     let rt = tokio::runtime::Runtime::new().context("starting the tokio runtime")?;
     rt.block_on(async {
         // Before anything is announced: a SIGTERM after the listening line is a graceful stop.
         let signal = gateway::server::shutdown_signal().context("installing signal handlers")?;
-        let gateway = gateway::serve::build(config)?;
+        let mut gateway = gateway::serve::build(config)?;
+        gateway.workers = Some(gateway::local::supervise::WorkerCommand {
+            exe: std::env::current_exe().context("locating the tuneguard binary")?,
+            config: config_path,
+        });
         gateway::serve::serve(gateway, signal).await?;
         anyhow::Ok(())
     })?;
     Ok(())
+}
+
+fn worker(config: Option<PathBuf>) -> anyhow::Result<()> {
+    init_tracing();
+    let config = Config::load(config.as_deref()).context("loading configuration")?;
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = stop.clone();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the signal thread")?;
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        rt.block_on(async move {
+            use tokio::signal::unix::{signal, SignalKind};
+            let (Ok(mut term), Ok(mut int)) = (
+                signal(SignalKind::terminate()),
+                signal(SignalKind::interrupt()),
+            ) else {
+                return;
+            };
+            let _ = ready_tx.send(());
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+            // A stop request: the current job checkpoints at its next step boundary.
+            flag.store(true, std::sync::atomic::Ordering::SeqCst);
+        })
+    });
+    ready_rx.recv().context("installing signal handlers")?;
+    gateway::local::worker::run(&config, stop, true)
 }
 
 fn policy_check(dir: &std::path::Path) -> ExitCode {
@@ -92,6 +138,7 @@ fn main() -> anyhow::Result<ExitCode> {
     let cli = Cli::parse();
     match cli.command {
         Command::Serve { config } => serve(config).map(|()| ExitCode::SUCCESS),
+        Command::Worker { config } => worker(config).map(|()| ExitCode::SUCCESS),
         Command::Policy {
             command: PolicyCommand::Check { dir },
         } => Ok(policy_check(&dir)),
@@ -99,5 +146,8 @@ fn main() -> anyhow::Result<ExitCode> {
         Command::Generate(args) => trainer::cli::run_generate(args).map(|()| ExitCode::SUCCESS),
         Command::Train(args) => gateway::training::command::run_train(args),
         Command::Select(args) => selector::cli::run_select(args).map(|()| ExitCode::SUCCESS),
+        Command::Persona(args) => {
+            gateway::persona_cmd::run_persona(args).map(|()| ExitCode::SUCCESS)
+        }
     }
 }

@@ -97,9 +97,18 @@ pub fn build(config: Config) -> Result<Gateway, ServeError> {
             metrics,
         }));
     }
+    if mode == ExecutionMode::Local {
+        state.seams.executor = Arc::new(crate::local::LocalExecutor::new(
+            state.config.data_dir.clone(),
+            state.config.models.clone(),
+            Arc::clone(&state.store),
+            state.blobs.clone(),
+        ));
+    }
     Ok(Gateway {
         state,
         policy_watcher,
+        workers: None,
     })
 }
 
@@ -138,6 +147,9 @@ pub struct Gateway {
     pub state: AppState,
     /// Watches `policies.dir` while serving (None: embedded default policy).
     pub policy_watcher: Option<PolicyWatcher>,
+    /// How to start worker processes for local jobs (`[local] workers` of them are
+    /// supervised while serving); `None` runs no workers (external workers only).
+    pub workers: Option<crate::local::supervise::WorkerCommand>,
 }
 
 /// Polls the policy directory every `interval` until `stop`, counting reloads.
@@ -212,6 +224,7 @@ pub async fn serve(gateway: Gateway, shutdown: impl Future<Output = ()>) -> Resu
     let Gateway {
         state,
         policy_watcher,
+        workers,
     } = gateway;
     let cfg = Arc::clone(&state.config);
     let report = crate::sweep::startup(&state)
@@ -252,6 +265,18 @@ pub async fn serve(gateway: Gateway, shutdown: impl Future<Output = ()>) -> Resu
         RUNNER_POLL_INTERVAL,
     );
     let runner_task = tokio::spawn(runner.run(stop.clone()));
+    let worker_tasks: Vec<_> = match workers {
+        Some(cmd) if cfg.execution == ExecutionMode::Local => (0..cfg.local.workers)
+            .map(|i| {
+                tokio::spawn(crate::local::supervise::supervise(
+                    cmd.clone(),
+                    i,
+                    stop.clone(),
+                ))
+            })
+            .collect(),
+        _ => Vec::new(),
+    };
     let expiry_task = tokio::spawn(crate::sweep::expiry_loop(state.clone(), stop.clone()));
     let policy_task = policy_watcher.map(|w| {
         let interval = cfg.policies.reload_interval;
@@ -281,6 +306,9 @@ pub async fn serve(gateway: Gateway, shutdown: impl Future<Output = ()>) -> Resu
     .await;
     stop.cancel();
     let _ = runner_task.await;
+    for t in worker_tasks {
+        let _ = t.await;
+    }
     let _ = expiry_task.await;
     if let Some(t) = policy_task {
         let _ = t.await;

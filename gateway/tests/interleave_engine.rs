@@ -226,8 +226,9 @@ async fn plusplus_job_gets_the_selectors_picks_and_a_second_job_hits_the_cache()
 
     assert_eq!(cache_lookups(&srv.addr).await, (0, 0));
     let job = run_job(&srv.addr, "tiny-qwen", &file, "first").await;
-    // Local training is not available: the job fails after its dataset is built.
-    assert_eq!(job["error"]["code"], "local_training_unavailable", "{job}");
+    // No [[models]] entry serves the model for local training: the job fails after its
+    // dataset is built, naming the model.
+    assert_eq!(job["error"]["code"], "model_not_available", "{job}");
     let id = job["id"].as_str().unwrap();
     let manifest: Value = serde_json::from_str(
         &admin_text(
@@ -259,7 +260,7 @@ async fn plusplus_job_gets_the_selectors_picks_and_a_second_job_hits_the_cache()
     let job2 = run_job(&srv.addr, "tiny-qwen", &file, "second").await;
     assert_ne!(job2["id"], job["id"]);
     assert_eq!(
-        job2["error"]["code"], "local_training_unavailable",
+        job2["error"]["code"], "model_not_available",
         "{job2}"
     );
     let id2 = job2["id"].as_str().unwrap();

@@ -13,7 +13,12 @@ Stage bf16 (`--bf16`): loads the committed models and adapters in bf16 (eager at
 keeps the adapters in f32) and records per-token logprobs in goldens_bf16.json, the reference
 for the engine's bf16 compute path.
 
-Usage: python make_fixtures.py [--out trainer/tests/fixtures] [--stage2 | --bf16]
+Stage llama (`--llama`): tiny random Llama models with the stage-1 tokenizer — tiny_llama (tied,
+no biases, like SmolLM2) and tiny_llama_bias (untied, attention_bias and mlp_bias on) — with
+PEFT adapters a1/a2 and goldens_llama.json shaped like goldens.json (base and adapted
+per-token logprobs, greedy 32-token generations). Needs stage 1's tiny_tied tokenizer.
+
+Usage: python make_fixtures.py [--out trainer/tests/fixtures] [--stage2 | --bf16 | --llama]
 """
 import argparse
 import json
@@ -23,7 +28,7 @@ import shutil
 
 import torch
 from tokenizers import Tokenizer, models, pre_tokenizers, decoders, trainers
-from transformers import AutoTokenizer, Qwen2Config, Qwen2ForCausalLM
+from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM, Qwen2Config, Qwen2ForCausalLM
 from peft import LoraConfig, get_peft_model, PeftModel
 
 SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
@@ -102,6 +107,31 @@ def build_model(vocab, tied, seed, im_end, pad, gain=1.0):
             else:
                 p.copy_(gain * torch.randn_like(p) / math.sqrt(p.shape[1]))
     return model
+
+
+def build_llama(vocab, tied, bias, seed, im_end, pad, gain=1.0):
+    torch.manual_seed(seed)
+    cfg = LlamaConfig(vocab_size=vocab, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256,
+                      rope_theta=100000.0, rms_norm_eps=1e-5, tie_word_embeddings=tied,
+                      attention_bias=bias, mlp_bias=bias, hidden_act="silu",
+                      eos_token_id=im_end, pad_token_id=pad, bos_token_id=None)
+    model = LlamaForCausalLM(cfg).float().eval()
+    randomize(model, gain)
+    return model
+
+
+def randomize(model, gain):
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "norm" in name:
+                p.copy_(1.0 + 0.1 * torch.randn_like(p))
+            elif name.endswith("bias"):
+                p.copy_(0.2 * torch.randn_like(p))
+            elif "embed" in name or "lm_head" in name:
+                p.copy_(0.5 * torch.randn_like(p))
+            else:
+                p.copy_(gain * torch.randn_like(p) / math.sqrt(p.shape[1]))
 
 
 def answer_mask(tok, messages):
@@ -216,6 +246,57 @@ def stage2(out):
         json.dump({"model": "tiny_untied", "adapter": "rust_saved_adapter", "logprobs": res}, f)
 
 
+def add_adapters(model_cls, out, name, seed, kind, gold_template, entry):
+    for an, r, alpha, targets in [("a1", 4, 8, None), ("a2", 2, 4, ["q_proj", "v_proj", "down_proj"])]:
+        torch.manual_seed(seed * 100 + r)
+        cfg = LoraConfig(r=r, lora_alpha=alpha, lora_dropout=0.0, use_rslora=(kind == "rslora"),
+                         target_modules=targets or ["q_proj", "k_proj", "v_proj", "o_proj",
+                                                    "gate_proj", "up_proj", "down_proj"],
+                         task_type="CAUSAL_LM")
+        base = model_cls.from_pretrained(os.path.join(out, name), dtype=torch.float32).eval()
+        pm = get_peft_model(base, cfg)
+        with torch.no_grad():
+            for n_, p in pm.named_parameters():
+                if "lora_B" in n_:
+                    p.copy_(0.3 * torch.randn_like(p))
+        ad = os.path.join(out, f"{name}_{an}")
+        pm.save_pretrained(ad)
+        tidy_adapter_dir(ad, name)
+        pm.eval()
+        entry["adapters"][an] = [token_logprobs(pm, t["ids"]) for t in gold_template]
+
+
+def stage_llama(out):
+    tok = AutoTokenizer.from_pretrained(os.path.join(out, "tiny_tied"))
+    stage1 = json.load(open(os.path.join(out, "goldens.json")))
+    for t in stage1["template"]:
+        ids = tok.apply_chat_template(t["messages"], tokenize=True, return_dict=True)["input_ids"]
+        assert ids == t["ids"], "the stage-1 tokenizer no longer gives goldens.json's ids"
+    im_end = tok.convert_tokens_to_ids("<|im_end|>")
+    pad = tok.convert_tokens_to_ids("<|endoftext|>")
+    gold = {"template": stage1["template"], "models": {}}
+    # gain 3 keeps the tied model's greedy output from collapsing onto one token.
+    specs = [("tiny_llama", True, False, 3, "classic", 3.0),
+             ("tiny_llama_bias", False, True, 4, "rslora", 1.0)]
+    for name, tied, bias, seed, kind, gain in specs:
+        d = os.path.join(out, name)
+        os.makedirs(d, exist_ok=True)
+        build_llama(len(tok), tied, bias, seed, im_end, pad, gain).save_pretrained(d, safe_serialization=True)
+        tok.save_pretrained(d)
+        model = LlamaForCausalLM.from_pretrained(d, dtype=torch.float32).eval()
+        entry = {"base": [token_logprobs(model, t["ids"]) for t in gold["template"]], "greedy": [],
+                 "adapters": {}}
+        for p in PROMPTS:
+            ids = tok.apply_chat_template([{"role": "user", "content": p}], tokenize=True,
+                                          add_generation_prompt=True, return_dict=True)["input_ids"]
+            toks, margin = greedy(model, ids)
+            entry["greedy"].append({"prompt_ids": ids, "tokens": toks, "min_margin": margin})
+        add_adapters(LlamaForCausalLM, out, name, seed, kind, gold["template"], entry)
+        gold["models"][name] = entry
+    with open(os.path.join(out, "goldens_llama.json"), "w") as f:
+        json.dump(gold, f)
+
+
 def stage_bf16(out):
     gold = json.load(open(os.path.join(out, "goldens.json")))
     res = {}
@@ -237,11 +318,14 @@ if __name__ == "__main__":
     ap.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "..", "tests", "fixtures"))
     ap.add_argument("--stage2", action="store_true")
     ap.add_argument("--bf16", action="store_true")
+    ap.add_argument("--llama", action="store_true")
     a = ap.parse_args()
     os.makedirs(a.out, exist_ok=True)
     if a.stage2:
         stage2(a.out)
     elif a.bf16:
         stage_bf16(a.out)
+    elif a.llama:
+        stage_llama(a.out)
     else:
         stage1(a.out)

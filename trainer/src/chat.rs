@@ -30,7 +30,7 @@ pub struct EncodedChat {
     pub truncated: bool,
 }
 
-/// Tokenizer plus chat template of a model directory.
+/// Tokenizer plus chat template of a model (HuggingFace directory or GGUF file).
 #[derive(Debug, Clone)]
 pub struct ChatTokenizer {
     /// The HF tokenizer.
@@ -83,8 +83,15 @@ fn token_text(v: &Option<serde_json::Value>) -> Option<String> {
 }
 
 impl ChatTokenizer {
-    /// Loads tokenizer.json, tokenizer_config.json and chat_template.jinja (when present).
-    pub fn load(dir: &Path) -> Result<Self> {
+    /// Loads the tokenizer of a model: a HuggingFace directory's tokenizer.json,
+    /// tokenizer_config.json and chat_template.jinja (when present), or a GGUF file's
+    /// `tokenizer.*` metadata (see [`crate::gguf::tokenizer`]).
+    pub fn load(path: &Path) -> Result<Self> {
+        if path.is_file() {
+            let file = crate::gguf::GgufFile::read_metadata(path)?;
+            return crate::gguf::tokenizer::chat_tokenizer(&file);
+        }
+        let dir = path;
         let tok_path = dir.join("tokenizer.json");
         let tokenizer =
             Tokenizer::from_file(&tok_path).map_err(|e| format_err(&tok_path, e.to_string()))?;
@@ -96,14 +103,32 @@ impl ChatTokenizer {
         };
         let jinja = dir.join("chat_template.jinja");
         let template = match &cfg.chat_template {
-            Some(serde_json::Value::String(s)) => s.clone(),
+            Some(serde_json::Value::String(s)) => Some(s.clone()),
             _ if jinja.exists() => {
-                std::fs::read_to_string(&jinja).map_err(crate::error::io_err(&jinja))?
+                Some(std::fs::read_to_string(&jinja).map_err(crate::error::io_err(&jinja))?)
             }
-            _ => CHATML_TEMPLATE.to_string(),
+            _ => None,
         };
-        let eos_token = token_text(&cfg.eos_token).unwrap_or_else(|| "<|im_end|>".into());
-        let pad_token = token_text(&cfg.pad_token).unwrap_or_else(|| "<|endoftext|>".into());
+        Self::from_parts(
+            tokenizer,
+            template,
+            token_text(&cfg.eos_token),
+            token_text(&cfg.pad_token),
+        )
+    }
+
+    /// A chat tokenizer from its parts: the chat template (ChatML when `None`), the end-of-turn
+    /// token (`<|im_end|>` when `None`) and the padding token (`<|endoftext|>` when `None`;
+    /// id 0 when the vocabulary has neither).
+    pub fn from_parts(
+        tokenizer: Tokenizer,
+        template: Option<String>,
+        eos_token: Option<String>,
+        pad_token: Option<String>,
+    ) -> Result<Self> {
+        let template = template.unwrap_or_else(|| CHATML_TEMPLATE.to_string());
+        let eos_token = eos_token.unwrap_or_else(|| "<|im_end|>".into());
+        let pad_token = pad_token.unwrap_or_else(|| "<|endoftext|>".into());
         let pad_id = tokenizer.token_to_id(&pad_token).unwrap_or(0);
         let eos_id = tokenizer.token_to_id(&eos_token);
         Ok(Self {

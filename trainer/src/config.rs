@@ -1,4 +1,5 @@
-//! Qwen2 `config.json`: raw serde struct, validated into [`Qwen2Config`].
+//! A model's `config.json` (Qwen2 or Llama family): raw serde struct, validated into
+//! [`ModelConfig`]. GGUF files build the same struct from their metadata (`crate::gguf`).
 
 use std::path::Path;
 
@@ -28,6 +29,10 @@ struct RawConfig {
     use_sliding_window: bool,
     /// transformers < 5 spelling of `rope_parameters` (`null` for plain RoPE).
     rope_scaling: Option<serde_json::Value>,
+    /// Llama: bias on q/k/v/o (Qwen2 always has q/k/v bias and ignores the key).
+    attention_bias: Option<bool>,
+    /// Llama: bias on gate/up/down.
+    mlp_bias: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -36,12 +41,31 @@ struct RopeParameters {
     rope_type: Option<String>,
 }
 
-/// Architectures whose weights and forward pass are Qwen2's (same tensors, same maths).
-const SUPPORTED_MODEL_TYPES: [&str; 1] = ["qwen2"];
+/// The `model_type`s whose forward pass is the one in `forward.rs`: the same tensors and
+/// maths (RMSNorm, rotate-half RoPE, grouped-query attention, SiLU-gated MLP), differing only
+/// in which projections carry a bias.
+const SUPPORTED_MODEL_TYPES: [&str; 2] = ["qwen2", "llama"];
 
-/// Validated Qwen2 architecture parameters.
+/// The model family a config describes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Architecture {
+    /// Qwen2 / Qwen2.5: bias on q, k, v; none elsewhere.
+    Qwen2,
+    /// Llama (SmolLM2, Llama 2/3 without scaled RoPE): biases as `attention_bias`/`mlp_bias`.
+    Llama,
+}
+
+/// Validated architecture parameters of a Qwen2- or Llama-family model.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Qwen2Config {
+pub struct ModelConfig {
+    /// Which family (`model_type`, or `general.architecture` in a GGUF file).
+    pub architecture: Architecture,
+    /// Bias on the q, k and v projections.
+    pub qkv_bias: bool,
+    /// Bias on the output projection `o_proj`.
+    pub o_bias: bool,
+    /// Bias on gate, up and down.
+    pub mlp_bias: bool,
     /// Residual width.
     pub hidden_size: usize,
     /// Number of decoder blocks.
@@ -68,11 +92,26 @@ pub struct Qwen2Config {
     pub eos_token_ids: Vec<u32>,
 }
 
-impl Qwen2Config {
+/// The name the engine had when it knew only Qwen2; kept for callers that still use it.
+pub type Qwen2Config = ModelConfig;
+
+impl ModelConfig {
     /// Reads and validates `config.json`.
     pub fn load(path: &Path) -> Result<Self> {
         let raw: RawConfig = read_json(path)?;
         check_architecture(&raw, path)?;
+        let architecture = match raw.model_type.as_deref() {
+            Some("llama") => Architecture::Llama,
+            _ => Architecture::Qwen2,
+        };
+        let (qkv_bias, o_bias, mlp_bias) = match architecture {
+            // transformers' Qwen2 hard-codes these and ignores attention_bias / mlp_bias.
+            Architecture::Qwen2 => (true, false, false),
+            Architecture::Llama => {
+                let attn = raw.attention_bias.unwrap_or(false);
+                (attn, attn, raw.mlp_bias.unwrap_or(false))
+            }
+        };
         let need = |v: Option<usize>, key: &str| {
             v.filter(|n| *n > 0)
                 .ok_or_else(|| format_err(path, format!("missing or zero field `{key}`")))
@@ -100,7 +139,7 @@ impl Qwen2Config {
                 path,
                 format!(
                     "`head_dim` {d} differs from hidden_size / num_attention_heads = {} \
-                     (not a Qwen2 layout)",
+                     (a separate head width is not supported)",
                     hidden_size / num_heads
                 ),
             ));
@@ -121,6 +160,10 @@ impl Qwen2Config {
             _ => Vec::new(),
         };
         Ok(Self {
+            architecture,
+            qkv_bias,
+            o_bias,
+            mlp_bias,
             hidden_size,
             num_layers: need(raw.num_hidden_layers, "num_hidden_layers")?,
             num_heads,
@@ -148,13 +191,16 @@ fn check_architecture(raw: &RawConfig, path: &Path) -> Result<()> {
     {
         return Err(format_err(
             path,
-            format!("`model_type` `{t}` is not supported (supported: qwen2)"),
+            format!(
+                "`model_type` `{t}` is not supported (supported: {})",
+                SUPPORTED_MODEL_TYPES.join(", ")
+            ),
         ));
     }
     if let Some(a) = raw.hidden_act.as_deref().filter(|a| *a != "silu") {
         return Err(format_err(
             path,
-            format!("`hidden_act` `{a}` is not supported (Qwen2 uses silu)"),
+            format!("`hidden_act` `{a}` is not supported (Qwen2 and Llama use silu)"),
         ));
     }
     if raw.use_sliding_window {

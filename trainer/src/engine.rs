@@ -8,14 +8,15 @@ use crate::chat::ChatTokenizer;
 use crate::error::{EngineError, Result};
 use crate::forward::ForwardOptions;
 use crate::lora::LoraAdapter;
-use crate::model::Qwen2Weights;
+use crate::model::ModelWeights;
 use crate::precision::Precision;
 
-/// A Qwen2 model ready for scoring and generation, with named LoRA adapters resident.
+/// A Qwen2- or Llama-family model ready for scoring and generation, with named LoRA adapters
+/// resident.
 #[derive(Debug)]
 pub struct Engine<B: Backend> {
     /// Frozen base weights (the forward pass lives on it).
-    pub weights: Qwen2Weights<B>,
+    pub weights: ModelWeights<B>,
     /// Tokenizer and chat template.
     pub tokenizer: ChatTokenizer,
     adapters: Vec<(String, LoraAdapter<B>)>,
@@ -24,15 +25,28 @@ pub struct Engine<B: Backend> {
 }
 
 impl<B: Backend> Engine<B> {
-    /// Loads a HuggingFace Qwen2 directory (config.json, safetensors, tokenizer.json), in f32.
-    pub fn load(dir: &Path, device: B::Device) -> Result<Self> {
-        Self::load_with(dir, device, Precision::F32)
+    /// Loads a model in f32: a HuggingFace directory (config.json, safetensors,
+    /// tokenizer.json) or a `.gguf` file (llama architecture; weights, config, tokenizer and
+    /// chat template all from the one file, read once).
+    pub fn load(path: &Path, device: B::Device) -> Result<Self> {
+        Self::load_with(path, device, Precision::F32)
     }
 
     /// Like [`Engine::load`], with the base model computing in `precision`.
-    pub fn load_with(dir: &Path, device: B::Device, precision: Precision) -> Result<Self> {
-        let weights = Qwen2Weights::load_with(dir, &device, precision)?;
-        let tokenizer = ChatTokenizer::load(dir)?;
+    pub fn load_with(path: &Path, device: B::Device, precision: Precision) -> Result<Self> {
+        let (weights, tokenizer) = if path.is_file() {
+            let file = crate::gguf::GgufFile::read(path)?;
+            let tokenizer = crate::gguf::tokenizer::chat_tokenizer(&file)?;
+            (
+                ModelWeights::from_gguf(&file, &device, precision)?,
+                tokenizer,
+            )
+        } else {
+            (
+                ModelWeights::load_with(path, &device, precision)?,
+                ChatTokenizer::load(path)?,
+            )
+        };
         Ok(Self {
             weights,
             tokenizer,

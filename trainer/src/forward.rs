@@ -8,7 +8,7 @@ use burn::tensor::{
 use crate::batch::TokenBatch;
 use crate::cache::KvCache;
 use crate::lora::{LoraAdapter, Target};
-use crate::model::{Block, Linear, Qwen2Weights};
+use crate::model::{Block, Linear, ModelWeights};
 use crate::precision::{cast, to_f32};
 
 /// Which positions a steering vector is added at.
@@ -68,7 +68,7 @@ impl<B: Backend> Default for ForwardOptions<'_, B> {
 #[derive(Debug, Clone)]
 pub struct ForwardOutput<B: Backend> {
     /// Final-normed hidden states `[batch, seq, hidden]` in the model's precision (feed to
-    /// [`Qwen2Weights::logits`]).
+    /// [`ModelWeights::logits`]).
     pub hidden: Tensor<B, 3>,
     /// `(layer, [batch, seq, hidden])` for each requested layer, before the final norm, in f32.
     pub captured: Vec<(usize, Tensor<B, 3>)>,
@@ -131,7 +131,7 @@ fn rotate_half_matrix(d: usize) -> Vec<f32> {
     r
 }
 
-impl<B: Backend> Qwen2Weights<B> {
+impl<B: Backend> ModelWeights<B> {
     /// RoPE tables for the given positions (rotate_half layout), repeated per head; computed
     /// in f32 and cast to the model's precision, as HF does.
     fn rope(&self, positions: &[Vec<usize>], device: &B::Device) -> Rope<B> {

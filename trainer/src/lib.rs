@@ -1,4 +1,5 @@
-//! The burn engine: a Qwen2-family model with LoRA adapters, answer-only NLL scoring,
+//! The burn engine: a Qwen2- or Llama-family model (HuggingFace directory or GGUF file) with
+//! LoRA adapters, answer-only NLL scoring,
 //! KV-cache generation, hidden-state capture and steering hooks, and LoRA training ([`train`]).
 
 pub mod batch;
@@ -10,8 +11,10 @@ pub mod engine;
 pub mod error;
 pub mod forward;
 pub mod generate;
+pub mod gguf;
 pub mod lora;
 pub mod model;
+pub mod persona;
 pub mod precision;
 pub mod score;
 pub mod train;
@@ -19,12 +22,13 @@ pub mod weights;
 
 pub use batch::TokenBatch;
 pub use chat::{ChatTokenizer, EncodedChat, Message};
-pub use config::Qwen2Config;
+pub use config::{Architecture, ModelConfig, Qwen2Config};
 pub use engine::Engine;
 pub use error::{EngineError, Result};
 pub use forward::{ForwardOptions, ForwardOutput, SteerPositions, Steering};
 pub use generate::{GenerateOptions, Sampler, Sampling};
 pub use lora::{LoraAdapter, LoraConfig, LoraScaling, Target};
+pub use model::{ModelWeights, Qwen2Weights};
 pub use precision::Precision;
 pub use score::{Score, ScoreOptions};
 

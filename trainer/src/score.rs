@@ -152,7 +152,10 @@ impl<B: Backend> Engine<B> {
 /// Fast path: the backend's fused softmax (one cache-hot pass per row on the CPU backend,
 /// where the broadcast `logits − max` of an unfused log-softmax alone costs as much as a
 /// sixth of the model) and `ln p` of the target on the host, exact to f32 rounding while p
-/// is a normal float. Rows whose target probability is below [`TINY_PROB`] are redone with
+/// is a normal float. The fused softmax sums its denominator in one f32 accumulator, which
+/// over a wide vocabulary drops the small terms (on SmolLM2's 49k vocabulary every NLL came
+/// out ~1e-4 too low): its rows are summed again with [`row_sums`] and `ln p` is corrected by
+/// that total's log. Rows whose target probability is below [`TINY_PROB`] are redone with
 /// the max-shifted log-sum-exp, so very unlikely tokens still get their exact log-prob.
 pub fn target_logprobs<B: Backend>(
     logits: Tensor<B, 2>,
@@ -164,9 +167,14 @@ pub fn target_logprobs<B: Backend>(
         let n = v.len();
         Tensor::<B, 2, Int>::from_data(TensorData::new(v, [n, 1]), device)
     };
-    let probs = activation::softmax(logits.clone(), 1).gather(1, idx(targets.clone()));
-    let probs = host_f32(probs, "log-probs")?;
-    let mut out: Vec<f32> = probs.iter().map(|&p| p.ln()).collect();
+    let softmax = activation::softmax(logits.clone(), 1);
+    let totals = row_sums(softmax.clone())?;
+    let probs = host_f32(softmax.gather(1, idx(targets.clone())), "log-probs")?;
+    let mut out: Vec<f32> = probs
+        .iter()
+        .zip(&totals)
+        .map(|(&p, &z)| (f64::from(p).ln() - z.ln()) as f32)
+        .collect();
     let tiny: Vec<usize> = (0..n)
         .filter(|&r| probs[r].is_nan() || probs[r] < TINY_PROB)
         .collect();
@@ -175,7 +183,10 @@ pub fn target_logprobs<B: Backend>(
         let rows = Tensor::<B, 1, Int>::from_data(TensorData::new(rows, [tiny.len()]), device);
         let sub = logits.select(0, rows);
         let max = sub.clone().max_dim(1);
-        let lse = (sub.clone() - max.clone()).exp().sum_dim(1).log() + max;
+        let sums = row_sums((sub.clone() - max.clone()).exp())?;
+        let log_sums: Vec<f32> = sums.iter().map(|z| z.ln() as f32).collect();
+        let lse =
+            Tensor::<B, 2>::from_data(TensorData::new(log_sums, [tiny.len(), 1]), device) + max;
         let t = idx(tiny.iter().map(|&r| targets[r]).collect());
         let exact = host_f32(sub.gather(1, t) - lse, "log-probs")?;
         for (&r, v) in tiny.iter().zip(exact) {
@@ -183,6 +194,34 @@ pub fn target_logprobs<B: Backend>(
         }
     }
     Ok(out)
+}
+
+/// Row sums of `x: [rows, cols]` (non-negative terms) in f64: chunks of at most
+/// [`SUM_CHUNK`] elements are summed on the device, the chunk totals on the host. A single f32
+/// accumulator over a 49k-wide row loses every term below half an ulp of the running total.
+pub(crate) fn row_sums<B: Backend>(x: Tensor<B, 2>) -> Result<Vec<f64>> {
+    let [rows, cols] = x.dims();
+    let chunk = sum_chunk(cols);
+    let k = cols / chunk;
+    let partial = host_f32(
+        x.reshape([rows, k, chunk]).sum_dim(2).reshape([rows, k]),
+        "row sums",
+    )?;
+    Ok(partial
+        .chunks(k.max(1))
+        .map(|c| c.iter().copied().map(f64::from).sum())
+        .collect())
+}
+
+/// Largest number of terms one f32 accumulator sums in [`row_sums`].
+const SUM_CHUNK: usize = 64;
+
+/// The largest divisor of `n` not above [`SUM_CHUNK`].
+fn sum_chunk(n: usize) -> usize {
+    (1..=SUM_CHUNK.min(n))
+        .rev()
+        .find(|d| n % d == 0)
+        .unwrap_or(1)
 }
 
 /// Mean NLL of the given token log-probs (NaN with 0 tokens), summed in f64.
@@ -236,5 +275,25 @@ mod tests {
         assert!((got[0] - exact(&logits[..4], 1)).abs() < 1e-6, "{got:?}");
         assert!((got[1] - exact(&logits[4..], 3)).abs() < 1e-4, "{got:?}");
         assert!(got[1] < -190.0);
+    }
+
+    #[test]
+    fn wide_rows_keep_their_small_terms() {
+        // One logit 16 nats above 49,151 equal ones: each small term is 1.1e-7 of the total,
+        // below half an f32 ulp of a running sum near 1, so one accumulator loses all of them
+        // (5.5e-3 of the total). The exact log-prob of the big one is −ln(1 + 49151·e^−16).
+        let device = Default::default();
+        let v = 49152;
+        let mut logits = vec![0.0f32; v];
+        logits[7] = 16.0;
+        let t = Tensor::<CpuBackend, 2>::from_data(TensorData::new(logits, [1, v]), &device);
+        let got = target_logprobs(t, vec![7], &device).expect("log-probs")[0];
+        let exact = -(1.0 + 49151.0 * (-16.0f64).exp()).ln();
+        assert!((f64::from(got) - exact).abs() < 1e-6, "{got} vs {exact}");
+        assert_eq!(super::sum_chunk(49152), 64);
+        assert_eq!(super::sum_chunk(151_936), 64);
+        assert_eq!(super::sum_chunk(320), 64);
+        assert_eq!(super::sum_chunk(7), 7);
+        assert_eq!(super::sum_chunk(67), 1);
     }
 }

@@ -54,9 +54,14 @@ pub fn fixtures() -> PathBuf {
 }
 
 pub fn goldens() -> Goldens {
-    let text = std::fs::read_to_string(fixtures().join("goldens.json"))
-        .expect("goldens.json is committed");
-    serde_json::from_str(&text).expect("goldens.json parses")
+    goldens_in("goldens.json")
+}
+
+/// A goldens file shaped like goldens.json (`goldens_llama.json`, …).
+pub fn goldens_in(file: &str) -> Goldens {
+    let text = std::fs::read_to_string(fixtures().join(file))
+        .unwrap_or_else(|e| panic!("{file} is committed: {e}"));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{file} parses: {e}"))
 }
 
 /// Loads a fixture model with both of its fixture adapters resident as `a1`, `a2`.

@@ -42,6 +42,10 @@ pub struct Config {
     pub limits: Limits,
     /// `[interleave]`: base models, adapters and score cache of engine-backed Interleaving.
     pub interleave: InterleaveConfig,
+    /// `[local]`: worker processes and leases.
+    pub local: LocalConfig,
+    /// `[[models]]`: base models for local training.
+    pub models: ModelRegistry,
 }
 
 #[derive(Debug, Clone)]
@@ -171,10 +175,12 @@ fn read_file(path: &Path) -> Result<(String, String), ConfigError> {
 }
 
 mod interleave;
+mod local;
 mod raw;
 mod validate;
 
 pub use interleave::{InterleaveConfig, InterleaveModel};
+pub use local::{LocalConfig, ModelEntry, ModelRegistry};
 
 #[cfg(test)]
 mod tests;

@@ -21,6 +21,10 @@ pub(super) struct Raw {
     pub(super) limits: RawLimits,
     #[serde(default)]
     pub(super) interleave: super::interleave::RawInterleave,
+    #[serde(default)]
+    pub(super) local: super::local::RawLocal,
+    #[serde(default)]
+    pub(super) models: Vec<super::local::RawModel>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -164,6 +164,8 @@ pub(super) fn validate(raw: Raw) -> Result<Config, ConfigError> {
         idempotency_window_seconds: l.idempotency_window_seconds as i64,
     };
     let interleave = super::interleave::validate(raw.interleave, &raw.storage.data_dir)?;
+    let local = super::local::validate_local(raw.local)?;
+    let models = super::local::validate_models(raw.models)?;
     Ok(Config {
         server,
         data_dir: raw.storage.data_dir,
@@ -175,5 +177,7 @@ pub(super) fn validate(raw: Raw) -> Result<Config, ConfigError> {
         screening,
         limits,
         interleave,
+        local,
+        models,
     })
 }

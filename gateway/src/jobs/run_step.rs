@@ -78,6 +78,11 @@ pub(super) async fn run(ctx: &Ctx, mut job: JobRecord, old: JobStatus) -> StoreR
             Observation::Hyperparameters(reported) => {
                 resolve_hyperparameters(&mut job.hyperparameters, &mut job.method, &reported);
             }
+            Observation::ResultFile(id) => {
+                if !job.result_files.contains(&id) {
+                    job.result_files.push(id);
+                }
+            }
         }
     }
     let next = match run_state {

@@ -145,6 +145,8 @@ pub enum Observation {
     /// The backend's hyperparameters: each `"auto"` of the job that the backend has resolved
     /// to a concrete value is replaced by it, as OpenAI shows once a job runs.
     Hyperparameters(Value),
+    /// A result file (purpose `fine-tune-results`) the backend stored for the job.
+    ResultFile(String),
 }
 
 /// Where a job trains: an upstream provider or the local trainer.

@@ -6,6 +6,7 @@ mod blob;
 mod records;
 mod sqlite;
 mod sqlite_jobs;
+mod sqlite_leases;
 mod sqlite_uploads;
 
 pub use blob::{BlobStore, BlobWriter, WrittenBlob};
@@ -131,6 +132,29 @@ pub trait Store: Send + Sync + 'static {
         after: Option<&str>,
         limit: usize,
     ) -> StoreResult<Page<CheckpointRecord>>;
+
+    // leases of local jobs (several worker processes share the queue)
+    /// Takes a running local job (`exec_state.backend = "local"`) that no live lease holds:
+    /// the tenant served longest ago first (round-robin), then the oldest job. The lease
+    /// lasts `lease_seconds` unless renewed by [`Store::heartbeat_lease`].
+    fn claim_local_job(
+        &self,
+        worker_id: &str,
+        now: i64,
+        lease_seconds: i64,
+    ) -> StoreResult<Option<Claim>>;
+    /// Extends `worker_id`'s lease; false when it no longer holds it (expired and taken over).
+    fn heartbeat_lease(
+        &self,
+        job_id: &str,
+        worker_id: &str,
+        now: i64,
+        lease_seconds: i64,
+    ) -> StoreResult<bool>;
+    /// Gives the lease up (a no-op when `worker_id` no longer holds it).
+    fn release_lease(&self, job_id: &str, worker_id: &str) -> StoreResult<()>;
+    /// The lease on a job, live or expired.
+    fn lease_of(&self, job_id: &str) -> StoreResult<Option<Lease>>;
 
     // policy snapshots
     fn save_policy_snapshot(&self, snap: &PolicySnapshot) -> StoreResult<()>;

@@ -312,3 +312,21 @@ pub struct PolicySnapshot {
     /// The policy set (or resolved plan) as JSON, for audit.
     pub body: Value,
 }
+
+/// A worker's hold on a job.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lease {
+    pub job_id: String,
+    pub worker_id: String,
+    pub acquired_at: i64,
+    pub heartbeat_at: i64,
+    pub expires_at: i64,
+}
+
+/// A job a worker just claimed.
+#[derive(Debug, Clone)]
+pub struct Claim {
+    pub job: JobRecord,
+    /// The worker whose lease had expired, when this claim takes the job over.
+    pub takeover_from: Option<String>,
+}

@@ -8,7 +8,11 @@ use std::path::Path;
 use std::sync::{Mutex, MutexGuard};
 
 /// Migrations in order; `PRAGMA user_version` records how many have run.
-const MIGRATIONS: &[&str] = &[include_str!("schema_v1.sql"), include_str!("schema_v2.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("schema_v1.sql"),
+    include_str!("schema_v2.sql"),
+    include_str!("schema_v3.sql"),
+];
 
 pub struct SqliteStore {
     conn: Mutex<Connection>,
@@ -42,7 +46,8 @@ impl SqliteStore {
 fn migrate(conn: &Connection) -> StoreResult<()> {
     let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
     for (i, sql) in MIGRATIONS.iter().enumerate().skip(version.max(0) as usize) {
-        let tx = conn.unchecked_transaction()?;
+        let tx =
+            rusqlite::Transaction::new_unchecked(&conn, rusqlite::TransactionBehavior::Immediate)?;
         tx.execute_batch(sql)?;
         tx.pragma_update(None, "user_version", (i + 1) as i64)?;
         tx.commit()?;
@@ -169,7 +174,8 @@ impl Store for SqliteStore {
 
     fn delete_file(&self, tenant: &str, id: &str) -> StoreResult<Option<FileRecord>> {
         let conn = self.conn()?;
-        let tx = conn.unchecked_transaction()?;
+        let tx =
+            rusqlite::Transaction::new_unchecked(&conn, rusqlite::TransactionBehavior::Immediate)?;
         let found = tx
             .query_row(
                 &format!("SELECT {FILE_COLS} FROM files WHERE id = ?1 AND tenant = ?2"),
@@ -186,7 +192,8 @@ impl Store for SqliteStore {
 
     fn delete_expired_files(&self, now: i64) -> StoreResult<Vec<FileRecord>> {
         let conn = self.conn()?;
-        let tx = conn.unchecked_transaction()?;
+        let tx =
+            rusqlite::Transaction::new_unchecked(&conn, rusqlite::TransactionBehavior::Immediate)?;
         let expired = {
             let mut stmt = tx.prepare(&format!(
                 "SELECT {FILE_COLS} FROM files WHERE expires_at IS NOT NULL AND expires_at <= ?1"
@@ -269,6 +276,29 @@ impl Store for SqliteStore {
     fn get_job_any(&self, id: &str) -> StoreResult<Option<JobRecord>> {
         self.get_job_impl(None, id)
     }
+    fn claim_local_job(
+        &self,
+        worker_id: &str,
+        now: i64,
+        lease_seconds: i64,
+    ) -> StoreResult<Option<Claim>> {
+        self.claim_local_job_impl(worker_id, now, lease_seconds)
+    }
+    fn heartbeat_lease(
+        &self,
+        job_id: &str,
+        worker_id: &str,
+        now: i64,
+        lease_seconds: i64,
+    ) -> StoreResult<bool> {
+        self.heartbeat_lease_impl(job_id, worker_id, now, lease_seconds)
+    }
+    fn release_lease(&self, job_id: &str, worker_id: &str) -> StoreResult<()> {
+        self.release_lease_impl(job_id, worker_id)
+    }
+    fn lease_of(&self, job_id: &str) -> StoreResult<Option<Lease>> {
+        self.lease_of_impl(job_id)
+    }
     fn list_jobs(&self, tenant: &str, q: &JobQuery) -> StoreResult<Page<JobRecord>> {
         self.list_jobs_impl(tenant, q)
     }
@@ -283,7 +313,8 @@ impl Store for SqliteStore {
     }
     fn set_job_status(&self, c: &StatusChange, event: &EventRecord) -> StoreResult<bool> {
         let conn = self.conn()?;
-        let tx = conn.unchecked_transaction()?;
+        let tx =
+            rusqlite::Transaction::new_unchecked(&conn, rusqlite::TransactionBehavior::Immediate)?;
         let changed = tx.execute(
             "UPDATE jobs SET status = ?2, step = ?3, finished_at = COALESCE(?4, finished_at) \
              WHERE id = ?1 AND status = ?5 AND step = ?6",

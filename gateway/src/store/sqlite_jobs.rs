@@ -127,7 +127,8 @@ impl SqliteStore {
         keys: &[IdempotencyKey],
     ) -> StoreResult<CreateOutcome> {
         let conn = self.conn()?;
-        let tx = conn.unchecked_transaction()?;
+        let tx =
+            rusqlite::Transaction::new_unchecked(&conn, rusqlite::TransactionBehavior::Immediate)?;
         for k in keys {
             // An explicit key always names its job. A body match (no fingerprint) stands for
             // a retry only while that job is alive: a re-submission after a failure or a
@@ -235,7 +236,8 @@ impl SqliteStore {
         checkpoints: &[CheckpointRecord],
     ) -> StoreResult<bool> {
         let conn = self.conn()?;
-        let tx = conn.unchecked_transaction()?;
+        let tx =
+            rusqlite::Transaction::new_unchecked(&conn, rusqlite::TransactionBehavior::Immediate)?;
         let changed = tx.execute(
             "UPDATE jobs SET status = ?2, step = ?3, error = ?4, fine_tuned_model = ?5, finished_at = ?6, \
              trained_tokens = ?7, result_files = ?8, estimated_finish = ?9, pipeline = ?10, hyperparameters = ?11, \

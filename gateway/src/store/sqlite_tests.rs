@@ -423,3 +423,69 @@ fn a_v1_database_migrates_keeping_its_uploads() {
         (10, UploadStatus::Pending, None, None)
     );
 }
+
+fn local_job(store: &SqliteStore, id: &str, tenant: &str, seq_time: i64) {
+    let mut j = job(id, tenant, &[]);
+    j.created_at = seq_time;
+    j.status = JobStatus::Running;
+    j.step = JobStep::Run;
+    j.pipeline = json!({"exec_state": {"backend": "local"}});
+    let ev = event(&format!("ev-{id}"), id);
+    store.create_job(&j, &ev, &[]).unwrap();
+}
+
+#[test]
+fn leases_are_exclusive_expire_and_alternate_between_tenants() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = SqliteStore::open(dir.path()).unwrap();
+    // acme queues three jobs before beta's one; beta must not wait for all of acme's.
+    local_job(&s, "a1", "acme", 1);
+    local_job(&s, "a2", "acme", 2);
+    local_job(&s, "a3", "acme", 3);
+    local_job(&s, "b1", "beta", 4);
+    // A job not marked local is never claimed.
+    let mut other = job("up", "acme", &[]);
+    other.status = JobStatus::Running;
+    other.step = JobStep::Run;
+    other.pipeline = json!({"exec_state": {"upstream_id": "x"}});
+    s.create_job(&other, &event("ev-up", "up"), &[]).unwrap();
+
+    let now = 100;
+    let first = s.claim_local_job("w1", now, 30).unwrap().unwrap();
+    assert_eq!(first.job.id, "a1");
+    assert_eq!(first.takeover_from, None);
+    let second = s.claim_local_job("w2", now, 30).unwrap().unwrap();
+    assert_eq!(second.job.id, "b1", "round-robin: beta next");
+    let third = s.claim_local_job("w3", now, 30).unwrap().unwrap();
+    assert_eq!(third.job.id, "a2");
+    // Held leases are not claimed again; a heartbeat keeps a lease alive.
+    assert!(s.heartbeat_lease("a1", "w1", now + 20, 30).unwrap());
+    assert!(
+        !s.heartbeat_lease("a1", "w2", now + 20, 30).unwrap(),
+        "only the holder renews"
+    );
+    // At now+40 the leases of b1 and a2 (to now+30) have lapsed; a1's runs to now+50.
+    // beta was served longest ago, so its expired job is taken over first.
+    let fourth = s.claim_local_job("w4", now + 40, 30).unwrap().unwrap();
+    assert_eq!(fourth.job.id, "b1");
+    assert_eq!(fourth.takeover_from.as_deref(), Some("w2"));
+    // A released lease frees the job at once.
+    s.release_lease("a1", "w1").unwrap();
+    assert!(s.lease_of("a1").unwrap().is_none());
+    let order: Vec<(String, Option<String>)> =
+        std::iter::from_fn(|| s.claim_local_job("w5", now + 45, 30).unwrap())
+            .map(|c| (c.job.id, c.takeover_from))
+            .collect();
+    assert_eq!(
+        order,
+        vec![
+            ("a1".to_string(), None),
+            ("a2".to_string(), Some("w3".to_string())),
+            ("a3".to_string(), None),
+        ]
+    );
+    assert!(
+        !s.heartbeat_lease("b1", "w2", now + 46, 30).unwrap(),
+        "w2 lost b1 to w4"
+    );
+}

@@ -115,7 +115,8 @@ impl SqliteStore {
         file: Option<(&FileRecord, &[String])>,
     ) -> StoreResult<bool> {
         let conn = self.conn()?;
-        let tx = conn.unchecked_transaction()?;
+        let tx =
+            rusqlite::Transaction::new_unchecked(&conn, rusqlite::TransactionBehavior::Immediate)?;
         let part_ids = file.map(|(_, ids)| part_ids_json(ids));
         let changed = tx.execute(
             "UPDATE uploads SET status = ?2, file_id = ?3, completed_part_ids = ?4 \
@@ -150,7 +151,8 @@ impl SqliteStore {
 
     pub(super) fn expire_uploads_impl(&self, now: i64) -> StoreResult<Vec<UploadRecord>> {
         let conn = self.conn()?;
-        let tx = conn.unchecked_transaction()?;
+        let tx =
+            rusqlite::Transaction::new_unchecked(&conn, rusqlite::TransactionBehavior::Immediate)?;
         let expired = {
             let mut stmt = tx.prepare(&format!(
                 "SELECT {UPLOAD_COLS} FROM uploads WHERE status = 'pending' AND expires_at <= ?1"

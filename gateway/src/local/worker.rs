@@ -1,0 +1,298 @@
+//! `tuneguard worker`: claims local jobs from the store, trains each with the trainer library,
+//! heartbeats its lease between optimizer steps, and writes the job directory the runner
+//! mirrors. Pause and cancel are the job's status in the store, read between steps: pause
+//! writes a checkpoint first; cancel stops at once. A worker that dies leaves a lease that
+//! expires; the next worker resumes the job from its newest checkpoint.
+
+use super::hyper::job_config;
+use super::layout::{self, Outcome, Resolved};
+use crate::config::{Config, ModelEntry};
+use crate::ids::now_unix;
+use crate::store::{BlobStore, Claim, JobRecord, JobStatus, SqliteStore, Store};
+use anyhow::Context;
+use burn::backend::Autodiff;
+use burn::tensor::backend::AutodiffBackend;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use trainer::cli::DeviceKind;
+use trainer::train::{Control, Directive, Outcome as RunOutcome, Session, SessionInputs};
+use trainer::Engine;
+
+/// Runs until `stop` is set (or the parent process is gone, when `follow_parent`).
+pub fn run(config: &Config, stop: Arc<AtomicBool>, follow_parent: bool) -> anyhow::Result<()> {
+    let store: Arc<dyn Store> = Arc::new(
+        SqliteStore::open(&config.data_dir)
+            .with_context(|| format!("opening the store in {}", config.data_dir.display()))?,
+    );
+    let blobs = BlobStore::open(&config.data_dir).context("opening the blob store")?;
+    let worker_id = format!(
+        "worker-{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0)
+    );
+    let parent = std::os::unix::process::parent_id();
+    let orphaned = move || follow_parent && std::os::unix::process::parent_id() != parent;
+    tracing::info!(worker = %worker_id, "worker started");
+    let lease = config.local.lease_seconds as i64;
+    while !stop.load(Ordering::SeqCst) && !orphaned() {
+        match store.claim_local_job(&worker_id, now_unix(), lease) {
+            Ok(Some(claim)) => {
+                let ctx = JobCtx {
+                    config,
+                    store: Arc::clone(&store),
+                    blobs: &blobs,
+                    worker_id: &worker_id,
+                    stop: Arc::clone(&stop),
+                    orphaned: &orphaned,
+                };
+                let job_id = claim.job.id.clone();
+                ctx.run(claim);
+                if let Err(e) = store.release_lease(&job_id, &worker_id) {
+                    tracing::warn!(job = %job_id, error = %e, "releasing the lease failed");
+                }
+            }
+            Ok(None) => std::thread::sleep(config.local.poll_interval),
+            Err(e) => {
+                tracing::error!(error = %e, "claiming a job failed");
+                std::thread::sleep(config.local.poll_interval);
+            }
+        }
+    }
+    tracing::info!(worker = %worker_id, "worker stopped");
+    Ok(())
+}
+
+struct JobCtx<'a> {
+    config: &'a Config,
+    store: Arc<dyn Store>,
+    blobs: &'a BlobStore,
+    worker_id: &'a str,
+    stop: Arc<AtomicBool>,
+    orphaned: &'a dyn Fn() -> bool,
+}
+
+/// Between optimizer steps: renew the lease (a lost lease stops at once: another worker owns
+/// the job now), then follow the job's status and the process's own stop request.
+struct JobControl<'a> {
+    store: Arc<dyn Store>,
+    job_id: String,
+    worker_id: &'a str,
+    lease_seconds: i64,
+    last_heartbeat: Instant,
+    stop: Arc<AtomicBool>,
+    orphaned: &'a dyn Fn() -> bool,
+    lost: bool,
+}
+
+impl Control for JobControl<'_> {
+    fn check(&mut self) -> Directive {
+        if self.last_heartbeat.elapsed()
+            >= Duration::from_secs((self.lease_seconds / 3).max(1) as u64)
+        {
+            match self.store.heartbeat_lease(
+                &self.job_id,
+                self.worker_id,
+                now_unix(),
+                self.lease_seconds,
+            ) {
+                Ok(true) => self.last_heartbeat = Instant::now(),
+                Ok(false) => {
+                    tracing::warn!(job = %self.job_id, "lease lost; stopping without writing");
+                    self.lost = true;
+                    return Directive::Cancel;
+                }
+                Err(e) => tracing::warn!(job = %self.job_id, error = %e, "heartbeat failed"),
+            }
+        }
+        if self.stop.load(Ordering::SeqCst) || (self.orphaned)() {
+            return Directive::Pause;
+        }
+        match self.store.get_job_any(&self.job_id) {
+            Ok(Some(j)) if j.status == JobStatus::Running => Directive::Continue,
+            Ok(Some(j)) if j.status == JobStatus::Paused => Directive::Pause,
+            Ok(_) => Directive::Cancel,
+            Err(e) => {
+                tracing::warn!(job = %self.job_id, error = %e, "reading the job's status failed");
+                Directive::Continue
+            }
+        }
+    }
+}
+
+/// A failure with an OpenAI-style code and a message a person can act on.
+struct Failure {
+    code: &'static str,
+    message: String,
+}
+
+fn failure(code: &'static str, message: impl Into<String>) -> Failure {
+    Failure {
+        code,
+        message: message.into(),
+    }
+}
+
+impl JobCtx<'_> {
+    fn run(&self, claim: Claim) {
+        let job = claim.job;
+        if let Some(prev) = &claim.takeover_from {
+            tracing::warn!(job = %job.id, previous = %prev, "taking over a job whose lease expired");
+        }
+        tracing::info!(job = %job.id, worker = %self.worker_id, "training");
+        let dir = layout::job_dir(&self.config.data_dir, &job.id);
+        let result = match self.config.models.model_for(&job.model) {
+            None => Err(failure(
+                "model_not_available",
+                format!("No [[models]] entry of this gateway matches the model `{}`.", job.model),
+            )),
+            Some(entry) => match entry.device {
+                DeviceKind::Cpu => self.train::<Autodiff<trainer::CpuBackend>>(&job, entry, Default::default()),
+                #[cfg(feature = "cuda")]
+                DeviceKind::Cuda => self.train::<Autodiff<burn::backend::Cuda>>(&job, entry, Default::default()),
+                #[cfg(not(feature = "cuda"))]
+                DeviceKind::Cuda => Err(failure(
+                    "device_unavailable",
+                    "The model is configured for device cuda, but this gateway was built without the `cuda` feature.",
+                )),
+            },
+        };
+        let outcome = match result {
+            Ok(Some(o)) => o,
+            Ok(None) => return,
+            Err(f) => Outcome::Failed {
+                code: f.code.into(),
+                message: f.message,
+            },
+        };
+        if let Err(e) = layout::write_json_atomic(&dir.join("outcome.json"), &outcome) {
+            tracing::error!(job = %job.id, error = %e, "writing the outcome failed");
+        }
+    }
+
+    /// Trains the job; `Ok(None)` when it stopped without an outcome (paused, cancelled,
+    /// lease lost, worker stopping).
+    fn train<B: AutodiffBackend>(
+        &self,
+        job: &JobRecord,
+        entry: &ModelEntry,
+        device: B::Device,
+    ) -> Result<Option<Outcome>, Failure> {
+        let dir = layout::job_dir(&self.config.data_dir, &job.id);
+        let plan: policies::Plan = job
+            .pipeline
+            .get("plan")
+            .cloned()
+            .ok_or_else(|| failure("invalid_plan", "The job has no recorded plan."))
+            .and_then(|p| {
+                serde_json::from_value(p).map_err(|e| {
+                    failure(
+                        "invalid_plan",
+                        format!("The job's recorded plan is unreadable: {e}"),
+                    )
+                })
+            })?;
+        let dataset = job
+            .pipeline
+            .get("dataset_blob")
+            .and_then(|v| v.as_str())
+            .ok_or_else(|| {
+                failure(
+                    "invalid_training_file",
+                    "The job has no transformed dataset.",
+                )
+            })
+            .and_then(|k| {
+                self.blobs
+                    .path(k)
+                    .map_err(|e| failure("invalid_training_file", e.to_string()))
+            })?;
+        let validation: Option<PathBuf> = match &job.validation_file {
+            None => None,
+            Some(id) => {
+                let rec = self
+                    .store
+                    .get_file(&job.tenant, id)
+                    .map_err(|e| failure("internal_error", e.to_string()))?
+                    .ok_or_else(|| {
+                        failure(
+                            "invalid_validation_file",
+                            format!("Validation file {id} no longer exists."),
+                        )
+                    })?;
+                Some(
+                    self.blobs
+                        .path(&rec.blob_key)
+                        .map_err(|e| failure("invalid_validation_file", e.to_string()))?,
+                )
+            }
+        };
+        let engine = Engine::<B>::load_with(&entry.path, device, entry.precision).map_err(|e| {
+            failure(
+                "model_load_failed",
+                format!(
+                    "The base model for `{}` failed to load from {}: {e}",
+                    job.model,
+                    entry.path.display()
+                ),
+            )
+        })?;
+        let config = job_config(
+            &plan,
+            &job.hyperparameters,
+            engine.weights.config.num_layers,
+        )
+        .map_err(|e| failure("invalid_hyperparameters", e))?;
+        let run = layout::run_dir(&dir);
+        let base = job.model.clone();
+        let inputs = SessionInputs {
+            data: &dataset,
+            validation: validation.as_deref(),
+            out: &run,
+            base_model: &base,
+        };
+        let has_checkpoint = !trainer::train::checkpoint::list(&run.join("checkpoints"))
+            .unwrap_or_default()
+            .is_empty();
+        let session = if has_checkpoint {
+            Session::resume(&engine, config.clone(), &inputs)
+        } else {
+            Session::start(&engine, config.clone(), &inputs, None)
+        };
+        let mut session = session.map_err(|e| failure("training_failed", e.to_string()))?;
+        let resolved = Resolved {
+            n_epochs: config.epochs,
+            batch_size: config.batch_size * config.gradient_accumulation_steps,
+            learning_rate_multiplier: config.learning_rate / plan.training.learning_rate,
+            total_steps: session.total_steps(),
+        };
+        layout::write_json_atomic(&dir.join("resolved.json"), &resolved)
+            .map_err(|e| failure("internal_error", e.to_string()))?;
+        let mut control = JobControl {
+            store: Arc::clone(&self.store),
+            job_id: job.id.clone(),
+            worker_id: self.worker_id,
+            lease_seconds: self.config.local.lease_seconds as i64,
+            last_heartbeat: Instant::now(),
+            stop: Arc::clone(&self.stop),
+            orphaned: self.orphaned,
+            lost: false,
+        };
+        match session.run(&mut (), &mut control) {
+            Ok(RunOutcome::Finished { step }) => Ok(Some(Outcome::Succeeded { steps: step })),
+            Ok(RunOutcome::Paused { step }) => {
+                tracing::info!(job = %job.id, step, "paused after a checkpoint");
+                Ok(None)
+            }
+            Ok(RunOutcome::Cancelled { step }) => {
+                tracing::info!(job = %job.id, step, lost = control.lost, "stopped");
+                Ok(None)
+            }
+            Err(e) => Err(failure("training_failed", e.to_string())),
+        }
+    }
+}

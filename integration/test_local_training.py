@@ -1,0 +1,197 @@
+"""Local fine-tuning end to end: `tuneguard serve` supervises a worker process that trains jobs
+on the trainer's tiny fixture model, driven with the official openai SDK — per-step metrics
+events, checkpoints with metrics, `ft:` names, the result CSV, pause → resume and kill -9 →
+restart reaching the adapter of an uninterrupted job, cancel mid-training, and a model that no
+`[[models]]` entry serves."""
+
+import csv
+import io
+import json
+import os
+import signal
+
+import pytest
+
+from conftest import ROOT, wait_for
+from datasets import good_jsonl, upload
+
+TERMINAL = ("succeeded", "failed", "cancelled")
+# The jobs a test interrupts train 48 examples (batch 2: 24 steps an epoch) for LONG epochs,
+# long enough (seconds on the tiny model) for a pause, a cancel or a kill to land mid-training.
+LONG = 25
+LONG_STEPS = 24 * LONG
+TINY = ROOT / "trainer" / "tests" / "fixtures" / "tiny_tied"
+
+POLICY = """
+description = "tiny local training"
+[training]
+lora_rank = 4
+lora_alpha = 8.0
+learning_rate = 0.01
+warmup_steps = 0
+batch_size = 2
+gradient_accumulation_steps = 1
+epochs = 20
+max_length_tokens = 256
+[monitor]
+checkpoint_every_steps = 10
+"""
+
+EXTRA = f"""
+[local]
+workers = 1
+lease_seconds = 3
+poll_interval_ms = 100
+
+[[models]]
+model = "tiny-*"
+path = "{TINY}"
+"""
+
+
+@pytest.fixture
+def local_gw(gateway_factory):
+    return gateway_factory(extra=EXTRA, policies={"default.toml": POLICY})
+
+
+def finished(c, job_id, timeout_s=240):
+    return wait_for(lambda: (j := c.fine_tuning.jobs.retrieve(job_id)).status in TERMINAL and j,
+                    timeout_s=timeout_s, interval_s=0.2, what=f"job {job_id} to finish")
+
+
+def create(c, f, n_epochs=None, suffix="t1"):
+    method = {"type": "supervised", "supervised": {"hyperparameters": {}}}
+    if n_epochs:
+        method["supervised"]["hyperparameters"]["n_epochs"] = n_epochs
+    return c.fine_tuning.jobs.create(model="tiny-qwen", training_file=f.id, method=method, suffix=suffix)
+
+
+def adapter_bytes(gw, job_id):
+    return (gw.data_dir / "jobs" / job_id / "run" / "adapter_model.safetensors").read_bytes()
+
+
+def metric_steps(c, job_id):
+    steps, after = [], None
+    while True:
+        page = c.fine_tuning.jobs.list_events(job_id, limit=100, **({"after": after} if after else {}))
+        steps += [e.data["step"] for e in page.data if e.type == "metrics"]
+        if not page.has_more:
+            return sorted(steps)
+        after = page.data[-1].id
+
+
+def test_a_local_job_trains_to_success_with_openai_events_checkpoints_and_results(local_gw):
+    c = local_gw.client()
+    f = upload(c, good_jsonl(12))
+    job = create(c, f, n_epochs=3)
+    done = finished(c, job.id)
+    assert done.status == "succeeded", done.error
+    short = job.id.removeprefix("ftjob-")
+    assert done.fine_tuned_model == f"ft:tiny-qwen:acme:t1:{short}"
+    assert done.trained_tokens and done.trained_tokens > 0
+    assert done.hyperparameters.n_epochs == 3
+    assert done.hyperparameters.batch_size == 2
+    assert metric_steps(c, job.id) == list(range(1, 19)), "one metrics event per step (3 × 6)"
+    ev = next(e for e in c.fine_tuning.jobs.list_events(job.id, limit=100) if e.type == "metrics")
+    assert {"step", "train_loss", "train_mean_token_accuracy", "total_steps"} <= set(ev.data)
+    assert ev.data["total_steps"] == 18
+    cps = list(c.fine_tuning.jobs.checkpoints.list(job.id))
+    assert sorted(cp.step_number for cp in cps) == [10, 18]
+    for cp in cps:
+        assert cp.fine_tuned_model_checkpoint == f"{done.fine_tuned_model}:ckpt-step-{cp.step_number}"
+        assert cp.metrics.step == cp.step_number and cp.metrics.train_loss > 0
+    [rid] = done.result_files
+    meta = c.files.retrieve(rid)
+    assert meta.purpose == "fine-tune-results"
+    rows = list(csv.DictReader(io.StringIO(c.files.content(rid).text)))
+    assert [int(r["step"]) for r in rows] == list(range(1, 19))
+    assert float(rows[-1]["train_loss"]) < float(rows[0]["train_loss"]), "the loss falls"
+    # Another tenant sees none of it.
+    other = local_gw.client("beta")
+    with pytest.raises(Exception):
+        other.fine_tuning.jobs.retrieve(job.id)
+
+
+def test_pause_resume_and_a_hard_restart_reach_the_uninterrupted_adapter(local_gw):
+    c = local_gw.client()
+    f = upload(c, good_jsonl(48))
+    reference = create(c, f, n_epochs=LONG, suffix="ref")
+    assert finished(c, reference.id).status == "succeeded"
+    want = adapter_bytes(local_gw, reference.id)
+
+    # Pause mid-training, then resume.
+    job = create(c, f, n_epochs=LONG, suffix="paused")
+    wait_for(lambda: len(metric_steps(c, job.id)) >= 3, timeout_s=120, what="training to start")
+    c.fine_tuning.jobs.pause(job.id)
+    run = local_gw.data_dir / "jobs" / job.id / "run" / "checkpoints"
+    wait_for(lambda: run.is_dir() and any(p.name.startswith("step-") for p in run.iterdir()),
+             timeout_s=60, what="the pause checkpoint")
+    assert c.fine_tuning.jobs.retrieve(job.id).status == "paused"
+    c.fine_tuning.jobs.resume(job.id)
+    done = finished(c, job.id)
+    assert done.status == "succeeded", done.error
+    assert adapter_bytes(local_gw, job.id) == want
+    steps = metric_steps(c, job.id)
+    assert steps == sorted(set(steps)), "no step mirrored twice"
+
+    # kill -9 of the whole gateway mid-training, then start it again.
+    job = create(c, f, n_epochs=LONG, suffix="killed")
+    wait_for(lambda: len(metric_steps(c, job.id)) >= 12, timeout_s=120, what="training past a checkpoint")
+    local_gw.kill()
+    local_gw.start()
+    c = local_gw.client()
+    done = finished(c, job.id)
+    assert done.status == "succeeded", done.error
+    assert adapter_bytes(local_gw, job.id) == want
+    steps = metric_steps(c, job.id)
+    assert steps == list(range(1, len(steps) + 1)), "every step once, none twice"
+
+
+def _children(pid):
+    out = []
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                stat = open(f"/proc/{d}/stat").read()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                out.append(int(d))
+    return out
+
+
+def test_a_killed_worker_is_replaced_and_its_job_continues(local_gw):
+    c = local_gw.client()
+    f = upload(c, good_jsonl(48))
+    job = create(c, f, n_epochs=LONG)
+    wait_for(lambda: len(metric_steps(c, job.id)) >= 11, timeout_s=120, what="a checkpoint")
+    [worker] = wait_for(lambda: _children(local_gw.proc.pid), what="the worker process")
+    os.kill(worker, signal.SIGKILL)
+    done = finished(c, job.id)
+    assert done.status == "succeeded", done.error
+    steps = metric_steps(c, job.id)
+    assert steps == list(range(1, LONG_STEPS + 1)), "every step once, none twice"
+
+
+def test_cancel_mid_training_keeps_written_checkpoints(local_gw):
+    c = local_gw.client()
+    f = upload(c, good_jsonl(48))
+    job = create(c, f, n_epochs=LONG)
+    wait_for(lambda: list(c.fine_tuning.jobs.checkpoints.list(job.id)), timeout_s=120,
+             what="a first checkpoint")
+    c.fine_tuning.jobs.cancel(job.id)
+    done = finished(c, job.id)
+    assert done.status == "cancelled"
+    cps = list(c.fine_tuning.jobs.checkpoints.list(job.id))
+    assert [cp.step_number for cp in cps] and all(cp.step_number % 10 == 0 for cp in cps)
+    assert done.fine_tuned_model is None
+
+
+def test_a_model_no_entry_serves_fails_naming_it(local_gw):
+    c = local_gw.client()
+    f = upload(c, good_jsonl(12))
+    job = c.fine_tuning.jobs.create(model="gpt-4o-mini", training_file=f.id)
+    done = finished(c, job.id)
+    assert done.status == "failed"
+    assert done.error.code == "model_not_available"
+    assert "gpt-4o-mini" in done.error.message
