@@ -195,3 +195,72 @@ def test_a_model_no_entry_serves_fails_naming_it(local_gw):
     assert done.status == "failed"
     assert done.error.code == "model_not_available"
     assert "gpt-4o-mini" in done.error.message
+
+
+def _tar_members(data: bytes) -> dict:
+    import tarfile
+    with tarfile.open(fileobj=io.BytesIO(data)) as t:
+        return {m.name: t.extractfile(m).read() for m in t.getmembers()}
+
+
+def test_the_fine_tuned_model_downloads_and_serves_chat_completions(local_gw, tmp_path):
+    import subprocess
+    import httpx2 as httpx
+    from conftest import BIN, KEYS
+
+    c = local_gw.client()
+    f = upload(c, good_jsonl(12))
+    done = finished(c, create(c, f, n_epochs=2, suffix="chat").id)
+    assert done.status == "succeeded", done.error
+    ft = done.fine_tuned_model
+    auth = {"Authorization": f"Bearer {KEYS['acme']}"}
+
+    # The adapter, as a tar of its PEFT directory; a checkpoint's too; another tenant gets 404.
+    r = httpx.get(f"{local_gw.base_url}/tuneguard/jobs/{done.id}/adapter", headers=auth)
+    assert r.status_code == 200, r.text
+    files = _tar_members(r.content)
+    assert sorted(n.split("/")[1] for n in files) == ["adapter_config.json", "adapter_model.safetensors"]
+    st = next(v for k, v in files.items() if k.endswith(".safetensors"))
+    assert st == adapter_bytes(local_gw, done.id)
+    r = httpx.get(f"{local_gw.base_url}/tuneguard/jobs/{done.id}/adapter?checkpoint=10", headers=auth)
+    assert r.status_code == 200 and len(_tar_members(r.content)) == 2
+    r = httpx.get(f"{local_gw.base_url}/tuneguard/jobs/{done.id}/adapter",
+                  headers={"Authorization": f"Bearer {KEYS['beta']}"})
+    assert r.status_code == 404 and r.json()["error"]["type"] == "invalid_request_error"
+
+    # The downloaded adapter loads in the engine; its greedy text is what chat completions give.
+    adapter_dir = tmp_path / "adapter"
+    adapter_dir.mkdir()
+    for name, data in files.items():
+        (adapter_dir / name.split("/")[1]).write_bytes(data)
+    prompt = "What is 3 plus 4?"
+    out = subprocess.run([BIN, "generate", "--model", str(TINY), "--adapter", f"ft={adapter_dir}",
+                          "--prompt", prompt, "--max-new-tokens", "12"],
+                         capture_output=True, text=True, check=True)
+    want = next(json.loads(l)["completion"] for l in out.stdout.splitlines()
+                if json.loads(l)["model"] == "ft")
+    resp = c.chat.completions.create(model=ft, messages=[{"role": "user", "content": prompt}],
+                                     temperature=0, max_tokens=12, logprobs=True, top_logprobs=3)
+    assert resp.choices[0].message.content == want
+    assert resp.usage.completion_tokens > 0 and resp.usage.prompt_tokens > 0
+    lp = resp.choices[0].logprobs.content
+    assert lp and all(len(t.top_logprobs) == 3 and t.logprob <= 0 for t in lp)
+    assert all(t.top_logprobs[0].logprob >= t.logprob - 1e-5 for t in lp), "greedy picks the top token"
+    stream = c.chat.completions.create(model=ft, messages=[{"role": "user", "content": prompt}],
+                                       temperature=0, max_tokens=12, stream=True,
+                                       stream_options={"include_usage": True})
+    chunks = list(stream)
+    text = "".join(ch.choices[0].delta.content or "" for ch in chunks if ch.choices)
+    assert text == want
+    assert chunks[-1].usage.completion_tokens == resp.usage.completion_tokens
+    # The base model answers too, differently from the fine-tuned one; another tenant's ft: model is a 404.
+    base = c.chat.completions.create(model="tiny-qwen", messages=[{"role": "user", "content": prompt}],
+                                     temperature=0, max_tokens=12)
+    assert base.choices[0].message.content != want
+    import openai
+    with pytest.raises(openai.NotFoundError):
+        local_gw.client("beta").chat.completions.create(
+            model=ft, messages=[{"role": "user", "content": prompt}], max_tokens=4)
+    ids = [m.id for m in c.models.list()]
+    assert ft in ids
+    assert ft not in [m.id for m in local_gw.client("beta").models.list()]

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Creates the Python environment of the PyTorch reference scripts in trainer/reference/
-# (make_fixtures.py, make_train_fixtures.py, bench_torch.py) from
+# (make_fixtures.py, make_train_fixtures.py, check_gguf.py, bench_torch.py) from
 # trainer/reference/requirements.txt. The venv goes to $REF_VENV, by default .refvenv in the
 # repository root (git-ignored). Idempotent: a second run with the same requirements does
 # nothing. Not needed by the tests: the fixtures it builds are committed.

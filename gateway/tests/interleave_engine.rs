@@ -259,10 +259,7 @@ async fn plusplus_job_gets_the_selectors_picks_and_a_second_job_hits_the_cache()
 
     let job2 = run_job(&srv.addr, "tiny-qwen", &file, "second").await;
     assert_ne!(job2["id"], job["id"]);
-    assert_eq!(
-        job2["error"]["code"], "model_not_available",
-        "{job2}"
-    );
+    assert_eq!(job2["error"]["code"], "model_not_available", "{job2}");
     let id2 = job2["id"].as_str().unwrap();
     let manifest2: Value = serde_json::from_str(
         &admin_text(

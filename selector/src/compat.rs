@@ -41,8 +41,11 @@ struct RawDims {
 }
 
 impl ModelDims {
-    /// Reads `dir/config.json`.
+    /// Reads `dir/config.json`, or (feature `engine`) a GGUF file's metadata.
     pub fn load(dir: &Path) -> Result<ModelDims, String> {
+        if dir.is_file() {
+            return Self::load_gguf(dir);
+        }
         let path = dir.join("config.json");
         let text =
             std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
@@ -61,6 +64,28 @@ impl ModelDims {
                 .unwrap_or(raw.hidden_size / raw.num_attention_heads),
             layers: raw.num_hidden_layers,
         })
+    }
+
+    #[cfg(feature = "engine")]
+    fn load_gguf(path: &Path) -> Result<ModelDims, String> {
+        let file = trainer::gguf::GgufFile::read_metadata(path).map_err(|e| e.to_string())?;
+        let c = trainer::gguf::llama::config(&file).map_err(|e| e.to_string())?;
+        Ok(ModelDims {
+            hidden: c.hidden_size,
+            intermediate: c.intermediate_size,
+            heads: c.num_heads,
+            kv_heads: c.num_kv_heads,
+            head_dim: c.head_dim,
+            layers: c.num_layers,
+        })
+    }
+
+    #[cfg(not(feature = "engine"))]
+    fn load_gguf(path: &Path) -> Result<ModelDims, String> {
+        Err(format!(
+            "{}: a GGUF model needs the `engine` feature to be read",
+            path.display()
+        ))
     }
 
     /// (in, out) of a target module, when it is one this check knows.

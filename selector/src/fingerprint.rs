@@ -51,8 +51,12 @@ fn fingerprint(files: &[PathBuf]) -> Result<String, FingerprintError> {
 
 /// Base-model fingerprint: `config.json`, `tokenizer.json`, `tokenizer_config.json` and
 /// `chat_template.jinja` (each when present: the template shapes every encoded example, so
-/// a new one must not be served stale NLLs) and every `*.safetensors` file, by name.
+/// a new one must not be served stale NLLs) and every `*.safetensors` file, by name. A GGUF
+/// model is one file holding all of these: its fingerprint is that file's.
 pub fn model_fingerprint(dir: &Path) -> Result<String, FingerprintError> {
+    if dir.is_file() {
+        return fingerprint(&[dir.to_path_buf()]);
+    }
     let err = |path: &Path, message: String| FingerprintError {
         path: path.to_path_buf(),
         message,

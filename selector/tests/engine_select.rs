@@ -159,6 +159,32 @@ fn select_scores_ranks_and_caches_with_the_engine() {
 }
 
 #[test]
+fn select_runs_on_a_gguf_model() {
+    let dir = tempfile::tempdir().unwrap();
+    write_pool(&dir.path().join("pool.jsonl"));
+    let f = fixtures();
+    let a = SelectArgs {
+        model: f.join("tiny_llama.gguf"),
+        adapters: vec![
+            format!("a1={}", f.join("tiny_llama_a1").display()),
+            format!("a2={}", f.join("tiny_llama_a2").display()),
+        ],
+        held_out: None,
+        ..args(dir.path(), false)
+    };
+    let loads = Cell::new(0);
+    let stats = run_select_with(&a, engine_factory(&loads)).unwrap();
+    assert_eq!((stats.scored, stats.cache_hits, loads.get()), (15, 0, 1));
+    let items = parse_scored(&std::fs::read_to_string(&a.out).unwrap()).unwrap();
+    assert_eq!(items.len(), 5);
+    assert!(items
+        .iter()
+        .all(|i| i.base_nll.is_finite() && i.answer_tokens > 0));
+    let stats = run_select_with(&a, engine_factory(&loads)).unwrap();
+    assert_eq!((stats.scored, stats.cache_hits, loads.get()), (0, 15, 1));
+}
+
+#[test]
 fn on_policy_replies_come_from_the_base_model() {
     use selector::{on_policy, parse_pool, EngineGenerator, QualityFilter};
     use trainer::{GenerateOptions, Sampling};

@@ -18,7 +18,13 @@ no biases, like SmolLM2) and tiny_llama_bias (untied, attention_bias and mlp_bia
 PEFT adapters a1/a2 and goldens_llama.json shaped like goldens.json (base and adapted
 per-token logprobs, greedy 32-token generations). Needs stage 1's tiny_tied tokenizer.
 
-Usage: python make_fixtures.py [--out trainer/tests/fixtures] [--stage2 | --bf16 | --llama]
+Stage gguf (`--gguf`, after `--llama`): writes tiny_llama as a GGUF file the way llama.cpp's
+converter does (tensor names, q/k row permutation, tokenizer metadata) with a different storage
+type per projection (F32 norms, Q8_0, Q4_0, Q4_1, F16, BF16), loads it back with transformers
+(`gguf_file=`) and records goldens_gguf.json: token ids of CORPUS, chat-template ids and masks,
+base and adapted (tiny_llama_a1/a2) per-token logprobs, greedy generations.
+
+Usage: python make_fixtures.py [--out trainer/tests/fixtures] [--stage2 | --bf16 | --llama | --gguf]
 """
 import argparse
 import json
@@ -297,6 +303,116 @@ def stage_llama(out):
         json.dump(gold, f)
 
 
+# Storage type of each tiny_llama tensor in tiny_llama.gguf: every type the engine dequantizes.
+GGUF_TYPES = {
+    "token_embd": "Q8_0", "attn_q": "Q4_0", "attn_k": "Q4_1", "attn_v": "F16",
+    "attn_output": "BF16", "ffn_gate": "Q4_1", "ffn_up": "Q8_0", "ffn_down": "Q4_0",
+}
+
+
+def llama_cpp_permute(w, n_head):
+    """convert_hf_to_gguf.py's LlamaModel.permute."""
+    return w.reshape(n_head, 2, w.shape[0] // n_head // 2, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape)
+
+
+def write_tiny_gguf(out, name):
+    import gguf
+    import numpy as np
+    from safetensors.numpy import load_file
+
+    src = os.path.join(out, name)
+    cfg = json.load(open(os.path.join(src, "config.json")))
+    assert cfg["tie_word_embeddings"], "the GGUF fixture is the tied model (no output.weight)"
+    weights = load_file(os.path.join(src, "model.safetensors"))
+    tok = json.load(open(os.path.join(src, "tokenizer.json")))
+    tcfg = json.load(open(os.path.join(src, "tokenizer_config.json")))
+    vocab = tok["model"]["vocab"]
+    tokens = sorted(vocab, key=vocab.get)
+    assert [vocab[t] for t in tokens] == list(range(len(tokens)))
+    merges = [m if isinstance(m, str) else " ".join(m) for m in tok["model"]["merges"]]
+    specials = {a["content"] for a in tok["added_tokens"] if a["special"]}
+    path = os.path.join(out, f"{name}.gguf")
+    w = gguf.GGUFWriter(path, "llama")
+    w.add_name(name)
+    w.add_block_count(cfg["num_hidden_layers"])
+    w.add_context_length(cfg["max_position_embeddings"])
+    w.add_embedding_length(cfg["hidden_size"])
+    w.add_feed_forward_length(cfg["intermediate_size"])
+    w.add_head_count(cfg["num_attention_heads"])
+    w.add_head_count_kv(cfg["num_key_value_heads"])
+    w.add_rope_freq_base(cfg["rope_parameters"]["rope_theta"])
+    w.add_layer_norm_rms_eps(cfg["rms_norm_eps"])
+    w.add_rope_dimension_count(cfg["hidden_size"] // cfg["num_attention_heads"])
+    w.add_vocab_size(len(tokens))
+    w.add_tokenizer_model("gpt2")
+    w.add_tokenizer_pre("default")
+    w.add_token_list(tokens)
+    w.add_token_types([3 if t in specials else 1 for t in tokens])
+    w.add_token_merges(merges)
+    w.add_eos_token_id(vocab[tcfg["eos_token"]])
+    w.add_pad_token_id(vocab[tcfg["pad_token"]])
+    w.add_add_bos_token(False)
+    w.add_chat_template(open(os.path.join(src, "chat_template.jinja")).read())
+
+    def put(gguf_name, hf_name, kind):
+        x = weights[hf_name].astype(np.float32)
+        qtype = getattr(gguf.GGMLQuantizationType, kind)
+        data = gguf.quants.quantize(x, qtype)
+        w.add_tensor(gguf_name, data, raw_shape=data.shape if kind in ("F32", "F16") else None,
+                     raw_dtype=None if kind in ("F32", "F16") else qtype)
+
+    put("token_embd.weight", "model.embed_tokens.weight", GGUF_TYPES["token_embd"])
+    put("output_norm.weight", "model.norm.weight", "F32")
+    heads, kv_heads = cfg["num_attention_heads"], cfg["num_key_value_heads"]
+    for n in range(cfg["num_hidden_layers"]):
+        p = f"model.layers.{n}"
+        weights[f"{p}.self_attn.q_proj.weight"] = llama_cpp_permute(weights[f"{p}.self_attn.q_proj.weight"], heads)
+        weights[f"{p}.self_attn.k_proj.weight"] = llama_cpp_permute(weights[f"{p}.self_attn.k_proj.weight"], kv_heads)
+        put(f"blk.{n}.attn_norm.weight", f"{p}.input_layernorm.weight", "F32")
+        put(f"blk.{n}.ffn_norm.weight", f"{p}.post_attention_layernorm.weight", "F32")
+        for g, hf in [("attn_q", "self_attn.q_proj"), ("attn_k", "self_attn.k_proj"),
+                      ("attn_v", "self_attn.v_proj"), ("attn_output", "self_attn.o_proj"),
+                      ("ffn_gate", "mlp.gate_proj"), ("ffn_up", "mlp.up_proj"),
+                      ("ffn_down", "mlp.down_proj")]:
+            put(f"blk.{n}.{g}.weight", f"{p}.{hf}.weight", GGUF_TYPES[g])
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    return path
+
+
+def stage_gguf(out):
+    name = "tiny_llama"
+    path = write_tiny_gguf(out, name)
+    file = os.path.basename(path)
+    tok = AutoTokenizer.from_pretrained(out, gguf_file=file)
+    base = lambda: LlamaForCausalLM.from_pretrained(out, gguf_file=file, dtype=torch.float32).eval()  # noqa: E731
+    model = base()
+    gold = {"tokens": [{"text": t, "ids": tok(t, add_special_tokens=False)["input_ids"]} for t in CORPUS],
+            "template": [], "models": {}}
+    for conv in CONVERSATIONS:
+        ids_hf = tok.apply_chat_template(conv, tokenize=True, return_dict=True)["input_ids"]
+        ids, mask = answer_mask(tok, conv)
+        assert ids == ids_hf, "offset tokenization differs from apply_chat_template"
+        gen_ids = tok.apply_chat_template(conv[:-1], tokenize=True, add_generation_prompt=True,
+                                          return_dict=True)["input_ids"]
+        gold["template"].append({"messages": conv, "ids": ids, "mask": mask, "prompt_ids": gen_ids})
+    entry = {"base": [token_logprobs(model, t["ids"]) for t in gold["template"]], "greedy": [],
+             "adapters": {}}
+    for p in PROMPTS:
+        ids = tok.apply_chat_template([{"role": "user", "content": p}], tokenize=True,
+                                      add_generation_prompt=True, return_dict=True)["input_ids"]
+        toks, margin = greedy(model, ids)
+        entry["greedy"].append({"prompt_ids": ids, "tokens": toks, "min_margin": margin})
+    for an in ("a1", "a2"):
+        pm = PeftModel.from_pretrained(base(), os.path.join(out, f"{name}_{an}")).eval()
+        entry["adapters"][an] = [token_logprobs(pm, t["ids"]) for t in gold["template"]]
+    gold["models"][name] = entry
+    with open(os.path.join(out, "goldens_gguf.json"), "w") as f:
+        json.dump(gold, f)
+
+
 def stage_bf16(out):
     gold = json.load(open(os.path.join(out, "goldens.json")))
     res = {}
@@ -319,6 +435,7 @@ if __name__ == "__main__":
     ap.add_argument("--stage2", action="store_true")
     ap.add_argument("--bf16", action="store_true")
     ap.add_argument("--llama", action="store_true")
+    ap.add_argument("--gguf", action="store_true")
     a = ap.parse_args()
     os.makedirs(a.out, exist_ok=True)
     if a.stage2:
@@ -327,5 +444,7 @@ if __name__ == "__main__":
         stage_bf16(a.out)
     elif a.llama:
         stage_llama(a.out)
+    elif a.gguf:
+        stage_gguf(a.out)
     else:
         stage1(a.out)

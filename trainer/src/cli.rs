@@ -35,7 +35,7 @@ pub fn parse_named_dir(s: &str) -> Result<(String, PathBuf), String> {
 /// Arguments of `score`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct ScoreArgs {
-    /// HuggingFace Qwen2 model directory.
+    /// Model: a HuggingFace directory (Qwen2 or Llama family) or a `.gguf` file (llama).
     #[arg(long)]
     pub model: PathBuf,
     /// PEFT adapter as NAME=DIR (repeatable); each is scored besides the base model.
@@ -67,7 +67,7 @@ pub struct ScoreArgs {
 /// Arguments of `generate`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct GenerateArgs {
-    /// HuggingFace Qwen2 model directory.
+    /// Model: a HuggingFace directory (Qwen2 or Llama family) or a `.gguf` file (llama).
     #[arg(long)]
     pub model: PathBuf,
     /// PEFT adapter as NAME=DIR (repeatable); each generates besides the base model.

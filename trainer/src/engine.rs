@@ -68,6 +68,11 @@ impl<B: Backend> Engine<B> {
         self.adapters.push((name.to_string(), adapter));
     }
 
+    /// Drops the resident adapter `name` (a no-op when absent).
+    pub fn remove_adapter(&mut self, name: &str) {
+        self.adapters.retain(|(n, _)| n != name);
+    }
+
     /// Saves adapter `name` in PEFT format into `dir`.
     pub fn save_adapter(&self, name: &str, dir: &Path, base_model: &str) -> Result<()> {
         self.adapter(name)?.save_peft(dir, base_model)

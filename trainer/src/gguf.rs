@@ -258,7 +258,8 @@ impl GgufFile {
         Self::open(path, true)
     }
 
-    /// Reads the metadata and the tensor table only (enough for the config and tokenizer).
+    /// Reads the metadata and the tensor table only (enough for the config and tokenizer); the
+    /// tensors' offsets are not checked against the file, since their data is not read.
     pub fn read_metadata(path: &Path) -> Result<Self> {
         Self::open(path, false)
     }
@@ -324,6 +325,15 @@ impl GgufFile {
                     format_err(path, "metadata `general.alignment` is not a power of two")
                 })? as usize,
         };
+        if !with_data {
+            return Ok(Self {
+                path: path.to_path_buf(),
+                version,
+                metadata,
+                tensors,
+                data: Vec::new(),
+            });
+        }
         let data_start = (c.pos as usize).div_ceil(alignment) * alignment;
         let data_len = (file_len as usize).checked_sub(data_start).ok_or_else(|| {
             format_err(
@@ -346,14 +356,11 @@ impl GgufFile {
                 ));
             }
         }
-        let mut data = Vec::new();
-        if with_data {
-            let skip = data_start as u64 - c.pos;
-            std::io::copy(&mut (&mut c.inner).take(skip), &mut std::io::sink())
-                .map_err(io_err(path))?;
-            data.reserve_exact(data_len);
-            c.inner.read_to_end(&mut data).map_err(io_err(path))?;
-        }
+        let skip = data_start as u64 - c.pos;
+        std::io::copy(&mut (&mut c.inner).take(skip), &mut std::io::sink())
+            .map_err(io_err(path))?;
+        let mut data = Vec::with_capacity(data_len);
+        c.inner.read_to_end(&mut data).map_err(io_err(path))?;
         Ok(Self {
             path: path.to_path_buf(),
             version,

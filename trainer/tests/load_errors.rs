@@ -188,7 +188,7 @@ fn config_error(key: &str, value: serde_json::Value) -> String {
 fn configs_computing_a_different_forward_are_refused_by_key() {
     use serde_json::json;
     let cases = [
-        ("model_type", json!("llama"), "`model_type` `llama`"),
+        ("model_type", json!("mistral"), "`model_type` `mistral`"),
         ("hidden_act", json!("gelu"), "`hidden_act` `gelu`"),
         ("use_sliding_window", json!(true), "`use_sliding_window`"),
         (

@@ -164,6 +164,19 @@ pub fn validate(body: &Value) -> Result<CreateRequest, ApiError> {
                 "'suffix' must be at most 64 characters.",
             ));
         }
+        // The suffix is a field of `ft:{model}:{org}:{suffix}:{id}`: a `:` would make the
+        // name ambiguous.
+        if let Some(c) = s
+            .chars()
+            .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')))
+        {
+            return Err(ApiError::invalid(
+                "suffix",
+                format!(
+                    "'suffix' may contain only letters, digits, '-', '_' and '.'; found {c:?}."
+                ),
+            ));
+        }
     }
     let seed = match obj.get("seed") {
         None | Some(Value::Null) => None,
@@ -285,6 +298,8 @@ mod tests {
             "hyperparameters.lr"
         );
         assert_eq!(err_param(base(json!({"suffix": "x".repeat(65)}))), "suffix");
+        assert_eq!(err_param(base(json!({"suffix": "a:b"}))), "suffix");
+        assert_eq!(err_param(base(json!({"suffix": "my model"}))), "suffix");
         assert_eq!(err_param(base(json!({"seed": -1}))), "seed");
         let many: Map<String, Value> = (0..17).map(|i| (format!("k{i}"), json!("v"))).collect();
         assert_eq!(err_param(base(json!({"metadata": many}))), "metadata");

@@ -1,6 +1,7 @@
 //! The HTTP surface: OpenAI's routes under /v1, operator routes under /v1/tuneguard, and
 //! health and metrics. `app(state)` builds the whole router (tests drive it with `oneshot`).
 
+mod adapters;
 mod admin;
 mod files;
 mod job_params;
@@ -71,12 +72,14 @@ pub fn app(state: AppState) -> Router {
             get(jobs::checkpoints),
         )
         .route("/v1/tuneguard/plan", post(admin::plan))
+        .route("/v1/tuneguard/jobs/{id}/adapter", get(adapters::download))
         .route("/v1/tuneguard/admin/policies", get(admin::policies))
         .route("/v1/tuneguard/admin/jobs/{id}/dataset", get(admin::dataset))
         .route(
             "/v1/tuneguard/admin/jobs/{id}/manifest",
             get(admin::manifest),
         )
+        .merge(local_serving(&state))
         .route("/healthz", get(observe::healthz))
         .route("/readyz", get(observe::readyz))
         .route("/metrics", get(observe::metrics))
@@ -91,6 +94,20 @@ pub fn app(state: AppState) -> Router {
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(SetRequestIdLayer::x_request_id(MakeId))
         .with_state(state)
+}
+
+/// Chat completions and the model list from local models, when no upstream provider serves
+/// them (in upstream mode these routes are proxied).
+fn local_serving(state: &AppState) -> Router<AppState> {
+    if state.proxy.is_some() {
+        return Router::new();
+    }
+    Router::new()
+        .route(
+            "/v1/chat/completions",
+            post(crate::serving::routes::chat_completions),
+        )
+        .route("/v1/models", get(crate::serving::routes::models))
 }
 
 /// Maps axum's extractor rejections to OpenAI-shaped errors.
