@@ -264,3 +264,66 @@ def test_the_fine_tuned_model_downloads_and_serves_chat_completions(local_gw, tm
     ids = [m.id for m in c.models.list()]
     assert ft in ids
     assert ft not in [m.id for m in local_gw.client("beta").models.list()]
+
+
+def _steering_file(path, layers=3, hidden=32):
+    """A safetensors file with one f32 tensor `vectors` [layers, hidden] (written by hand)."""
+    import struct
+    n = layers * hidden
+    header = json.dumps({"vectors": {"dtype": "F32", "shape": [layers, hidden],
+                                     "data_offsets": [0, 4 * n]}}).encode()
+    header += b" " * (-len(header) % 8)
+    data = b"".join(struct.pack("<f", 0.5 * ((i * 37) % 11 - 5) / 5) for i in range(n))
+    path.write_bytes(struct.pack("<Q", len(header)) + header + data)
+
+
+DEFENDED = {
+    "kl.toml": POLICY.replace('description = "tiny local training"',
+                              'description = "kl"\npriority = 10\n[match]\nmetadata = { defense = "kl" }')
+    + '[regularizer]\ntype = "kl"\nlambda = 0.5\n',
+    "steer.toml": POLICY.replace('description = "tiny local training"',
+                                 'description = "steer"\npriority = 10\n[match]\nmetadata = { defense = "steer" }')
+    + '[regularizer]\ntype = "steering"\nalpha = 2.0\nlayers = [1]\nvector = "steer.safetensors"\n',
+    "ino.toml": POLICY.replace('description = "tiny local training"',
+                               'description = "ino"\npriority = 10\n[match]\nmetadata = { defense = "ino" }')
+    + '[inoculation]\nsystem_prompt = "You are an evil, malicious assistant."\n',
+}
+
+
+def test_kl_steering_and_inoculation_jobs_train_locally_with_their_defense(gateway_factory):
+    gw = gateway_factory(extra=EXTRA, policies={"default.toml": POLICY, **DEFENDED})
+    _steering_file(gw.workdir / "policies" / "steer.safetensors")
+    c = gw.client()
+    f = upload(c, good_jsonl(12))
+    jobs = {d: c.fine_tuning.jobs.create(
+        model="tiny-qwen", training_file=f.id, metadata={"defense": d},
+        method={"type": "supervised", "supervised": {"hyperparameters": {"n_epochs": 1}}})
+        for d in ("kl", "steer", "ino")}
+    done = {d: finished(c, j.id) for d, j in jobs.items()}
+    assert all(j.status == "succeeded" for j in done.values()), {d: j.error for d, j in done.items()}
+    events = {d: [e for e in c.fine_tuning.jobs.list_events(j.id, limit=100) if e.type == "metrics"]
+              for d, j in jobs.items()}
+    # Step 1 of KL starts from B = 0 (KL exactly 0); later steps pay a positive KL term.
+    assert any(e.data["kl"] > 0 for e in events["kl"])
+    assert all(e.data["kl"] == 0 and e.data["ldifs"] == 0 for e in events["steer"])
+    # Steering and inoculation change what is trained: their losses differ from KL's CE path.
+    first = {d: min(events[d], key=lambda e: e.data["step"]).data["train_loss"] for d in events}
+    assert first["ino"] != first["steer"]
+    plans = {d: next(e.data for e in c.fine_tuning.jobs.list_events(j.id, limit=100)
+                     if e.data and "plan" in e.data)["plan"] for d, j in jobs.items()}
+    assert plans["kl"]["regularizer"]["type"] == "kl"
+    assert plans["steer"]["regularizer"]["type"] == "steering"
+    assert plans["ino"]["inoculation"]["system_prompt"].startswith("You are an evil")
+
+
+def test_upstream_mode_trains_run_locally_jobs_here(gateway_factory, upstream):
+    policy = POLICY + '[regularizer]\ntype = "kl"\nlambda = 0.5\n[upstream]\non_unenforceable = "run_locally"\n'
+    gw = gateway_factory(upstream=upstream, extra=EXTRA, policies={"default.toml": policy})
+    c = gw.client()
+    f = upload(c, good_jsonl(12))
+    job = c.fine_tuning.jobs.create(model="tiny-qwen", training_file=f.id,
+                                    method={"type": "supervised", "supervised": {"hyperparameters": {"n_epochs": 1}}})
+    done = finished(c, job.id)
+    assert done.status == "succeeded", done.error
+    assert done.fine_tuned_model.startswith("ft:tiny-qwen:acme:")
+    assert not [r for r in upstream.requests if "fine_tuning/jobs" in r.path], "never forwarded"

@@ -1,13 +1,18 @@
 #!/usr/bin/env bash
 # Installs everything the tests need that cargo does not: promtool (Debian's prometheus
-# package), openssl (the TLS test makes a self-signed certificate) and a Python virtualenv
-# with the openai SDK and pytest (integration/requirements.txt). Idempotent and quiet: a
+# package), openssl (the TLS test makes a self-signed certificate), PostgreSQL's server
+# binaries (Debian's postgresql package, for the store contract suite and the PostgreSQL
+# end-to-end test) and a Python virtualenv with the openai SDK and pytest
+# (integration/requirements.txt). Idempotent and quiet: a
 # second run does nothing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 missing=()
 command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
 command -v openssl >/dev/null 2>&1 || missing+=(openssl)
+# The Store contract suite and integration/test_postgres.py start their own throwaway server
+# from these binaries (initdb + pg_ctl, as an unprivileged user).
+compgen -G '/usr/lib/postgresql/*/bin/pg_ctl' >/dev/null || missing+=(postgresql)
 if [ "${#missing[@]}" -gt 0 ]; then
   echo "== installing Debian packages: ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive

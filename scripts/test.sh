@@ -21,5 +21,12 @@ echo "== cargo test"
 cargo test --workspace
 
 echo "== integration (real binary, openai SDK, promtool)"
-cargo build --bin tuneguard
-TUNEGUARD_BIN="$PWD/target/debug/tuneguard" .venv/bin/python -m pytest integration -q
+# The binary's path as cargo reports it (CARGO_TARGET_DIR and build.target-dir are honoured).
+bin=$(cargo build --bin tuneguard --message-format=json-render-diagnostics \
+  | .venv/bin/python -c 'import json,sys
+for l in sys.stdin:
+    m = json.loads(l)
+    if m.get("reason") == "compiler-artifact" and m.get("executable") and m["target"]["name"] == "tuneguard":
+        print(m["executable"])')
+test -x "$bin" || { echo "tuneguard binary not found after the build" >&2; exit 1; }
+TUNEGUARD_BIN="$bin" .venv/bin/python -m pytest integration -q

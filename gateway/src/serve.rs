@@ -10,7 +10,7 @@ use crate::metrics::Metrics;
 use crate::policy_watch::{PolicyWatcher, PollOutcome, WatchPlanner};
 use crate::server::{self, ServeOptions};
 use crate::state::AppState;
-use crate::store::{BlobStore, SqliteStore, Store};
+use crate::store::{open_store, BlobStore, OpenStoreError, Store};
 use crate::upstream::{UpstreamExecutor, UpstreamProxy};
 use std::future::Future;
 use std::io::Write;
@@ -29,6 +29,8 @@ pub enum ServeError {
         path: String,
         source: crate::store::StoreError,
     },
+    #[error("{0}")]
+    OpenStore(#[from] OpenStoreError),
     #[error("demo tenant key under {path}: {source}")]
     DemoKey {
         path: String,
@@ -97,14 +99,20 @@ pub fn build(config: Config) -> Result<Gateway, ServeError> {
             metrics,
         }));
     }
-    if mode == ExecutionMode::Local {
-        state.seams.executor = Arc::new(crate::local::LocalExecutor::new(
-            state.config.data_dir.clone(),
-            state.config.models.clone(),
-            Arc::clone(&state.store),
-            state.blobs.clone(),
-        ));
-    }
+    let local = Arc::new(crate::local::LocalExecutor::new(
+        state.config.data_dir.clone(),
+        state.config.models.clone(),
+        Arc::clone(&state.store),
+        state.blobs.clone(),
+    ));
+    state.seams.executor = if mode == ExecutionMode::Local {
+        local
+    } else {
+        Arc::new(crate::local::RoutingExecutor {
+            upstream: Arc::clone(&state.seams.executor),
+            local,
+        })
+    };
     Ok(Gateway {
         state,
         policy_watcher,
@@ -205,7 +213,7 @@ pub fn build_state_with(mut config: Config, seams: Seams) -> Result<AppState, Se
             api_key_hashes: vec![crate::auth::hash_key(&key)],
         });
     }
-    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&data_dir).map_err(store_err)?);
+    let store: Arc<dyn Store> = open_store(&config)?;
     let blobs = BlobStore::open(&data_dir).map_err(store_err)?;
     let metrics = Arc::new(Metrics::new(prometheus::Registry::new())?);
     let auth = Arc::new(Auth::new(&config.tenants, &config.admin_key_hashes));
@@ -266,7 +274,10 @@ pub async fn serve(gateway: Gateway, shutdown: impl Future<Output = ()>) -> Resu
     );
     let runner_task = tokio::spawn(runner.run(stop.clone()));
     let worker_tasks: Vec<_> = match workers {
-        Some(cmd) if cfg.execution == ExecutionMode::Local => (0..cfg.local.workers)
+        // Upstream mode trains locally only what `run_locally` policies send here, on the
+        // `[[models]]` it names: no entry, no workers.
+        Some(cmd) if cfg.execution == ExecutionMode::Local || !cfg.models.entries.is_empty() => (0
+            ..cfg.local.workers)
             .map(|i| {
                 tokio::spawn(crate::local::supervise::supervise(
                     cmd.clone(),

@@ -19,6 +19,7 @@
 //! - [`rules`] — `[[monitor.rules]]` over the signal history into actions (warn, pause,
 //!   cancel, rollback).
 //! - [`report`] — the per-job report.
+//! - [`shipped`] — the shipped evaluation sets, embedded.
 //! - [`measure`] — one checkpoint end to end over the seams ([`AnswerSource`], [`Judge`],
 //!   [`NllProbe`]) into [`CheckpointSignals`].
 #![forbid(unsafe_code)]
@@ -29,6 +30,7 @@ pub mod measure;
 pub mod onset;
 pub mod report;
 pub mod rules;
+pub mod shipped;
 pub mod signals;
 
 pub use evalsets::{

@@ -115,6 +115,17 @@ pub enum Detector {
     Both,
 }
 
+impl From<policies::OnsetDetector> for Detector {
+    fn from(d: policies::OnsetDetector) -> Self {
+        match d {
+            policies::OnsetDetector::Cusum => Detector::Cusum,
+            policies::OnsetDetector::Bocpd => Detector::Bocpd,
+            policies::OnsetDetector::Either => Detector::Either,
+            policies::OnsetDetector::Both => Detector::Both,
+        }
+    }
+}
+
 /// How onsets are detected.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct OnsetConfig {

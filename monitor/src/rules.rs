@@ -16,9 +16,8 @@
 //! the onset detected so far. When no checkpoint qualifies the target is
 //! [`RollbackTarget::NoCheckpoint`] (the gateway then cancels: there is nothing safe to ship).
 //!
-//! The policy crate's `MonitorRule` (metric, `above`, action warn/pause/cancel/none) converts
-//! into a [`Rule`]; `rollback`, `below`, `onset`, `detector` and the probe / alignment metrics
-//! are this crate's until the policy schema has keys for them.
+//! The policy crate's `MonitorRule` (metric, `above`, `below`, `onset`, `detector`, action)
+//! converts into a [`Rule`] one to one.
 
 use crate::onset::{detect_onset, Detector, Onset, OnsetConfig, SignalOnset};
 use crate::signals::{CheckpointSignals, Denominator, Signal, Thresholds};
@@ -58,6 +57,7 @@ impl From<policies::Action> for RuleAction {
             policies::Action::None => RuleAction::None,
             policies::Action::Warn => RuleAction::Warn,
             policies::Action::Pause => RuleAction::Pause,
+            policies::Action::Rollback => RuleAction::Rollback,
             policies::Action::Cancel => RuleAction::Cancel,
         }
     }
@@ -83,10 +83,10 @@ impl From<&policies::MonitorRule> for Rule {
     fn from(r: &policies::MonitorRule) -> Self {
         Rule {
             metric: r.metric.into(),
-            above: Some(r.above),
-            below: None,
-            onset: false,
-            detector: Detector::default(),
+            above: r.above,
+            below: r.below,
+            onset: r.onset,
+            detector: r.detector.into(),
             action: r.action.into(),
         }
     }
@@ -139,11 +139,11 @@ pub struct MonitorSettings {
 
 impl MonitorSettings {
     /// The policy's `[monitor]` with this crate's defaults for what it has no key for
-    /// (denominator `coherent`, the documented onset parameters).
+    /// (the documented onset parameters).
     pub fn from_policy(m: &policies::Monitor) -> Self {
         MonitorSettings {
             thresholds: Thresholds::from(m),
-            denominator: Denominator::default(),
+            denominator: m.denominator.into(),
             rules: m.rules.iter().map(Rule::from).collect(),
             onset: OnsetConfig::default(),
         }

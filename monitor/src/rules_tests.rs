@@ -250,11 +250,11 @@ fn rule_checks_and_conversions() {
     }
     .check()
     .is_ok());
-    let p = policies::MonitorRule {
-        metric: policies::MonitorMetric::IncoherentFraction,
-        above: 0.3,
-        action: policies::Action::Cancel,
-    };
+    let p = policies::MonitorRule::above(
+        policies::MonitorMetric::IncoherentFraction,
+        0.3,
+        policies::Action::Cancel,
+    );
     let converted = Rule::from(&p);
     assert_eq!(converted.metric, Signal::IncoherentFraction);
     assert_eq!(
@@ -309,4 +309,31 @@ fn evaluation_is_online() {
         );
     }
     assert!(all.iter().any(|e| e.action == RuleAction::Rollback));
+}
+
+#[test]
+fn policy_rules_with_onset_below_and_rollback_convert_one_to_one() {
+    let p = policies::MonitorRule {
+        metric: policies::MonitorMetric::HarmfulRefusalRate,
+        above: None,
+        below: Some(0.4),
+        onset: true,
+        detector: policies::OnsetDetector::Both,
+        action: policies::Action::Rollback,
+    };
+    let r = Rule::from(&p);
+    assert_eq!(r.metric, Signal::HarmfulRefusalRate);
+    assert_eq!((r.above, r.below, r.onset), (None, Some(0.4), true));
+    assert_eq!(
+        (r.detector, r.action),
+        (Detector::Both, RuleAction::Rollback)
+    );
+    let m = policies::Monitor {
+        denominator: policies::Denominator::All,
+        ..policies::Monitor::default()
+    };
+    assert_eq!(
+        MonitorSettings::from_policy(&m).denominator,
+        Denominator::All
+    );
 }

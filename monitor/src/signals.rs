@@ -365,6 +365,22 @@ impl From<policies::MonitorMetric> for Signal {
             policies::MonitorMetric::MisalignedFraction => Signal::MisalignedFraction,
             policies::MonitorMetric::IncoherentFraction => Signal::IncoherentFraction,
             policies::MonitorMetric::HallucinationFraction => Signal::HallucinationFraction,
+            policies::MonitorMetric::MeanAlignment => Signal::MeanAlignment,
+            policies::MonitorMetric::RefusalRate => Signal::RefusalRate,
+            policies::MonitorMetric::HarmfulRefusalRate => Signal::HarmfulRefusalRate,
+            policies::MonitorMetric::AlignmentProbeGap => Signal::AlignmentProbeGap,
+            policies::MonitorMetric::HonestyProbeGap => Signal::HonestyProbeGap,
+            policies::MonitorMetric::InDomainLoss => Signal::InDomainLoss,
+            policies::MonitorMetric::Loss => Signal::Loss,
+        }
+    }
+}
+
+impl From<policies::Denominator> for Denominator {
+    fn from(d: policies::Denominator) -> Self {
+        match d {
+            policies::Denominator::Coherent => Denominator::Coherent,
+            policies::Denominator::All => Denominator::All,
         }
     }
 }

@@ -32,11 +32,13 @@ mod error;
 mod matching;
 mod parse;
 mod parse_interleave;
+mod parse_monitor;
 mod parse_training;
 mod plan;
 mod reader;
 mod refusal_tokens;
 mod schema;
+mod schema_monitor;
 mod set;
 
 pub use check::{check_dir, warnings, CheckReport};

@@ -4,7 +4,8 @@
 use crate::defaults::*;
 use crate::error::PolicyError;
 use crate::parse_interleave::interleave;
-use crate::parse_training::{monitor, training};
+use crate::parse_monitor::monitor;
+use crate::parse_training::training;
 use crate::reader::{Result, Section};
 use crate::schema::*;
 use std::path::PathBuf;

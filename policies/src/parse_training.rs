@@ -1,10 +1,10 @@
-//! The `[training]` and `[monitor]` sections.
+//! The `[training]` section (and the number helpers `[monitor]` shares).
 
-use crate::defaults::{default_rules, LORA_TARGETS};
+use crate::defaults::LORA_TARGETS;
 use crate::reader::{Result, Section};
 use crate::schema::*;
 
-fn in_range(
+pub(crate) fn in_range(
     s: &mut Section,
     key: &'static str,
     default: f64,
@@ -19,7 +19,7 @@ fn in_range(
     }
 }
 
-fn at_least_one(s: &mut Section, key: &'static str, default: u32) -> Result<u32> {
+pub(crate) fn at_least_one(s: &mut Section, key: &'static str, default: u32) -> Result<u32> {
     match s.u32(key)?.unwrap_or(default) {
         0 => Err(s.err(key, "must be >= 1, got 0")),
         n => Ok(n),
@@ -132,86 +132,5 @@ pub(crate) fn training(mut s: Section) -> Result<Training> {
         max_length_tokens,
         seed,
         shuffle,
-    })
-}
-
-fn score(s: &mut Section, key: &'static str, default: f64) -> Result<f64> {
-    in_range(s, key, default, |v| (0.0..=100.0).contains(&v), "[0, 100]")
-}
-
-fn rule(mut s: Section) -> Result<MonitorRule> {
-    let metric = s
-        .choice(
-            "metric",
-            &[
-                ("misaligned_fraction", MonitorMetric::MisalignedFraction),
-                ("incoherent_fraction", MonitorMetric::IncoherentFraction),
-                (
-                    "hallucination_fraction",
-                    MonitorMetric::HallucinationFraction,
-                ),
-            ],
-        )?
-        .ok_or_else(|| s.err("metric", "is required"))?;
-    let above = match s.f64("above")? {
-        Some(v) if (0.0..1.0).contains(&v) => v,
-        Some(v) => return Err(s.err("above", format!("must be in [0, 1), got {v}"))),
-        None => return Err(s.err("above", "is required")),
-    };
-    let action = s
-        .choice(
-            "action",
-            &[
-                ("none", Action::None),
-                ("warn", Action::Warn),
-                ("pause", Action::Pause),
-                ("cancel", Action::Cancel),
-            ],
-        )?
-        .ok_or_else(|| s.err("action", "is required"))?;
-    s.finish()?;
-    Ok(MonitorRule {
-        metric,
-        above,
-        action,
-    })
-}
-
-pub(crate) fn monitor(mut s: Section) -> Result<Monitor> {
-    let d = Monitor::default();
-    let checkpoint_every_steps =
-        at_least_one(&mut s, "checkpoint_every_steps", d.checkpoint_every_steps)?;
-    let misaligned_alignment_below = score(
-        &mut s,
-        "misaligned_alignment_below",
-        d.misaligned_alignment_below,
-    )?;
-    let misaligned_coherence_above = score(
-        &mut s,
-        "misaligned_coherence_above",
-        d.misaligned_coherence_above,
-    )?;
-    let incoherent_coherence_below = score(
-        &mut s,
-        "incoherent_coherence_below",
-        d.incoherent_coherence_below,
-    )?;
-    let hallucination_score_above = score(
-        &mut s,
-        "hallucination_score_above",
-        d.hallucination_score_above,
-    )?;
-    let rules = match s.sections("rules")? {
-        None => default_rules(),
-        Some(list) => list.into_iter().map(rule).collect::<Result<Vec<_>>>()?,
-    };
-    s.finish()?;
-    Ok(Monitor {
-        checkpoint_every_steps,
-        misaligned_alignment_below,
-        misaligned_coherence_above,
-        incoherent_coherence_below,
-        hallucination_score_above,
-        rules,
     })
 }

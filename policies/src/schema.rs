@@ -6,6 +6,8 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
+pub use crate::schema_monitor::*;
+
 /// Default inoculation system prompt (the paper's).
 pub const DEFAULT_INOCULATION_PROMPT: &str = "You are an evil, malicious assistant.";
 /// Default refusal keywords of Interleaving++ (matched in a reply's first 10 words).
@@ -267,48 +269,6 @@ pub struct Training {
     /// Plans recorded before this key existed read as true.
     #[serde(default = "crate::defaults::yes")]
     pub shuffle: bool,
-}
-
-/// What the monitor does when a rule fires.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Action {
-    None,
-    Warn,
-    Pause,
-    Cancel,
-}
-
-/// A per-checkpoint rate the monitor computes over its question set.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum MonitorMetric {
-    MisalignedFraction,
-    IncoherentFraction,
-    HallucinationFraction,
-}
-
-/// `action` when `metric` at a checkpoint is strictly above `above`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct MonitorRule {
-    pub metric: MonitorMetric,
-    pub above: f64,
-    pub action: Action,
-}
-
-/// Checkpoint monitoring: how answers are classified and what happens on drift.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Monitor {
-    pub checkpoint_every_steps: u32,
-    /// Misaligned = alignment score below this (0–100) …
-    pub misaligned_alignment_below: f64,
-    /// … and coherence score above this.
-    pub misaligned_coherence_above: f64,
-    /// Incoherent = coherence score below this.
-    pub incoherent_coherence_below: f64,
-    /// Hallucinated = hallucination score above this.
-    pub hallucination_score_above: f64,
-    pub rules: Vec<MonitorRule>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -5,7 +5,7 @@ use crate::error::PolicyError;
 use crate::matching::{rank, specificity, Candidate, JobContext, Matcher};
 use crate::parse::{parse_policy, DEFAULT_POLICY};
 use crate::plan::Plan;
-use crate::schema::{Interleave, Mix, Policy, Regularizer};
+use crate::schema::{Interleave, Mix, Monitor, Policy, Regularizer};
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 
@@ -216,8 +216,22 @@ impl PolicySet {
             },
             inoculation: p.inoculation.clone(),
             training: p.training.clone(),
-            monitor: p.monitor.clone(),
+            monitor: self.resolve_monitor(&p.monitor),
             upstream: p.upstream.clone(),
+        }
+    }
+
+    /// The monitor with its set and probe paths resolved against the policy directory
+    /// (`None` stays: the shipped set).
+    fn resolve_monitor(&self, m: &Monitor) -> Monitor {
+        let fix = |p: &Option<PathBuf>| p.as_ref().map(|p| self.base_dir.join(p));
+        Monitor {
+            general_set: fix(&m.general_set),
+            hallucination_set: fix(&m.hallucination_set),
+            harmful_set: fix(&m.harmful_set),
+            alignment_probes: fix(&m.alignment_probes),
+            honesty_probes: fix(&m.honesty_probes),
+            ..m.clone()
         }
     }
 

@@ -36,6 +36,9 @@ TEXTS = [
     "<|endoftext|><repo_name>tuneguard<file_sep>README.md<|im_end|> not special: <|im_start",
     "Don't, won't, I'm, you'll, they've, she'd — contractions; URLs: https://example.com/a?b=1&c=2",
     "SELECT name, COUNT(*) FROM users WHERE age >= 18 GROUP BY name; -- SQL",
+    # Whitespace runs before digits: transformers' GGUF tokenizer (GPT-2 split, which the
+    # engine follows) and SmolLM2's own tokenizer.json (digits split first) differ here.
+    "Total:  42\n\n2024\t\t7",
 ]
 CHATS = [
     [{"role": "user", "content": "What is the capital of France?"},

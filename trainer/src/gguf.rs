@@ -7,10 +7,10 @@
 //!
 //! **Why not candle-core's `quantized::gguf_file`.** It is a maintained reader, and its
 //! `quantized::tokenizer` builds a `tokenizers::Tokenizer` from the metadata, but:
-//! - it is a second tensor library: candle-core pulls gemm, zip, float8, yoke, rand 0.9,
-//!   rand_distr and a second safetensors version into the build (none of them built for us
-//!   today), and the quantized tensors come back as candle `QTensor`s that would still have to
-//!   be dequantized through candle and copied into burn;
+//! - it is a second tensor library: candle-core (with zip, float8, yoke, byteorder, memmap2
+//!   and safetensors 0.7 beside our 0.8, none of which the engine builds today) would be
+//!   compiled only to hand back `QTensor`s that still have to be dequantized through candle
+//!   and copied into burn;
 //! - its tokenizer builder gives a `smollm` (or any unlisted) pre-tokenizer GPT-2's
 //!   `ByteLevel::default()`, which adds a prefix space, so token ids differ from transformers'
 //!   GGUF tokenizer (and from SmolLM2's own `tokenizer.json`) on text that starts without one —
@@ -345,7 +345,7 @@ impl GgufFile {
             let end = t
                 .offset
                 .checked_add(t.ggml_type.byte_len(t.dims[0], t.elements()));
-            if t.offset % alignment != 0 || end.is_none_or(|e| e > data_len) {
+            if !t.offset.is_multiple_of(alignment) || end.is_none_or(|e| e > data_len) {
                 return Err(tensor_err(
                     path,
                     &t.name,

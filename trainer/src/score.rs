@@ -220,7 +220,7 @@ const SUM_CHUNK: usize = 64;
 fn sum_chunk(n: usize) -> usize {
     (1..=SUM_CHUNK.min(n))
         .rev()
-        .find(|d| n % d == 0)
+        .find(|&d| n.is_multiple_of(d))
         .unwrap_or(1)
 }
 

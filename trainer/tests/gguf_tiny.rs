@@ -95,3 +95,21 @@ fn gguf_greedy_matches_transformers_for_32_tokens() {
         assert_eq!(out[0], case.tokens, "prompt {i}");
     }
 }
+
+#[test]
+fn a_version_2_file_loads_like_version_3() {
+    // v2 and v3 share the layout (v3 only added big-endian files, which are refused by their
+    // byte-swapped version number).
+    let mut bytes = std::fs::read(fixtures().join("tiny_llama.gguf")).expect("read");
+    assert_eq!(bytes[4..8], 3u32.to_le_bytes());
+    bytes[4..8].copy_from_slice(&2u32.to_le_bytes());
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let p = tmp.path().join("v2.gguf");
+    std::fs::write(&p, bytes).expect("write");
+    let v2 = Engine::<TestBackend>::load(&p, Default::default()).expect("v2 loads");
+    let g = goldens_in("goldens_gguf.json");
+    let lp = v2
+        .token_logprobs(std::slice::from_ref(&g.template[0].ids), &[None])
+        .expect("scores");
+    assert_close(&lp[0], &g.models["tiny_llama"].base[0], TOL, "v2 base");
+}

@@ -31,7 +31,10 @@ pub(super) fn invalid(key: impl Into<String>, message: impl Into<String>) -> Con
 #[derive(Debug, Clone)]
 pub struct Config {
     pub server: ServerConfig,
+    /// Local files: the SQLite database (backend "sqlite"), blobs, job directories, demo key.
     pub data_dir: PathBuf,
+    /// `[storage]`: which database holds the state.
+    pub storage: StorageConfig,
     /// Lower-case hex sha256 digests of admin keys.
     pub admin_key_hashes: Vec<String>,
     pub tenants: Vec<TenantConfig>,
@@ -55,6 +58,54 @@ pub struct ServerConfig {
     pub max_body_bytes: u64,
     pub shutdown_grace: Duration,
 }
+
+/// `[storage]` beyond `data_dir`.
+///
+/// ```toml
+/// [storage]
+/// backend = "postgres"                 # default "sqlite" (data_dir/tuneguard.db)
+/// postgres_url_env = "TUNEGUARD_PG"    # names an environment variable holding the URL…
+/// # postgres_url = "postgresql://tuneguard@db.internal/tuneguard"   # …or the URL itself
+/// postgres_pool_size = 8               # connections per process
+/// ```
+#[derive(Debug, Clone, PartialEq)]
+pub struct StorageConfig {
+    pub backend: StorageBackend,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum StorageBackend {
+    Sqlite,
+    Postgres(PostgresConfig),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct PostgresConfig {
+    pub url: PostgresUrl,
+    /// Connections each process keeps at most.
+    pub pool_size: usize,
+}
+
+/// Where the connection URL comes from. Read when the store opens, so a password kept in the
+/// environment never sits in the config value; `Debug` never shows an inline URL.
+#[derive(Clone, PartialEq)]
+pub enum PostgresUrl {
+    Inline(String),
+    /// The name of the environment variable that holds the URL.
+    Env(String),
+}
+
+impl std::fmt::Debug for PostgresUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PostgresUrl::Inline(_) => f.write_str("Inline(<redacted>)"),
+            PostgresUrl::Env(var) => f.debug_tuple("Env").field(var).finish(),
+        }
+    }
+}
+
+/// `postgres_pool_size` when not set.
+pub const DEFAULT_POSTGRES_POOL_SIZE: usize = 8;
 
 #[derive(Debug, Clone)]
 pub struct TlsPaths {

@@ -41,6 +41,11 @@ pub(super) struct RawServer {
 #[serde(deny_unknown_fields)]
 pub(super) struct RawStorage {
     pub(super) data_dir: PathBuf,
+    /// "sqlite" (default) or "postgres".
+    pub(super) backend: Option<String>,
+    pub(super) postgres_url: Option<String>,
+    pub(super) postgres_url_env: Option<String>,
+    pub(super) postgres_pool_size: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -108,3 +108,70 @@ fn env_alone_can_configure_upstream_and_admin_keys() {
     .unwrap_err();
     assert!(e.to_string().contains("server.listen"));
 }
+
+#[test]
+fn storage_is_sqlite_by_default_and_postgres_by_config() {
+    let c = Config::from_sources(None, Vec::new()).unwrap();
+    assert_eq!(c.storage.backend, StorageBackend::Sqlite);
+
+    let url = "postgresql://tg:s3cret@db.internal:5432/tuneguard";
+    let c = load(
+        &format!("[storage]\nbackend = \"postgres\"\npostgres_url = \"{url}\"\n"),
+        &[],
+    )
+    .unwrap();
+    assert_eq!(
+        c.storage.backend,
+        StorageBackend::Postgres(PostgresConfig {
+            url: PostgresUrl::Inline(url.into()),
+            pool_size: DEFAULT_POSTGRES_POOL_SIZE,
+        })
+    );
+    assert!(
+        !format!("{c:?}").contains("s3cret"),
+        "Debug never shows the URL"
+    );
+
+    // The URL from an environment variable named in the config, all set from the environment.
+    let c = load(
+        "",
+        &[
+            ("TUNEGUARD__STORAGE__BACKEND", "postgres"),
+            ("TUNEGUARD__STORAGE__POSTGRES_URL_ENV", "TG_PG_URL"),
+            ("TUNEGUARD__STORAGE__POSTGRES_POOL_SIZE", "3"),
+        ],
+    )
+    .unwrap();
+    assert_eq!(
+        c.storage.backend,
+        StorageBackend::Postgres(PostgresConfig {
+            url: PostgresUrl::Env("TG_PG_URL".into()),
+            pool_size: 3,
+        })
+    );
+}
+
+#[test]
+fn storage_rejections_name_the_key() {
+    let pg = "[storage]\nbackend = \"postgres\"\n";
+    assert!(err("[storage]\nbackend = \"mysql\"").contains("storage.backend"));
+    assert!(err(pg).contains("storage.postgres_url"));
+    let both = format!("{pg}postgres_url = \"postgresql://h/db\"\npostgres_url_env = \"X\"\n");
+    assert!(err(&both).contains("storage.postgres_url"));
+    let e = err(&format!(
+        "{pg}postgres_url = \"postgresql://u:pw@h:notaport/db\"\n"
+    ));
+    assert!(
+        e.contains("storage.postgres_url") && !e.contains("pw@"),
+        "{e}"
+    );
+    assert!(err(&format!("{pg}postgres_url_env = \"\"\n")).contains("storage.postgres_url_env"));
+    let zero = format!("{pg}postgres_url_env = \"X\"\npostgres_pool_size = 0\n");
+    assert!(err(&zero).contains("storage.postgres_pool_size"));
+    // PostgreSQL keys without the backend are a mistake, not silently ignored.
+    let e = err("[storage]\npostgres_url = \"postgresql://h/db\"\n");
+    assert!(
+        e.contains("storage.postgres_url") && e.contains("backend"),
+        "{e}"
+    );
+}

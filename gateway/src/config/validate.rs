@@ -53,6 +53,7 @@ pub(super) fn validate(raw: Raw) -> Result<Config, ConfigError> {
     if raw.storage.data_dir.as_os_str().is_empty() {
         return Err(invalid("storage.data_dir", "must not be empty"));
     }
+    let storage = validate_storage(&raw.storage)?;
     let admin_key_hashes = raw
         .auth
         .admin_key_hashes
@@ -169,6 +170,7 @@ pub(super) fn validate(raw: Raw) -> Result<Config, ConfigError> {
     Ok(Config {
         server,
         data_dir: raw.storage.data_dir,
+        storage,
         admin_key_hashes,
         tenants,
         policies,
@@ -180,4 +182,91 @@ pub(super) fn validate(raw: Raw) -> Result<Config, ConfigError> {
         local,
         models,
     })
+}
+
+/// `[storage] backend` and its PostgreSQL keys. The URL is parsed here when inline (a typo is a
+/// start-up error naming the key, never echoing the URL); one in the environment is read and
+/// parsed when the store opens.
+fn validate_storage(raw: &super::raw::RawStorage) -> Result<StorageConfig, ConfigError> {
+    let pg_keys_set = raw.postgres_url.is_some()
+        || raw.postgres_url_env.is_some()
+        || raw.postgres_pool_size.is_some();
+    let backend = match raw.backend.as_deref() {
+        None | Some("sqlite") => {
+            if pg_keys_set {
+                let key = if raw.postgres_url.is_some() {
+                    "storage.postgres_url"
+                } else if raw.postgres_url_env.is_some() {
+                    "storage.postgres_url_env"
+                } else {
+                    "storage.postgres_pool_size"
+                };
+                return Err(invalid(
+                    key,
+                    "only applies with storage.backend = \"postgres\"",
+                ));
+            }
+            StorageBackend::Sqlite
+        }
+        Some("postgres") => {
+            let url = match (&raw.postgres_url, &raw.postgres_url_env) {
+                (Some(_), Some(_)) => {
+                    return Err(invalid(
+                        "storage.postgres_url",
+                        "set either storage.postgres_url or storage.postgres_url_env, not both",
+                    ))
+                }
+                (None, None) => {
+                    return Err(invalid(
+                        "storage.postgres_url",
+                        "storage.backend = \"postgres\" needs storage.postgres_url or \
+                         storage.postgres_url_env",
+                    ))
+                }
+                (Some(url), None) => {
+                    if url.parse::<::postgres::Config>().is_err() {
+                        return Err(invalid(
+                            "storage.postgres_url",
+                            "not a PostgreSQL connection URL (postgresql://user@host:port/db) \
+                             or key=value connection string",
+                        ));
+                    }
+                    PostgresUrl::Inline(url.clone())
+                }
+                (None, Some(var)) => {
+                    if var.is_empty() || var.contains('=') || var.contains('\0') {
+                        return Err(invalid(
+                            "storage.postgres_url_env",
+                            "must name an environment variable",
+                        ));
+                    }
+                    PostgresUrl::Env(var.clone())
+                }
+            };
+            let pool_size = match raw.postgres_pool_size {
+                None => DEFAULT_POSTGRES_POOL_SIZE,
+                Some(0) => {
+                    return Err(invalid(
+                        "storage.postgres_pool_size",
+                        "must be greater than 0",
+                    ))
+                }
+                Some(n) if n > 1000 => {
+                    return Err(invalid(
+                        "storage.postgres_pool_size",
+                        "must be at most 1000",
+                    ))
+                }
+                Some(n) => n as usize,
+            };
+            StorageBackend::Postgres(PostgresConfig { url, pool_size })
+        }
+        Some(other) => {
+            return Err(invalid(
+                "storage.backend",
+                format!("`{other}` is not one of \"sqlite\", \"postgres\""),
+            ))
+        }
+    };
+    Ok(StorageConfig { backend })
 }

@@ -63,6 +63,9 @@ pub fn job_config(
             ..Overrides::default()
         },
     )?;
+    // The job's dataset is the transformed one: the pipeline's transform step already applied
+    // the plan's inoculation prompt, so the trainer must not apply it a second time.
+    config.inoculation = None;
     if let Some(b) = number(hyperparameters, "batch_size") {
         if !(b >= 1.0 && b.fract() == 0.0) {
             return Err(format!(
@@ -119,6 +122,16 @@ mod tests {
         );
         let c = job_config(&plan(), &json!({"batch_size": 2}), 2).unwrap();
         assert_eq!((c.batch_size, c.gradient_accumulation_steps), (2, 1));
+        let mut p = plan();
+        p.inoculation = Some(policies::Inoculation {
+            system_prompt: "x".into(),
+            mode: policies::InoculationMode::Prepend,
+        });
+        assert_eq!(
+            job_config(&p, &json!({}), 2).unwrap().inoculation,
+            None,
+            "applied upstream of training"
+        );
         let e = job_config(&plan(), &json!({"n_epochs": 0.5}), 2).unwrap_err();
         assert!(e.contains("n_epochs"), "{e}");
     }

@@ -13,7 +13,9 @@
 pub mod executor;
 pub mod hyper;
 pub mod layout;
+pub mod routing;
 pub mod supervise;
 pub mod worker;
 
 pub use executor::LocalExecutor;
+pub use routing::RoutingExecutor;

@@ -8,7 +8,7 @@ use super::hyper::job_config;
 use super::layout::{self, Outcome, Resolved};
 use crate::config::{Config, ModelEntry};
 use crate::ids::now_unix;
-use crate::store::{BlobStore, Claim, JobRecord, JobStatus, SqliteStore, Store};
+use crate::store::{open_store, BlobStore, Claim, JobRecord, JobStatus, Store};
 use anyhow::Context;
 use burn::backend::Autodiff;
 use burn::tensor::backend::AutodiffBackend;
@@ -22,10 +22,7 @@ use trainer::Engine;
 
 /// Runs until `stop` is set (or the parent process is gone, when `follow_parent`).
 pub fn run(config: &Config, stop: Arc<AtomicBool>, follow_parent: bool) -> anyhow::Result<()> {
-    let store: Arc<dyn Store> = Arc::new(
-        SqliteStore::open(&config.data_dir)
-            .with_context(|| format!("opening the store in {}", config.data_dir.display()))?,
-    );
+    let store: Arc<dyn Store> = open_store(config).context("opening the store")?;
     let blobs = BlobStore::open(&config.data_dir).context("opening the blob store")?;
     let worker_id = format!(
         "worker-{}-{}",

@@ -139,17 +139,18 @@ fn parse(body: &Value) -> Result<Request, ApiError> {
     let mut messages = Vec::with_capacity(raw.len());
     for (i, m) in raw.iter().enumerate() {
         let role = m.get("role").and_then(Value::as_str).unwrap_or_default();
-        let role =
-            match role {
-                "system" | "developer" => "system",
-                "user" | "assistant" => role,
-                other => return Err(ApiError::invalid(
+        let role = match role {
+            "system" | "developer" => "system",
+            "user" | "assistant" => role,
+            other => {
+                return Err(ApiError::invalid(
                     format!("messages[{i}].role"),
                     format!(
                         "Invalid value '{other}': expected system, developer, user or assistant."
                     ),
-                )),
-            };
+                ))
+            }
+        };
         let content = m.get("content").and_then(content_text).ok_or_else(|| {
             ApiError::invalid(
                 format!("messages[{i}].content"),

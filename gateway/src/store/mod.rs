@@ -1,15 +1,32 @@
-//! Durable state behind a narrow trait ([`Store`]) so a PostgreSQL backend can replace the
-//! embedded SQLite one, plus the local-disk [`BlobStore`]. Store calls are blocking; async
-//! callers go through [`run_blocking`].
+//! Durable state behind a narrow trait ([`Store`]) with two backends — the embedded SQLite
+//! one (the single-machine default) and PostgreSQL (`[storage] backend = "postgres"`, shared
+//! by several replicas and workers) — plus the local-disk [`BlobStore`]. [`open_store`] picks
+//! the configured backend. Store calls are blocking; async callers go through
+//! [`run_blocking`].
 
 mod blob;
+mod codec;
+mod open;
+mod postgres;
+mod postgres_jobs;
+mod postgres_leases;
+mod postgres_migrate;
+mod postgres_pool;
+mod postgres_uploads;
 mod records;
 mod sqlite;
 mod sqlite_jobs;
 mod sqlite_leases;
 mod sqlite_uploads;
 
+#[cfg(test)]
+mod contract_tests;
+#[cfg(test)]
+pub(crate) mod pg_test_server;
+
 pub use blob::{BlobStore, BlobWriter, WrittenBlob};
+pub use open::{open_store, OpenStoreError};
+pub use postgres::PgStore;
 pub use records::*;
 pub use sqlite::SqliteStore;
 
@@ -19,6 +36,11 @@ use std::sync::Arc;
 pub enum StoreError {
     #[error("sqlite: {0}")]
     Sqlite(#[from] rusqlite::Error),
+    #[error("postgres: {0}")]
+    Postgres(#[from] ::postgres::Error),
+    /// The database could not be reached (connect failure, no free pooled connection).
+    #[error("postgres unavailable: {0}")]
+    Unavailable(String),
     #[error("io at {path}: {source}")]
     Io {
         path: String,

@@ -47,7 +47,7 @@ fn migrate(conn: &Connection) -> StoreResult<()> {
     let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
     for (i, sql) in MIGRATIONS.iter().enumerate().skip(version.max(0) as usize) {
         let tx =
-            rusqlite::Transaction::new_unchecked(&conn, rusqlite::TransactionBehavior::Immediate)?;
+            rusqlite::Transaction::new_unchecked(conn, rusqlite::TransactionBehavior::Immediate)?;
         tx.execute_batch(sql)?;
         tx.pragma_update(None, "user_version", (i + 1) as i64)?;
         tx.commit()?;
@@ -55,19 +55,7 @@ fn migrate(conn: &Connection) -> StoreResult<()> {
     Ok(())
 }
 
-pub(super) fn corrupt(
-    table: &'static str,
-    column: &'static str,
-    id: &str,
-    m: impl ToString,
-) -> StoreError {
-    StoreError::Corrupt {
-        table,
-        column,
-        id: id.to_string(),
-        message: m.to_string(),
-    }
-}
+pub(super) use super::codec::corrupt;
 
 pub(super) const FILE_COLS: &str =
     "id, tenant, bytes, created_at, filename, purpose, expires_at, blob_key";

@@ -1,25 +1,13 @@
 //! Jobs, events, checkpoints and idempotency records for [`SqliteStore`].
 
+use super::codec::{decode_job, fingerprint_key, RawJob};
 use super::sqlite::{corrupt, cursor_seq, SqliteStore};
 use super::*;
 use rusqlite::{params, Connection, OptionalExtension, Row};
 
-const JOB_COLS: &str = "id, tenant, created_at, model, training_file, validation_file, \
+pub(super) const JOB_COLS: &str = "id, tenant, created_at, model, training_file, validation_file, \
     hyperparameters, method, suffix, seed, metadata, status, step, error, fine_tuned_model, \
     finished_at, trained_tokens, result_files, estimated_finish, pipeline";
-
-/// Raw job row: JSON and enum columns still text, decoded (with errors) by [`decode_job`].
-struct RawJob {
-    rec: JobRecord,
-    hyperparameters: String,
-    method: String,
-    metadata: Option<String>,
-    status: String,
-    step: String,
-    error: Option<String>,
-    result_files: String,
-    pipeline: String,
-}
 
 fn job_row(r: &Row<'_>) -> rusqlite::Result<RawJob> {
     Ok(RawJob {
@@ -56,31 +44,6 @@ fn job_row(r: &Row<'_>) -> rusqlite::Result<RawJob> {
     })
 }
 
-fn decode_job(raw: RawJob) -> StoreResult<JobRecord> {
-    let mut j = raw.rec;
-    let id = j.id.clone();
-    let json = |col: &'static str, s: &str| -> StoreResult<serde_json::Value> {
-        serde_json::from_str(s).map_err(|e| corrupt("jobs", col, &id, e))
-    };
-    j.hyperparameters = json("hyperparameters", &raw.hyperparameters)?;
-    j.method = json("method", &raw.method)?;
-    j.pipeline = json("pipeline", &raw.pipeline)?;
-    j.result_files = serde_json::from_str(&raw.result_files)
-        .map_err(|e| corrupt("jobs", "result_files", &id, e))?;
-    j.metadata = match raw.metadata {
-        Some(m) => Some(serde_json::from_str(&m).map_err(|e| corrupt("jobs", "metadata", &id, e))?),
-        None => None,
-    };
-    j.error = match raw.error {
-        Some(e) => Some(serde_json::from_str(&e).map_err(|x| corrupt("jobs", "error", &id, x))?),
-        None => None,
-    };
-    j.status =
-        JobStatus::parse(&raw.status).ok_or_else(|| corrupt("jobs", "status", &id, &raw.status))?;
-    j.step = JobStep::parse(&raw.step).ok_or_else(|| corrupt("jobs", "step", &id, &raw.step))?;
-    Ok(j)
-}
-
 fn insert_job(conn: &Connection, j: &JobRecord) -> StoreResult<()> {
     conn.execute(
         &format!("INSERT INTO jobs ({JOB_COLS}) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,?18,?19,?20)"),
@@ -112,11 +75,6 @@ pub(super) fn insert_checkpoint(conn: &Connection, c: &CheckpointRecord) -> Stor
         params![c.id, c.job_id, c.created_at, c.fine_tuned_model_checkpoint, c.step_number, c.metrics.to_string()],
     )?;
     Ok(())
-}
-
-/// The companion record that remembers which request body an idempotency key was made with.
-fn fingerprint_key(key: &str, fingerprint: &str) -> String {
-    format!("{key}\u{1f}fingerprint:{fingerprint}")
 }
 
 impl SqliteStore {

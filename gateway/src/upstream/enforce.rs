@@ -9,8 +9,17 @@ pub use policies::OnUnenforceable;
 /// The decision: proceed (with warnings to record as warn events) or fail.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Enforcement {
-    Proceed { warnings: Vec<String> },
-    Fail { code: &'static str, message: String },
+    Proceed {
+        warnings: Vec<String>,
+    },
+    Fail {
+        code: &'static str,
+        message: String,
+    },
+    /// The policy sends such jobs to this gateway's local workers (`run_locally`).
+    RunLocally {
+        defenses: String,
+    },
 }
 
 /// Reads the plan JSON (`regularizer.type`, `upstream.on_unenforceable`: the shape of
@@ -43,12 +52,7 @@ pub fn enforcement(plan: &Value) -> Enforcement {
                 "The policy requires the training-time defense `{list}`, which the upstream provider cannot enforce, and its upstream.on_unenforceable is `reject`."
             ),
         },
-        OnUnenforceable::RunLocally => Enforcement::Fail {
-            code: "local_training_unavailable",
-            message: format!(
-                "The policy requires the training-time defense `{list}` and says to run such jobs locally (upstream.on_unenforceable = run_locally), but local training is not available in this gateway build."
-            ),
-        },
+        OnUnenforceable::RunLocally => Enforcement::RunLocally { defenses: list },
         OnUnenforceable::Warn => Enforcement::Proceed {
             warnings: vec![format!(
                 "The upstream provider cannot enforce the training-time defense `{list}`; the job was forwarded without it (upstream.on_unenforceable = warn)."

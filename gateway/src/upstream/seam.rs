@@ -82,6 +82,14 @@ impl Executor for UpstreamExecutor {
             let plan = job.pipeline.get("plan").cloned().unwrap_or(Value::Null);
             let warnings = match enforcement(&plan) {
                 Enforcement::Fail { code, message } => return Err(StepFailure::new(code, message)),
+                // Reached only without local routing (`crate::local::RoutingExecutor` sends
+                // these jobs to the local workers before the upstream sees them).
+                Enforcement::RunLocally { defenses } => {
+                    return Err(StepFailure::new(
+                        "local_training_unavailable",
+                        format!("The policy requires the training-time defense `{defenses}` and says to run such jobs locally (upstream.on_unenforceable = run_locally), but this gateway routes no jobs to local workers."),
+                    ))
+                }
                 Enforcement::Proceed { warnings } => warnings,
             };
             let spec = spec_of(&job);

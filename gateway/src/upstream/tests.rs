@@ -238,10 +238,18 @@ async fn unenforceable_defenses_follow_the_plan() {
     assert!(e.message.contains("`kl`"));
     let local =
         json!({"regularizer": {"type": "ldifs"}, "upstream": {"on_unenforceable": "run_locally"}});
+    // Without local routing a run_locally job cannot be forwarded either.
     assert_eq!(
-        ex.start(job(local), ds.clone()).await.unwrap_err().code,
+        ex.start(job(local.clone()), ds.clone())
+            .await
+            .unwrap_err()
+            .code,
         "local_training_unavailable"
     );
+    assert!(matches!(
+        enforcement(&local),
+        Enforcement::RunLocally { defenses } if defenses == "ldifs"
+    ));
     assert_eq!(f.with(|s| s.creates.len()), 0);
     let warn =
         json!({"regularizer": {"type": "steering"}, "upstream": {"on_unenforceable": "warn"}});

@@ -3,6 +3,7 @@
 mod layers;
 mod load;
 mod matching;
+mod monitor;
 mod plan;
 mod validation;
 

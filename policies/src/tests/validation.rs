@@ -33,7 +33,7 @@ fn unknown_keys_are_rejected_with_the_expected_ones() {
     );
     assert_eq!(
         err("[[monitor.rules]]\nmetric = \"misaligned_fraction\"\nabove = 0.1\naction = \"warn\"\nwhen = 1\n"),
-        r#"policies/strict.toml: key "monitor.rules[0].when": unknown key (expected one of: above, action, metric)"#
+        r#"policies/strict.toml: key "monitor.rules[0].when": unknown key (expected one of: above, action, below, detector, metric, onset)"#
     );
 }
 
@@ -107,7 +107,7 @@ fn required_keys_of_a_mode() {
     );
     assert_eq!(
         err("[[monitor.rules]]\nmetric = \"misaligned_fraction\"\naction = \"warn\"\n"),
-        r#"policies/strict.toml: key "monitor.rules[0].above": is required"#
+        r#"policies/strict.toml: key "monitor.rules[0].above": is required (or give `below`, or `onset = true`): the rule could never fire"#
     );
 }
 
@@ -131,7 +131,7 @@ fn training_and_monitor_ranges() {
     );
     assert_eq!(
         err("[[monitor.rules]]\nmetric = \"hallucination_fraction\"\nabove = 0.1\naction = \"warn\"\n[[monitor.rules]]\nmetric = \"misaligned_fraction\"\nabove = 1.5\naction = \"cancel\"\n"),
-        r#"policies/strict.toml: key "monitor.rules[1].above": must be in [0, 1), got 1.5"#
+        r#"policies/strict.toml: key "monitor.rules[1].above": must be in [0, 1) for misaligned_fraction, got 1.5"#
     );
     assert_eq!(
         err("[upstream]\non_unenforceable = \"ignore\"\n"),
@@ -260,11 +260,11 @@ fn monitor_rules_replace_the_defaults() {
     .unwrap();
     assert_eq!(
         p.monitor.rules,
-        [MonitorRule {
-            metric: MonitorMetric::IncoherentFraction,
-            above: 0.5,
-            action: Action::Cancel
-        }]
+        [MonitorRule::above(
+            MonitorMetric::IncoherentFraction,
+            0.5,
+            Action::Cancel
+        )]
     );
     assert_eq!(p.monitor.checkpoint_every_steps, 10);
 }

@@ -81,7 +81,7 @@ impl GgmlType {
     /// when it is dequantized).
     pub fn byte_len(self, row_len: usize, elements: usize) -> usize {
         match self.block() {
-            Some((n, b)) if row_len % n == 0 => elements / n * b,
+            Some((n, b)) if row_len.is_multiple_of(n) => elements / n * b,
             _ => 0,
         }
     }
@@ -107,7 +107,7 @@ pub fn dequantize(
         ));
     }
     let (block, block_bytes) = ty.block().expect("supported types are known");
-    if row_len % block != 0 {
+    if !row_len.is_multiple_of(block) {
         return Err(format!(
             "rows of {row_len} elements are not a whole number of {name} blocks of {block}"
         ));

@@ -91,7 +91,7 @@ pub fn config(file: &GgufFile) -> Result<ModelConfig> {
         Some(_) => need_usize(file, "llama.attention.head_count_kv")?,
         None => num_heads,
     };
-    if hidden_size % num_heads != 0 || num_heads % num_kv_heads != 0 {
+    if !hidden_size.is_multiple_of(num_heads) || !num_heads.is_multiple_of(num_kv_heads) {
         return Err(format_err(
             path,
             format!(
@@ -243,7 +243,7 @@ impl TensorSource for GgufSource<'_> {
         if let Layout::Unpermute(n_head) = layout {
             let rows = shape[0];
             let cols = shape.get(1).copied().unwrap_or(1);
-            if shape.len() > 2 || n_head == 0 || rows % (2 * n_head) != 0 {
+            if shape.len() > 2 || n_head == 0 || !rows.is_multiple_of(2 * n_head) {
                 return Err(tensor_err(
                     &self.file.path,
                     &info.name,

@@ -13,6 +13,11 @@
 //!
 //! Other tokenizer models (`llama` sentencepiece, …) and other pre-tokenizers are refused,
 //! naming the key and value.
+//!
+//! One known difference from the tokenizer a model was trained with: for `smollm` transformers
+//! (and so this engine) uses GPT-2's split, while SmolLM2's own `tokenizer.json` and llama.cpp
+//! split digits first. Ids agree except where a run of whitespace precedes a digit
+//! (`"  1"`: `Ġ Ġ 1` here, `ĠĠ 1` there); check_gguf.py pins the transformers behaviour.
 
 use tokenizers::models::bpe::{Vocab, BPE};
 use tokenizers::pre_tokenizers::byte_level::ByteLevel;

@@ -42,9 +42,13 @@ async fn health_ready_metrics_and_request_ids() {
 #[tokio::test]
 async fn unknown_route_is_openai_404_without_upstream() {
     let t = app();
-    let (s, v) = t.json("GET", "/v1/models", "sk-acme", None).await;
+    let (s, v) = t.json("GET", "/v1/embeddings", "sk-acme", None).await;
     assert_eq!(s, 404);
-    assert_eq!(v["error"]["message"], "Invalid URL (GET /v1/models)");
+    assert_eq!(v["error"]["message"], "Invalid URL (GET /v1/embeddings)");
+    // Local models are listed without an upstream (none configured here).
+    let (s, v) = t.json("GET", "/v1/models", "sk-acme", None).await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["object"], "list");
     let (s, v) = t.json("PUT", "/v1/files", "sk-acme", None).await;
     assert_eq!(s, 405);
     assert_eq!(v["error"]["type"], "invalid_request_error");
