@@ -50,6 +50,10 @@ pub struct ForwardOptions<'a, B: Backend> {
     /// train mode (`B(A(dropout(x)))·s`). Masks come from the backend's RNG (`B::seed`).
     /// Scoring, generation and capture leave this off.
     pub training: bool,
+    /// Seeds the training forward's dropout masks, drawn on the host per (layer, projection)
+    /// from this seed: the same masks whatever else uses the backend's process-global RNG
+    /// (bit-identical resume, concurrent sessions). `None` draws from the backend RNG.
+    pub dropout_seed: Option<u64>,
 }
 
 impl<B: Backend> Default for ForwardOptions<'_, B> {
@@ -60,6 +64,7 @@ impl<B: Backend> Default for ForwardOptions<'_, B> {
             steering: Vec::new(),
             response: None,
             training: false,
+            dropout_seed: None,
         }
     }
 }
@@ -80,6 +85,8 @@ pub struct ForwardOutput<B: Backend> {
 struct AdapterGroup<'a, B: Backend> {
     adapter: &'a LoraAdapter<B>,
     scale: f32,
+    /// Seed of host-drawn dropout masks (see [`ForwardOptions::dropout_seed`]).
+    dropout_seed: Option<u64>,
     /// Dropout probability on the LoRA input (0 outside training).
     dropout: f64,
     /// `None` when every row uses this adapter.
@@ -192,7 +199,12 @@ impl<B: Backend> ModelWeights<B> {
                 continue;
             };
             let delta = |xs: Tensor<B, 2>| {
-                let xs = lora_dropout(to_f32(xs), g.dropout);
+                let xs = match g.dropout_seed {
+                    Some(seed) if g.dropout > 0.0 => {
+                        seeded_dropout(to_f32(xs), g.dropout, seed ^ mask_stream(layer, target))
+                    }
+                    _ => lora_dropout(to_f32(xs), g.dropout),
+                };
                 cast(
                     xs.matmul(pair.a.clone()).matmul(pair.b.clone()) * g.scale,
                     dtype,
@@ -312,7 +324,12 @@ impl<B: Backend> ModelWeights<B> {
             c.extend_valid(&batch.valid);
         }
         let rope = self.rope(&batch.positions, device);
-        let groups = adapter_groups(&opts.adapters, opts.training, b, t, device);
+        let mut groups = adapter_groups(&opts.adapters, opts.training, b, t, device);
+        for (i, g) in groups.iter_mut().enumerate() {
+            g.dropout_seed = opts
+                .dropout_seed
+                .map(|s| s.wrapping_add((i as u64).wrapping_mul(0xA24B_AED4_963E_E407)));
+        }
         let steer_masks: Vec<Option<Tensor<B, 3>>> = opts
             .steering
             .iter()
@@ -375,6 +392,29 @@ pub(crate) fn lora_dropout<B: Backend>(x: Tensor<B, 2>, p: f64) -> Tensor<B, 2> 
     x * keep * (1.0 / (1.0 - p))
 }
 
+/// A stream id per (layer, projection), mixed into a dropout seed.
+fn mask_stream(layer: usize, target: Target) -> u64 {
+    let t = Target::ALL.iter().position(|&x| x == target).unwrap_or(0) as u64;
+    let mut x = (layer as u64) << 8 | t;
+    x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    x ^ (x >> 31)
+}
+
+/// Inverted dropout with a mask drawn on the host from `seed` (ChaCha8): the same mask for
+/// the same seed on every backend and whatever else uses the backend's RNG.
+pub(crate) fn seeded_dropout<B: Backend>(x: Tensor<B, 2>, p: f64, seed: u64) -> Tensor<B, 2> {
+    use rand::{Rng, SeedableRng};
+    let dims = x.dims();
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    let scale = (1.0 / (1.0 - p)) as f32;
+    let mask: Vec<f32> = (0..dims[0] * dims[1])
+        .map(|_| if rng.gen::<f64>() < p { 0.0 } else { scale })
+        .collect();
+    let device = x.device();
+    x * Tensor::<B, 2>::from_data(TensorData::new(mask, dims), &device)
+}
+
 /// Additive mask `[b, 1, t, past+t]`: 0 where allowed, -1e30 where masked (causal + padding).
 fn attention_mask<B: Backend>(
     past: &[Vec<bool>],
@@ -435,6 +475,7 @@ fn adapter_groups<'a, B: Backend>(
             adapter: a,
             scale: a.config.scale() as f32,
             dropout: if training { a.config.dropout } else { 0.0 },
+            dropout_seed: None,
             token_rows,
         });
     }
@@ -498,5 +539,29 @@ mod tests {
         );
         let same: Vec<f32> = lora_dropout(x, 0.0).into_data().into_vec().expect("f32");
         assert!(same.iter().all(|&v| v == 1.0));
+    }
+
+    #[test]
+    fn seeded_dropout_is_reproducible_and_ignores_the_backend_rng() {
+        use super::seeded_dropout;
+        let device = Default::default();
+        let x = Tensor::<CpuBackend, 2>::ones([64, 64], &device);
+        let a: Vec<f32> = seeded_dropout(x.clone(), 0.25, 7)
+            .into_data()
+            .into_vec()
+            .unwrap();
+        <CpuBackend as burn::tensor::backend::Backend>::seed(&device, 99);
+        let _ =
+            Tensor::<CpuBackend, 2>::random([8, 8], burn::tensor::Distribution::Default, &device);
+        let b: Vec<f32> = seeded_dropout(x.clone(), 0.25, 7)
+            .into_data()
+            .into_vec()
+            .unwrap();
+        assert_eq!(a, b);
+        let c: Vec<f32> = seeded_dropout(x, 0.25, 8).into_data().into_vec().unwrap();
+        assert_ne!(a, c);
+        let zeros = a.iter().filter(|&&v| v == 0.0).count() as f64 / a.len() as f64;
+        assert!((zeros - 0.25).abs() < 0.03, "{zeros}");
+        assert!(a.iter().all(|&v| v == 0.0 || (v - 4.0 / 3.0).abs() < 1e-6));
     }
 }

@@ -279,6 +279,45 @@ impl<B: Backend> LoraAdapter<B> {
         Self { config, layers }
     }
 
+    /// A fresh adapter drawn on the host from `seed` (ChaCha8): A Kaiming-uniform with PEFT's
+    /// bound √(1/in), B zero. The same values for the same seed on every backend, whatever
+    /// else uses the backend's process-global RNG.
+    pub fn init_seeded(
+        model: &Qwen2Config,
+        config: LoraConfig,
+        seed: u64,
+        device: &B::Device,
+    ) -> Self {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+        let layers = (0..model.num_layers)
+            .map(|_| {
+                config
+                    .targets
+                    .iter()
+                    .map(|&t| {
+                        let (i, o) = t.dims(model);
+                        let bound = (1.0 / i as f64).sqrt();
+                        let a: Vec<f32> = (0..i * config.rank)
+                            .map(|_| rng.gen_range(-bound..bound) as f32)
+                            .collect();
+                        (
+                            t,
+                            LoraPair {
+                                a: Tensor::from_data(
+                                    burn::tensor::TensorData::new(a, [i, config.rank]),
+                                    device,
+                                ),
+                                b: Tensor::zeros([config.rank, o], device),
+                            },
+                        )
+                    })
+                    .collect()
+            })
+            .collect();
+        Self { config, layers }
+    }
+
     /// Loads a PEFT adapter directory (adapter_config.json + adapter_model.safetensors).
     pub fn load_peft(dir: &Path, model: &Qwen2Config, device: &B::Device) -> Result<Self> {
         let cfg_path = dir.join("adapter_config.json");

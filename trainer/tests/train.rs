@@ -129,6 +129,7 @@ fn loss_and_grad(
         reg,
         WindowNorms::of(&refs, kl),
         training,
+        None,
         &e.device,
     )
     .unwrap();

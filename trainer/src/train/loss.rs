@@ -1,7 +1,7 @@
 //! The loss of one micro-batch: answer-only cross-entropy plus the regularizer, all fed by the
 //! engine's one forward pass, each term normalised by the whole accumulation window's counts.
 
-use burn::tensor::{activation, backend::Backend, Int, Tensor, TensorData};
+use burn::tensor::{backend::Backend, Int, Tensor, TensorData};
 
 use crate::batch::TokenBatch;
 use crate::chat::EncodedChat;
@@ -109,6 +109,26 @@ fn int_tensor<B: Backend, const D: usize>(
     Tensor::from_data(TensorData::new(v, shape), device)
 }
 
+/// `log_softmax(logits, 1)` whose normaliser is summed in chunks of 64: burn-flex sums a row
+/// in one running f32 total, which over a 49k-token vocabulary drops the small terms and made
+/// the loss about 1e-4 too low (see `score::row_sums`). Differentiable like the plain one.
+pub fn log_softmax_rows<B: Backend>(logits: Tensor<B, 2>) -> Tensor<B, 2> {
+    const CHUNK: usize = 64;
+    let [n, v] = logits.dims();
+    let max = logits.clone().max_dim(1).detach();
+    let mut e = (logits.clone() - max.clone()).exp();
+    let mut len = v;
+    while len > CHUNK && len.is_multiple_of(CHUNK) {
+        e = e
+            .reshape([n, len / CHUNK, CHUNK])
+            .sum_dim(2)
+            .reshape([n, len / CHUNK]);
+        len /= CHUNK;
+    }
+    let lse = e.sum_dim(1).log() + max;
+    logits - lse
+}
+
 fn scalar(t: Tensor<impl Backend, 1>) -> Result<f64> {
     Ok(f64::from(
         host_f32(t, "loss")?.first().copied().unwrap_or(0.0),
@@ -127,6 +147,7 @@ pub fn micro_loss<B: Backend>(
     reg: &ResolvedRegularizer<B>,
     norms: WindowNorms,
     training: bool,
+    dropout_seed: Option<u64>,
     device: &B::Device,
 ) -> Result<(Tensor<B, 1>, MicroStats)> {
     let seqs: Vec<Vec<u32>> = examples.iter().map(|e| e.ids.clone()).collect();
@@ -150,6 +171,7 @@ pub fn micro_loss<B: Backend>(
         },
         response: None,
         training,
+        dropout_seed,
     };
     let out = weights.forward(&batch, &opts, None, device);
     let kl = match reg {
@@ -177,7 +199,7 @@ pub fn micro_loss<B: Backend>(
         let rows = int_tensor::<B, 1>(picks.iter().map(|p| p.1 as i64).collect(), [n], device);
         let flat = out.hidden.clone().reshape([b * t, hs]);
         let logits = weights.logits_rows(flat.select(0, rows.clone()));
-        let lp = activation::log_softmax(logits.clone(), 1);
+        let lp = log_softmax_rows(logits.clone());
         let targets = int_tensor::<B, 2>(
             picks.iter().map(|p| i64::from(p.2)).collect(),
             [n, 1],
@@ -203,8 +225,7 @@ pub fn micro_loss<B: Backend>(
         }
         if let (Some((lambda, direction, _)), Some(reference)) = (kl, reference.as_ref()) {
             let flat0 = reference.hidden.clone().reshape([b * t, hs]);
-            let lp0 =
-                activation::log_softmax(weights.logits_rows(flat0.select(0, rows)), 1).detach();
+            let lp0 = log_softmax_rows(weights.logits_rows(flat0.select(0, rows))).detach();
             let kl_sum = match direction {
                 KlDirection::Forward => (lp.clone().exp() * (lp - lp0)).sum(),
                 KlDirection::Reverse => (lp0.clone().exp() * (lp0 - lp)).sum(),

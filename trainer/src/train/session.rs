@@ -213,8 +213,12 @@ impl<'e, B: AutodiffBackend> Session<'e, B> {
                 HostAdapter::from_adapter(&a)?
             }
             None => {
-                B::seed(&engine.device, mix_seed(&[config.seed, 0]));
-                let a = LoraAdapter::<B>::init(model, config.lora.clone(), &engine.device);
+                let a = LoraAdapter::<B>::init_seeded(
+                    model,
+                    config.lora.clone(),
+                    mix_seed(&[config.seed, 0]),
+                    &engine.device,
+                );
                 HostAdapter::from_adapter(&a)?
             }
         };
@@ -450,6 +454,7 @@ impl<'e, B: AutodiffBackend> Session<'e, B> {
                 &self.reg,
                 norms,
                 true,
+                Some(mix_seed(&[self.config.seed, 2, k as u64, mi as u64])),
                 device,
             )?;
             let g = loss.backward();
@@ -555,6 +560,7 @@ impl<'e, B: AutodiffBackend> Session<'e, B> {
                 &ResolvedRegularizer::None,
                 norms,
                 false,
+                None,
                 device,
             )?;
             nll += st.nll_sum;
