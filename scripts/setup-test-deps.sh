@@ -1,14 +1,18 @@
 #!/usr/bin/env bash
-# Installs everything the tests need that cargo does not: promtool (Debian's prometheus
-# package), openssl (the TLS test makes a self-signed certificate), PostgreSQL's server
-# binaries (Debian's postgresql package, for the store contract suite and the PostgreSQL
-# end-to-end test) and a Python virtualenv with the openai SDK and pytest
-# (integration/requirements.txt). Idempotent and quiet: a
-# second run does nothing.
+# Installs everything the tests need that cargo does not: promtool and the Prometheus server
+# (Debian's prometheus package), chromium (headless rendering of the monitor's report),
+# openssl (the TLS test makes a self-signed certificate), PostgreSQL's server binaries
+# (Debian's postgresql package, for the store contract suite and the PostgreSQL end-to-end
+# test) and a Python virtualenv with the openai SDK and pytest (integration/requirements.txt).
+# Idempotent and quiet: a second run does nothing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 missing=()
-command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
+# Debian's prometheus package: promtool (rule checks and unit tests) and the server (the test in
+# which a real Prometheus scrapes a drifting job and the monitor's alert fires).
+{ command -v promtool >/dev/null 2>&1 && command -v prometheus >/dev/null 2>&1; } || missing+=(prometheus)
+# Renders the monitor's report headless (integration/test_monitor_report.py).
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 command -v openssl >/dev/null 2>&1 || missing+=(openssl)
 # The Store contract suite and integration/test_postgres.py start their own throwaway server
 # from these binaries (initdb + pg_ctl, as an unprivileged user).

@@ -10,6 +10,7 @@ pub mod ids;
 pub mod jobs;
 pub mod local;
 pub mod metrics;
+pub mod monitoring;
 pub mod persona_cmd;
 pub mod policy_watch;
 pub mod screen;

@@ -25,6 +25,8 @@ pub struct Metrics {
     reasons_seen: Mutex<HashSet<String>>,
     /// Interleaving score-cache lookups, `result` = `hit` | `miss` (one per (pool item, model)).
     pub score_cache_lookups: IntCounterVec,
+    /// The checkpoint monitor's gauges and counters.
+    pub monitor: crate::monitoring::prom::MonitorMetrics,
 }
 
 impl Metrics {
@@ -107,6 +109,7 @@ impl Metrics {
             &["result"],
         )?;
         registry.register(Box::new(score_cache_lookups.clone()))?;
+        let monitor = crate::monitoring::prom::MonitorMetrics::register(&registry)?;
         Ok(Metrics {
             registry,
             http_requests,
@@ -120,6 +123,7 @@ impl Metrics {
             jobs,
             reasons_seen: Mutex::new(HashSet::new()),
             score_cache_lookups,
+            monitor,
         })
     }
 
@@ -199,13 +203,18 @@ impl Metrics {
 
     /// Prometheus text exposition.
     pub fn render(&self) -> String {
-        let mut buf = Vec::new();
-        let encoder = TextEncoder::new();
-        if encoder.encode(&self.registry.gather(), &mut buf).is_err() {
-            return String::new();
-        }
-        String::from_utf8(buf).unwrap_or_default()
+        render_registry(&self.registry)
     }
+}
+
+/// The text exposition of `registry`.
+pub fn render_registry(registry: &Registry) -> String {
+    let mut buf = Vec::new();
+    let encoder = TextEncoder::new();
+    if encoder.encode(&registry.gather(), &mut buf).is_err() {
+        return String::new();
+    }
+    String::from_utf8(buf).unwrap_or_default()
 }
 
 #[cfg(test)]

@@ -68,9 +68,10 @@ pub fn build(config: Config) -> Result<Gateway, ServeError> {
     let policy_dir = config.policies.dir.clone();
     let mut state = build_state_with(config, Seams::builtin())?;
     let metrics = Arc::clone(&state.metrics);
-    state.seams.screener = Arc::new(StreamingScreener::new(screening));
+    let models = state.config.models.clone();
+    state.seams.screener = Arc::new(StreamingScreener::new(screening, models.clone()));
     state.seams.transformer = Arc::new(crate::transform::EngineTransformer::new(
-        crate::transform::InterleaveEngine::new(interleave, Some(Arc::clone(&metrics))),
+        crate::transform::InterleaveEngine::new(interleave, models, Some(Arc::clone(&metrics))),
     ));
     let policy_watcher = if uses_policy_dir(&policy_dir)? {
         // A directory without policy files is refused here too (the error names the path).
@@ -99,12 +100,15 @@ pub fn build(config: Config) -> Result<Gateway, ServeError> {
             metrics,
         }));
     }
-    let local = Arc::new(crate::local::LocalExecutor::new(
-        state.config.data_dir.clone(),
-        state.config.models.clone(),
-        Arc::clone(&state.store),
-        state.blobs.clone(),
-    ));
+    let local = Arc::new(
+        crate::local::LocalExecutor::new(
+            state.config.data_dir.clone(),
+            state.config.models.clone(),
+            Arc::clone(&state.store),
+            state.blobs.clone(),
+        )
+        .with_metrics(Arc::clone(&state.metrics)),
+    );
     state.seams.executor = if mode == ExecutionMode::Local {
         local
     } else {

@@ -1,7 +1,8 @@
 //! Engine-backed Interleaving++ through the real binary, on the trainer's tiny fixture model
 //! and adapters: a job gets exactly the pool items the selector picks, at the positions it
 //! plans; a second job over the same pool is served from the durable score cache (hits
-//! counted, no new misses); unconfigured models and missing adapters fail the job clearly.
+//! counted, no new misses) and the worker trains it on the same `[[models]]` entry;
+//! unconfigured models and missing adapters fail the job clearly.
 
 mod common;
 
@@ -192,8 +193,9 @@ async fn plusplus_job_gets_the_selectors_picks_and_a_second_job_hits_the_cache()
     let extra = format!(
         "[policies]\ndir = {:?}\nreload_interval_ms = 1000\n\
          [interleave]\nbatch_size = 4\nmax_length = 256\n\
-         [[interleave.models]]\nmodel = \"tiny-*\"\ndir = {:?}\nadapters = {{ a1 = {:?}, a2 = {:?} }}\n\
-         [[interleave.models]]\nmodel = \"broken-*\"\ndir = {:?}\nadapters = {{ gone = {:?} }}\n",
+         [local]\npoll_interval_ms = 100\n\
+         [[models]]\nmodel = \"tiny-*\"\npath = {:?}\nadapters = {{ a1 = {:?}, a2 = {:?} }}\n\
+         [[models]]\nmodel = \"broken-*\"\npath = {:?}\nadapters = {{ gone = {:?} }}\n",
         policies.display().to_string(),
         f.join("tiny_tied").display().to_string(),
         f.join("tiny_tied_a1").display().to_string(),
@@ -226,9 +228,8 @@ async fn plusplus_job_gets_the_selectors_picks_and_a_second_job_hits_the_cache()
 
     assert_eq!(cache_lookups(&srv.addr).await, (0, 0));
     let job = run_job(&srv.addr, "tiny-qwen", &file, "first").await;
-    // No [[models]] entry serves the model for local training: the job fails after its
-    // dataset is built, naming the model.
-    assert_eq!(job["error"]["code"], "model_not_available", "{job}");
+    // The same [[models]] entry serves local training: the worker trains the built dataset.
+    assert_eq!(job["status"], "succeeded", "{job}");
     let id = job["id"].as_str().unwrap();
     let manifest: Value = serde_json::from_str(
         &admin_text(
@@ -259,7 +260,7 @@ async fn plusplus_job_gets_the_selectors_picks_and_a_second_job_hits_the_cache()
 
     let job2 = run_job(&srv.addr, "tiny-qwen", &file, "second").await;
     assert_ne!(job2["id"], job["id"]);
-    assert_eq!(job2["error"]["code"], "model_not_available", "{job2}");
+    assert_eq!(job2["status"], "succeeded", "{job2}");
     let id2 = job2["id"].as_str().unwrap();
     let manifest2: Value = serde_json::from_str(
         &admin_text(

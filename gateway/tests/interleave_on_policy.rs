@@ -2,7 +2,7 @@
 //! Interleaving regenerates the replies of the pool prompts the selector's seeded order picks
 //! (greedy, so deterministic), and missing inputs fail with their own codes.
 
-use gateway::config::{Config, InterleaveConfig};
+use gateway::config::{Config, InterleaveConfig, ModelRegistry};
 use gateway::transform::{InterleaveEngine, ScoredSpec, TransformError};
 use selector::{
     parse_pool, plan_with_picks, EngineGenerator, Method, MixConfig, Pick, ReplyGenerator,
@@ -14,16 +14,19 @@ fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../trainer/tests/fixtures")
 }
 
-fn config(data_dir: &Path, model_dir: &Path, adapters: &str) -> InterleaveConfig {
+fn config(data_dir: &Path, model_dir: &Path, adapters: &str) -> (InterleaveConfig, ModelRegistry) {
     let text = format!(
         "[storage]\ndata_dir = {:?}\n[interleave]\nbatch_size = 3\nmax_length = 256\nmax_new_tokens = 6\n\
-         [[interleave.models]]\nmodel = \"tiny-*\"\ndir = {:?}\nadapters = {{ {adapters} }}\n",
+         [[models]]\nmodel = \"tiny-*\"\npath = {:?}\nadapters = {{ {adapters} }}\n",
         data_dir.display().to_string(),
         model_dir.display().to_string()
     );
-    Config::from_sources(Some(("t.toml", &text)), Vec::new())
-        .unwrap()
-        .interleave
+    let c = Config::from_sources(Some(("t.toml", &text)), Vec::new()).unwrap();
+    (c.interleave, c.models)
+}
+
+fn interleaver(config: (InterleaveConfig, ModelRegistry)) -> InterleaveEngine {
+    InterleaveEngine::new(config.0, config.1, None)
 }
 
 fn write_pool(path: &Path, n: usize) {
@@ -67,7 +70,7 @@ fn on_policy_regenerates_the_seeded_prompts_with_the_base_model() {
     let pool_path = dir.path().join("pool.jsonl");
     write_pool(&pool_path, 8);
     let model = fixtures().join("tiny_tied");
-    let engine = InterleaveEngine::new(config(dir.path(), &model, ""), None);
+    let engine = interleaver(config(dir.path(), &model, ""));
     let scratch = dir.path().join("scratch");
     let got = engine
         .interleave("tiny-q", &spec(Method::OnPolicy, &pool_path), 40, &scratch)
@@ -144,13 +147,13 @@ fn missing_inputs_fail_with_their_own_codes() {
     let a1 = format!("a1 = {:?}", f.join("tiny_tied_a1").display().to_string());
 
     // A model directory that is not there.
-    let e = InterleaveEngine::new(config(dir.path(), &dir.path().join("nope"), &a1), None)
+    let e = interleaver(config(dir.path(), &dir.path().join("nope"), &a1))
         .interleave("tiny-q", &spec(Method::Plus, &pool_path), 40, &scratch)
         .unwrap_err();
     assert!(e.to_string().contains("nope"), "{e}");
     assert_eq!(code(e), "interleave_model_missing");
 
-    let engine = InterleaveEngine::new(config(dir.path(), &f.join("tiny_tied"), &a1), None);
+    let engine = interleaver(config(dir.path(), &f.join("tiny_tied"), &a1));
     // A pool file that is not there, and one with a malformed line.
     let e = engine
         .interleave(
@@ -179,14 +182,14 @@ fn missing_inputs_fail_with_their_own_codes() {
     .unwrap();
     std::fs::write(broken.join("adapter_model.safetensors"), b"not safetensors").unwrap();
     let spec_broken = format!("b1 = {:?}", broken.display().to_string());
-    let e = InterleaveEngine::new(config(dir.path(), &f.join("tiny_tied"), &spec_broken), None)
+    let e = interleaver(config(dir.path(), &f.join("tiny_tied"), &spec_broken))
         .interleave("tiny-q", &spec(Method::PlusPlus, &pool_path), 40, &scratch)
         .unwrap_err();
     assert!(e.to_string().contains("b1"), "{e}");
     assert_eq!(code(e), "interleave_adapter_incompatible");
 
     // No adapters at all for a gap-scored method.
-    let e = InterleaveEngine::new(config(dir.path(), &f.join("tiny_tied"), ""), None)
+    let e = interleaver(config(dir.path(), &f.join("tiny_tied"), ""))
         .interleave("tiny-q", &spec(Method::Plus, &pool_path), 40, &scratch)
         .unwrap_err();
     assert_eq!(code(e), "interleave_adapter_missing");

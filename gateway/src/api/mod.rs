@@ -73,6 +73,10 @@ pub fn app(state: AppState) -> Router {
         )
         .route("/v1/tuneguard/plan", post(admin::plan))
         .route("/v1/tuneguard/jobs/{id}/adapter", get(adapters::download))
+        .route(
+            "/v1/tuneguard/jobs/{id}/report",
+            get(crate::monitoring::report::report),
+        )
         .route("/v1/tuneguard/admin/policies", get(admin::policies))
         .route("/v1/tuneguard/admin/jobs/{id}/dataset", get(admin::dataset))
         .route(

@@ -43,12 +43,16 @@ pub struct Config {
     pub execution: ExecutionMode,
     pub screening: ScreeningConfig,
     pub limits: Limits,
-    /// `[interleave]`: base models, adapters and score cache of engine-backed Interleaving.
+    /// `[interleave]`: the score cache and engine settings of engine-backed Interleaving (its
+    /// models and adapters are the `[[models]]` entries).
     pub interleave: InterleaveConfig,
     /// `[local]`: worker processes and leases.
     pub local: LocalConfig,
-    /// `[[models]]`: base models for local training.
+    /// `[[models]]`: the one registry of base models (screening tokenizer, Interleaving's base
+    /// model and misaligned adapters, local training, chat completions).
     pub models: ModelRegistry,
+    /// `[monitor]`: the judge of checkpoint answers.
+    pub monitor: MonitorConfig,
 }
 
 #[derive(Debug, Clone)]
@@ -150,8 +154,6 @@ pub enum ExecutionMode {
 #[derive(Debug, Clone)]
 pub struct ScreeningConfig {
     pub min_examples: usize,
-    /// (model glob, model directory) pairs in file order.
-    pub tokenizers: Vec<(String, PathBuf)>,
 }
 
 #[derive(Debug, Clone)]
@@ -227,11 +229,13 @@ fn read_file(path: &Path) -> Result<(String, String), ConfigError> {
 
 mod interleave;
 mod local;
+mod monitor;
 mod raw;
 mod validate;
 
-pub use interleave::{InterleaveConfig, InterleaveModel};
+pub use interleave::InterleaveConfig;
 pub use local::{LocalConfig, ModelEntry, ModelRegistry};
+pub use monitor::{JudgeConfig, MonitorConfig};
 
 #[cfg(test)]
 mod tests;

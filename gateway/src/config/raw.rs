@@ -2,7 +2,6 @@
 //! [`super::validate`] reads them.
 
 use serde::Deserialize;
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 #[derive(Debug, Deserialize)]
@@ -25,6 +24,8 @@ pub(super) struct Raw {
     pub(super) local: super::local::RawLocal,
     #[serde(default)]
     pub(super) models: Vec<super::local::RawModel>,
+    #[serde(default)]
+    pub(super) monitor: super::monitor::RawMonitor,
 }
 
 #[derive(Debug, Deserialize)]
@@ -86,8 +87,8 @@ pub(super) struct RawExecution {
 #[serde(deny_unknown_fields)]
 pub(super) struct RawScreening {
     pub(super) min_examples: usize,
-    #[serde(default)]
-    pub(super) tokenizers: BTreeMap<String, PathBuf>,
+    /// Removed (the tokenizer is the `[[models]]` entry's): refused with a message naming it.
+    pub(super) tokenizers: Option<serde::de::IgnoredAny>,
 }
 
 #[derive(Debug, Deserialize)]

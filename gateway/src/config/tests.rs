@@ -27,7 +27,7 @@ fn embedded_defaults_load() {
 #[test]
 fn file_and_env_override() {
     let text = format!(
-        "[server]\nlisten = \"127.0.0.1:0\"\n[[tenants]]\nname = \"acme\"\napi_key_hashes = [\"{HASH}\"]\n[upstream]\nbase_url = \"http://127.0.0.1:9/v1/\"\napi_key = \"sk-up\"\n[screening.tokenizers]\n\"Qwen/Qwen2.5-*\" = \"/models/q\"\n"
+        "[server]\nlisten = \"127.0.0.1:0\"\n[[tenants]]\nname = \"acme\"\napi_key_hashes = [\"{HASH}\"]\n[upstream]\nbase_url = \"http://127.0.0.1:9/v1/\"\napi_key = \"sk-up\"\n"
     );
     let c = load(&text, &[("TUNEGUARD__LIMITS__UPLOAD_EXPIRY_SECONDS", "60")]).unwrap();
     assert_eq!(c.server.listen.port(), 0);
@@ -39,7 +39,6 @@ fn file_and_env_override() {
         "http://127.0.0.1:9/v1"
     );
     assert_eq!(c.limits.upload_expiry_seconds, 60);
-    assert_eq!(c.screening.tokenizers[0].0, "Qwen/Qwen2.5-*");
     assert!(!format!("{:?}", c.upstream).contains("sk-up"));
 }
 
@@ -174,4 +173,119 @@ fn storage_rejections_name_the_key() {
         e.contains("storage.postgres_url") && e.contains("backend"),
         "{e}"
     );
+}
+
+#[test]
+fn the_old_screening_tokenizers_key_is_refused_naming_models() {
+    let e = err("[screening.tokenizers]\n\"Qwen/Qwen2.5-*\" = \"/models/q\"\n");
+    assert!(
+        e.contains("`screening.tokenizers`") && e.contains("[[models]]"),
+        "{e}"
+    );
+}
+
+#[test]
+fn the_shipped_models_entry_serves_smollm2_by_both_names() {
+    let c = Config::from_sources(None, Vec::new()).unwrap();
+    let e = c.models.model_for("SmolLM2-135M-Instruct").unwrap();
+    assert_eq!(
+        e.path,
+        std::path::Path::new("models/SmolLM2-135M-Instruct.Q4_1.gguf")
+    );
+    assert_eq!(e.key, "models[0]");
+    assert!(e
+        .path_hint
+        .as_deref()
+        .unwrap()
+        .contains("scripts/fetch-model.sh"));
+    assert!(e
+        .adapters_hint
+        .as_deref()
+        .unwrap()
+        .contains("scripts/train-reference-adapters.sh"));
+    assert!(!e.adapters.is_empty());
+    let hf = c
+        .models
+        .model_for("HuggingFaceTB/SmolLM2-135M-Instruct")
+        .unwrap();
+    assert_eq!(hf.path, e.path);
+    assert!(c.models.model_for("gpt-4o-mini").is_none());
+}
+
+#[test]
+fn a_files_models_replace_the_shipped_ones() {
+    let c = load("[[models]]\nmodel = \"tiny-*\"\npath = \"/m/tiny\"\n", &[]).unwrap();
+    assert_eq!(c.models.entries.len(), 1);
+    assert!(c.models.model_for("tiny-qwen").is_some());
+    assert!(c.models.model_for("SmolLM2-135M-Instruct").is_none());
+}
+
+#[test]
+fn models_take_one_glob_or_a_list_and_name_bad_keys() {
+    let c = load(
+        "[[models]]\nmodel = [\"a\", \"org/a-*\"]\npath = \"/m/a\"\nadapters = { z = \"/z\", b = \"/b\" }\n",
+        &[],
+    )
+    .unwrap();
+    let e = c.models.model_for("org/a-v2").unwrap();
+    assert_eq!(e.globs, ["a", "org/a-*"]);
+    assert_eq!(e.glob, "a, org/a-*");
+    let names: Vec<&str> = e.adapters.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(names, ["b", "z"]);
+    assert!(c.models.model_for("b").is_none());
+    assert!(err("[[models]]\nmodel = \"[\"\npath = \"/m\"\n").contains("models[0].model"));
+    assert!(err("[[models]]\nmodel = []\npath = \"/m\"\n").contains("models[0].model"));
+    assert!(err("[[models]]\nmodel = \"a\"\npath = \"\"\n").contains("models[0].path"));
+    assert!(
+        err("[[models]]\nmodel = \"a\"\npath = \"/m\"\nadapters = { base = \"/a\" }\n")
+            .contains("models[0].adapters")
+    );
+    assert!(
+        err("[[models]]\nmodel = \"a\"\npath = \"/m\"\ndevice = \"tpu\"\n")
+            .contains("models[0].device")
+    );
+    assert!(
+        err("[[models]]\nmodel = \"a\"\npath = \"/m\"\npath_hint = \" \"\n")
+            .contains("models[0].path_hint")
+    );
+    assert!(err("[[models]]\nmodel = \"a\"\npath = \"/m\"\ndir = \"/m\"\n").contains("dir"));
+}
+
+#[test]
+fn a_missing_model_or_adapter_is_explained_with_the_entrys_hint() {
+    let dir = tempfile::tempdir().unwrap();
+    let gguf = dir.path().join("m.gguf");
+    let text = format!(
+        "[[models]]\nmodel = \"m\"\npath = {gguf:?}\npath_hint = \"run `bash scripts/fetch-model.sh`\"\nadapters = {{ evil = {:?} }}\nadapters_hint = \"run `bash scripts/train-reference-adapters.sh`\"\n[[models]]\nmodel = \"plain\"\npath = {:?}\n",
+        dir.path().join("evil"),
+        dir.path().join("nodir"),
+    );
+    let c = load(&text, &[]).unwrap();
+    let e = c.models.model_for("m").unwrap();
+    let m = e.missing_model("m").unwrap();
+    assert!(
+        m.contains("`m`") && m.contains("models[0].path") && m.contains("scripts/fetch-model.sh"),
+        "{m}"
+    );
+    std::fs::write(&gguf, b"GGUF").unwrap();
+    assert!(e.missing_model("m").is_none());
+    let a = e.missing_adapter().unwrap();
+    assert!(
+        a.contains("models[0].adapters.evil") && a.contains("train-reference-adapters.sh"),
+        "{a}"
+    );
+    std::fs::create_dir_all(dir.path().join("evil")).unwrap();
+    std::fs::write(dir.path().join("evil/adapter_config.json"), b"{}").unwrap();
+    assert!(e.missing_adapter().is_none());
+    let plain = c.models.model_for("plain").unwrap();
+    let m = plain.missing_model("plain").unwrap();
+    assert!(
+        m.contains("models[1].path") && m.contains("correct the path"),
+        "{m}"
+    );
+    std::fs::create_dir_all(dir.path().join("nodir")).unwrap();
+    assert!(plain
+        .missing_model("plain")
+        .unwrap()
+        .contains("has no config.json"));
 }

@@ -144,9 +144,16 @@ pub(super) fn validate(raw: Raw) -> Result<Config, ConfigError> {
             ))
         }
     };
+    if raw.screening.tokenizers.is_some() {
+        return Err(invalid(
+            "screening.tokenizers",
+            "was removed: screening counts tokens with the tokenizer of the job model's \
+             [[models]] entry; move each \"glob\" = \"path\" pair to a [[models]] entry \
+             (keys models[].model, models[].path)",
+        ));
+    }
     let screening = ScreeningConfig {
         min_examples: raw.screening.min_examples,
-        tokenizers: raw.screening.tokenizers.into_iter().collect(),
     };
     let l = raw.limits;
     let upload_max_bytes = positive("limits.upload_max_bytes", l.upload_max_bytes)?;
@@ -167,6 +174,7 @@ pub(super) fn validate(raw: Raw) -> Result<Config, ConfigError> {
     let interleave = super::interleave::validate(raw.interleave, &raw.storage.data_dir)?;
     let local = super::local::validate_local(raw.local)?;
     let models = super::local::validate_models(raw.models)?;
+    let monitor = super::monitor::validate(raw.monitor, &raw.storage.data_dir)?;
     Ok(Config {
         server,
         data_dir: raw.storage.data_dir,
@@ -181,6 +189,7 @@ pub(super) fn validate(raw: Raw) -> Result<Config, ConfigError> {
         interleave,
         local,
         models,
+        monitor,
     })
 }
 

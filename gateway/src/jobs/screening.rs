@@ -1,9 +1,11 @@
 //! The [`Screener`] seam backed by `crate::screen`: streams the committed training (and
 //! validation) file through the chat-format checks on the blocking pool, with the base
-//! model's tokenizer when `[screening.tokenizers]` names its directory.
+//! model's tokenizer when a `[[models]]` entry serves the job's model (a HuggingFace
+//! directory's tokenizer.json or a GGUF file's tokenizer). An entry whose model is not in
+//! place fails the job with `model_not_available` and the entry's hint.
 
 use super::seams::*;
-use crate::config::ScreeningConfig;
+use crate::config::{ModelRegistry, ScreeningConfig};
 use crate::screen::{self, ScreenOptions};
 use futures::future::BoxFuture;
 use futures::FutureExt;
@@ -18,11 +20,12 @@ const READ_BUFFER_BYTES: usize = 1 << 20;
 
 pub struct StreamingScreener {
     config: ScreeningConfig,
+    models: ModelRegistry,
 }
 
 impl StreamingScreener {
-    pub fn new(config: ScreeningConfig) -> Self {
-        StreamingScreener { config }
+    pub fn new(config: ScreeningConfig, models: ModelRegistry) -> Self {
+        StreamingScreener { config, models }
     }
 }
 
@@ -43,18 +46,21 @@ fn screen_file(path: &Path, param: &str, opts: &ScreenOptions<'_>) -> StepResult
     }
 }
 
-fn run(config: &ScreeningConfig, input: &ScreenInput) -> StepResult<Value> {
-    let tokenizer = match screen::tokenizer_dir_for(&input.job.model, &config.tokenizers) {
-        Some(dir) => Some(screen::load_tokenizer(dir).map_err(|e| {
-            StepFailure::new(
-                "tokenizer_unavailable",
-                format!(
-                    "The tokenizer for model {} could not be loaded: {e}",
-                    input.job.model
-                ),
-            )
-            .param("model")
-        })?),
+fn run(config: &ScreeningConfig, models: &ModelRegistry, input: &ScreenInput) -> StepResult<Value> {
+    let model = &input.job.model;
+    let tokenizer = match models.model_for(model) {
+        Some(entry) => {
+            if let Some(message) = entry.missing_model(model) {
+                return Err(StepFailure::new("model_not_available", message).param("model"));
+            }
+            Some(screen::load_tokenizer(&entry.path).map_err(|e| {
+                StepFailure::new(
+                    "tokenizer_unavailable",
+                    format!("The tokenizer for model {model} could not be loaded: {e}"),
+                )
+                .param("model")
+            })?)
+        }
         None => None,
     };
     let opts = ScreenOptions {
@@ -107,9 +113,9 @@ fn too_long_warning(stats: &Value, max_length: usize) -> Option<String> {
 
 impl Screener for StreamingScreener {
     fn screen(&self, input: ScreenInput) -> BoxFuture<'static, StepResult<Value>> {
-        let config = self.config.clone();
+        let (config, models) = (self.config.clone(), self.models.clone());
         async move {
-            tokio::task::spawn_blocking(move || run(&config, &input))
+            tokio::task::spawn_blocking(move || run(&config, &models, &input))
                 .await
                 .unwrap_or_else(|e| {
                     Err(StepFailure::new(
@@ -157,10 +163,7 @@ mod tests {
     use super::*;
 
     fn cfg() -> ScreeningConfig {
-        ScreeningConfig {
-            min_examples: 2,
-            tokenizers: vec![],
-        }
+        ScreeningConfig { min_examples: 2 }
     }
 
     fn job() -> crate::store::JobRecord {
@@ -205,7 +208,7 @@ mod tests {
     async fn too_long_is_counted_against_the_plans_max_length() {
         let dir = tempfile::tempdir().unwrap();
         let training_path = mixed_lengths(dir.path());
-        let s = StreamingScreener::new(cfg());
+        let s = StreamingScreener::new(cfg(), ModelRegistry::default());
         let input = |max_length| ScreenInput {
             job: job(),
             training_path: training_path.clone(),
@@ -233,7 +236,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("f");
         std::fs::write(&p, "a,b,c\n1,2,3\n").unwrap();
-        let s = StreamingScreener::new(cfg());
+        let s = StreamingScreener::new(cfg(), ModelRegistry::default());
         let e = s.quick_check(p.clone()).await.unwrap_err();
         assert_eq!(e.code, "invalid_file_format");
         assert_eq!(e.param.as_deref(), Some("file"));

@@ -1,18 +1,22 @@
 //! The runner's side of local execution: `start` marks the job local (a worker will lease
 //! it), `poll` mirrors what the worker wrote into the job directory — one `metrics` event per
 //! optimizer step, each checkpoint, the resolved hyperparameters, and the outcome with its
-//! result file — advancing a cursor kept in `exec_state`.
+//! result file — advancing a cursor kept in `exec_state`. The monitor's records are mirrored
+//! and acted on through [`crate::monitoring`] (its cursor is `exec_state.monitor`).
 
 use super::layout::{self, Outcome, Resolved};
 use crate::config::ModelRegistry;
 use crate::jobs::seams::*;
+use crate::metrics::Metrics;
+use crate::monitoring::{actions, mirror, record};
 use crate::store::{run_blocking, BlobStore, EventLevel, FileRecord, JobRecord, Store};
 use futures::future::BoxFuture;
 use futures::FutureExt;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 /// Most `metrics` events mirrored per job: a longer job mirrors every k-th step (k =
 /// ceil(total / cap)) and always its last step, so a job's event list stays readable.
@@ -25,6 +29,10 @@ pub struct LocalExecutor {
     models: ModelRegistry,
     store: Arc<dyn Store>,
     blobs: BlobStore,
+    metrics: Option<Arc<Metrics>>,
+    /// Jobs whose monitor gauges this process has set (after a restart they are set again
+    /// from the last mirrored record).
+    gauged: Arc<Mutex<HashSet<String>>>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -36,6 +44,9 @@ struct Cursor {
     checkpoint: usize,
     /// The resolved hyperparameters were reported.
     resolved: bool,
+    /// The monitor's records mirrored and its pending action.
+    #[serde(default)]
+    monitor: mirror::MonitorCursor,
 }
 
 impl LocalExecutor {
@@ -50,8 +61,63 @@ impl LocalExecutor {
             models,
             store,
             blobs,
+            metrics: None,
+            gauged: Arc::default(),
         }
     }
+
+    /// Reports the monitor's gauges and counters on `metrics`.
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
+        self.metrics = Some(metrics);
+        self
+    }
+
+    /// Deletes the job's monitor series (it ended).
+    fn forget(&self, job_id: &str) {
+        if let Some(m) = &self.metrics {
+            m.monitor.forget_job(job_id);
+        }
+        if let Ok(mut g) = self.gauged.lock() {
+            g.remove(job_id);
+        }
+    }
+
+    /// Mirrors the monitor's new records; sets the gauges again after a restart.
+    fn mirror_monitor(
+        &self,
+        job: &JobRecord,
+        records: &[record::StepRecord],
+        cursor: &mut mirror::MonitorCursor,
+    ) -> mirror::Mirrored {
+        let settings = monitor_settings(job);
+        let m = self.metrics.as_deref().map(|m| &m.monitor);
+        let before = cursor.last;
+        let out = mirror::mirror(&job.id, records, &settings, cursor, m);
+        let Some(m) = m else { return out };
+        let Ok(mut gauged) = self.gauged.lock() else {
+            return out;
+        };
+        if cursor.last != before {
+            gauged.insert(job.id.clone());
+        } else if !gauged.contains(&job.id) {
+            if let Some(i) = records.iter().rposition(|r| Some(r.step) == cursor.last) {
+                mirror::set_gauges(m, &job.id, records, i, &settings);
+                gauged.insert(job.id.clone());
+            }
+        }
+        out
+    }
+}
+
+/// The monitor settings of the job's recorded plan (no rules when it has none).
+fn monitor_settings(job: &JobRecord) -> monitor::MonitorSettings {
+    job.pipeline
+        .get("plan")
+        .and_then(|p| serde_json::from_value::<policies::Plan>(p.clone()).ok())
+        .map(|p| monitor::MonitorSettings::from_policy(&p.monitor))
+        .unwrap_or_else(|| {
+            monitor::MonitorSettings::from_policy(&policies::Monitor::default().with_rules(vec![]))
+        })
 }
 
 fn metrics_lines(run: &Path) -> Vec<Value> {
@@ -185,6 +251,11 @@ impl LocalExecutor {
 impl Executor for LocalExecutor {
     fn start(&self, job: JobRecord, _dataset: PathBuf) -> BoxFuture<'static, StepResult<Value>> {
         let known = self.models.model_for(&job.model).is_some();
+        // The registry names the model, but is it in place (e.g. not fetched yet)?
+        let missing = self
+            .models
+            .model_for(&job.model)
+            .and_then(|e| e.missing_model(&job.model));
         async move {
             if !known {
                 return Err(fail(
@@ -195,6 +266,9 @@ impl Executor for LocalExecutor {
                     ),
                 )
                 .param("model"));
+            }
+            if let Some(message) = missing {
+                return Err(fail("model_not_available", message).param("model"));
             }
             Ok(serde_json::to_value(Cursor {
                 backend: "local".into(),
@@ -215,22 +289,56 @@ impl Executor for LocalExecutor {
         async move {
             let mut cur: Cursor = serde_json::from_value(state).unwrap_or_default();
             let run = layout::run_dir(&dir);
-            let (lines, ckpts, resolved, outcome) = {
+            let gauged = this
+                .gauged
+                .lock()
+                .map(|g| g.contains(&job.id))
+                .unwrap_or(true);
+            let last_mirrored = cur.monitor.last;
+            let (lines, ckpts, resolved, outcome, records) = {
                 let (run, dir) = (run.clone(), dir.clone());
                 tokio::task::spawn_blocking(move || {
                     // The outcome first: it is written last, so when it is there every
-                    // metrics line and checkpoint before it is too.
+                    // metrics line and checkpoint before it is too. Monitor records before
+                    // checkpoints: a record's checkpoint is durable before the record.
                     let outcome: Option<Outcome> =
                         layout::read_json(&dir.join("outcome.json")).ok().flatten();
                     let resolved: Option<Resolved> =
                         layout::read_json(&dir.join("resolved.json")).ok().flatten();
+                    let fresh = record::steps(&dir)
+                        .last()
+                        .is_some_and(|s| last_mirrored.is_none_or(|l| *s > l));
+                    let records = if fresh || !gauged {
+                        record::read_all(&dir)
+                    } else {
+                        Vec::new()
+                    };
                     let ckpts = read_checkpoints(&run);
                     let lines = metrics_lines(&run);
-                    (lines, ckpts, resolved, outcome)
+                    (lines, ckpts, resolved, outcome, records)
                 })
                 .await
                 .map_err(|e| fail("internal_error", e.to_string()))?
             };
+            // A pause or cancel the monitor decided at the previous poll is taken now, alone.
+            if let Some(p) = cur.monitor.pending.take() {
+                let nothing_to_pause = outcome.is_some() && p.action == monitor::RuleAction::Pause;
+                if !nothing_to_pause {
+                    let state = serde_json::to_value(&cur).unwrap_or(Value::Null);
+                    actions::take_pending(
+                        &this.store,
+                        this.metrics.as_deref(),
+                        &job,
+                        state.clone(),
+                        &p,
+                    )
+                    .await
+                    .map_err(|e| fail("internal_error", e.to_string()))?;
+                    // The job's status changed (or a client's change won): the runner's own
+                    // write of this poll is refused, and the job is read again.
+                    return Ok((RunState::Running { state }, Vec::new()));
+                }
+            }
             let mut obs = Vec::new();
             if let (Some(r), false) = (&resolved, cur.resolved) {
                 obs.push(Observation::Hyperparameters(json!({
@@ -247,7 +355,7 @@ impl Executor for LocalExecutor {
                 if step <= cur.step {
                     continue;
                 }
-                if step % every == 0 || step == total {
+                if step.is_multiple_of(every) || step == total {
                     obs.push(step_event(m));
                 }
                 cur.step = step;
@@ -263,21 +371,55 @@ impl Executor for LocalExecutor {
                     cur.checkpoint = *step;
                 }
             }
+            let mirrored = this.mirror_monitor(&job, &records, &mut cur.monitor);
+            obs.extend(mirrored.observations);
+            let pending = cur.monitor.pending.as_ref().map(|p| p.action);
+            if pending == Some(monitor::RuleAction::Pause) && outcome.is_some() {
+                // The worker already finished: there is nothing left to pause.
+                cur.monitor.pending = None;
+            }
+            // A cancel decided now is taken on the next poll, even if the worker finished.
+            let hold = cur.monitor.pending.is_some();
             let state = serde_json::to_value(&cur).unwrap_or(Value::Null);
+            let trained = |lines: &[Value]| -> i64 {
+                lines
+                    .iter()
+                    .filter_map(|m| m.get("tokens").and_then(Value::as_i64))
+                    .sum()
+            };
+            if let Some(d @ mirror::Decision::Rollback { to, .. }) = &mirrored.decision {
+                let model = layout::checkpoint_model(&ft, *to as usize);
+                obs.push(actions::rollback_event(d, &model));
+                let file = this.result_file(&job, results_csv(&lines, &ckpts)).await?;
+                obs.push(Observation::ResultFile(file));
+                if let Some(m) = &this.metrics {
+                    m.monitor.actions.with_label_values(&["rollback"]).inc();
+                }
+                this.forget(&job.id);
+                return Ok((
+                    RunState::Succeeded {
+                        fine_tuned_model: Some(model),
+                        trained_tokens: Some(trained(&lines)),
+                        state,
+                    },
+                    obs,
+                ));
+            }
             let run_state = match outcome {
+                _ if hold => RunState::Running { state },
                 None => RunState::Running { state },
-                Some(Outcome::Failed { code, message }) => RunState::Failed(fail(&code, message)),
+                Some(Outcome::Failed { code, message }) => {
+                    this.forget(&job.id);
+                    RunState::Failed(fail(&code, message))
+                }
                 Some(Outcome::Succeeded { .. }) => {
                     let csv = results_csv(&lines, &ckpts);
                     let file = this.result_file(&job, csv).await?;
                     obs.push(Observation::ResultFile(file));
-                    let trained: i64 = lines
-                        .iter()
-                        .filter_map(|m| m.get("tokens").and_then(Value::as_i64))
-                        .sum();
+                    this.forget(&job.id);
                     RunState::Succeeded {
                         fine_tuned_model: Some(ft),
-                        trained_tokens: Some(trained),
+                        trained_tokens: Some(trained(&lines)),
                         state,
                     }
                 }
@@ -287,8 +429,9 @@ impl Executor for LocalExecutor {
         .boxed()
     }
 
-    fn cancel(&self, _job: JobRecord, _state: Value) -> BoxFuture<'static, StepResult<()>> {
+    fn cancel(&self, job: JobRecord, _state: Value) -> BoxFuture<'static, StepResult<()>> {
         // The worker reads the job's status between optimizer steps and stops there.
+        self.forget(&job.id);
         async { Ok(()) }.boxed()
     }
 }

@@ -13,6 +13,7 @@
 pub mod executor;
 pub mod hyper;
 pub mod layout;
+pub mod lease_keeper;
 pub mod routing;
 pub mod supervise;
 pub mod worker;

@@ -8,6 +8,8 @@ use super::hyper::job_config;
 use super::layout::{self, Outcome, Resolved};
 use crate::config::{Config, ModelEntry};
 use crate::ids::now_unix;
+use crate::local::lease_keeper::LeaseKeeper;
+use crate::monitoring::worker::{CheckpointMonitor, MonitorSetup};
 use crate::store::{open_store, BlobStore, Claim, JobRecord, JobStatus, Store};
 use anyhow::Context;
 use burn::backend::Autodiff;
@@ -228,6 +230,9 @@ impl JobCtx<'_> {
                 )
             }
         };
+        // The monitor's held-out slice of the client's examples (policy `holdout_examples`).
+        let (dataset, holdout) = self.holdout_split(job, &plan, dataset, &dir)?;
+        let eval_device = device.clone();
         let engine = Engine::<B>::load_with(&entry.path, device, entry.precision).map_err(|e| {
             failure(
                 "model_load_failed",
@@ -279,7 +284,24 @@ impl JobCtx<'_> {
             orphaned: self.orphaned,
             lost: false,
         };
-        match session.run(&mut (), &mut control) {
+        let mut monitor = self.monitor::<B::InnerBackend>(
+            job,
+            entry,
+            eval_device,
+            &plan,
+            &dir,
+            holdout.as_deref(),
+        )?;
+        monitor.catch_up(&run);
+        if monitor.lease_lost {
+            return Ok(None);
+        }
+        let ran = session.run(&mut monitor, &mut control);
+        if monitor.lease_lost {
+            tracing::warn!(job = %job.id, "lease lost during the monitor's evaluation; stopping without an outcome");
+            return Ok(None);
+        }
+        match ran {
             Ok(RunOutcome::Finished { step }) => Ok(Some(Outcome::Succeeded { steps: step })),
             Ok(RunOutcome::Paused { step }) => {
                 tracing::info!(job = %job.id, step, "paused after a checkpoint");
@@ -291,5 +313,69 @@ impl JobCtx<'_> {
             }
             Err(e) => Err(failure("training_failed", e.to_string())),
         }
+    }
+
+    /// With `holdout_examples` > 0: the dataset without its last client examples, and the
+    /// held-out file (`monitor_holdout/` in the job directory).
+    fn holdout_split(
+        &self,
+        job: &JobRecord,
+        plan: &policies::Plan,
+        dataset: PathBuf,
+        dir: &std::path::Path,
+    ) -> Result<(PathBuf, Option<PathBuf>), Failure> {
+        let n = plan.monitor.holdout_examples as usize;
+        if n == 0 {
+            return Ok((dataset, None));
+        }
+        let manifest: Option<serde_json::Value> = job
+            .pipeline
+            .get("manifest_blob")
+            .and_then(|v| v.as_str())
+            .and_then(|k| self.blobs.path(k).ok())
+            .and_then(|p| std::fs::read(p).ok())
+            .and_then(|b| serde_json::from_slice(&b).ok());
+        let (train, held) = crate::monitoring::holdout::write_split(
+            &dataset,
+            manifest.as_ref(),
+            n,
+            &dir.join("monitor_holdout"),
+        )
+        .map_err(|e| failure("invalid_training_file", e))?;
+        Ok((train, Some(held)))
+    }
+
+    /// The job's checkpoint monitor on its own inference engine (see `monitoring::worker`).
+    fn monitor<I: burn::tensor::backend::Backend>(
+        &self,
+        job: &JobRecord,
+        entry: &ModelEntry,
+        device: I::Device,
+        plan: &policies::Plan,
+        dir: &std::path::Path,
+        holdout: Option<&std::path::Path>,
+    ) -> Result<CheckpointMonitor<I>, Failure> {
+        let engine = Engine::<I>::load_with(&entry.path, device, entry.precision).map_err(|e| {
+            failure(
+                "model_load_failed",
+                format!("The monitor's copy of `{}` failed to load: {e}", job.model),
+            )
+        })?;
+        CheckpointMonitor::new(
+            engine,
+            MonitorSetup {
+                plan,
+                config: &self.config.monitor,
+                job_dir: dir,
+                holdout,
+                keeper: LeaseKeeper {
+                    store: Arc::clone(&self.store),
+                    job_id: job.id.clone(),
+                    worker_id: self.worker_id.to_string(),
+                    lease_seconds: self.config.local.lease_seconds as i64,
+                },
+            },
+        )
+        .map_err(|e| failure("monitor_unavailable", e))
     }
 }

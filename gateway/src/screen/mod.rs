@@ -20,7 +20,7 @@ mod tests;
 mod tests_tokens;
 
 pub use report::{FailReason, ScreenFailure, ScreenReport, TokenSource};
-pub use tokens::{load_tokenizer, tokenizer_dir_for, TokenizerLoadError};
+pub use tokens::{load_tokenizer, TokenizerLoadError};
 
 use example::{check_example, Checked};
 use line_reader::{LineReader, NextLine};

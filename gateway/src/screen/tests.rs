@@ -249,26 +249,6 @@ fn quick_check_accepts_jsonl_and_refuses_other_formats() {
 }
 
 #[test]
-fn tokenizer_dir_matches_first_glob() {
-    let pairs = vec![
-        (
-            "Qwen/Qwen2.5-*".to_string(),
-            std::path::PathBuf::from("/m/qwen"),
-        ),
-        ("*".to_string(), std::path::PathBuf::from("/m/any")),
-    ];
-    assert_eq!(
-        tokenizer_dir_for("Qwen/Qwen2.5-0.5B", &pairs).unwrap(),
-        std::path::Path::new("/m/qwen")
-    );
-    assert_eq!(
-        tokenizer_dir_for("gpt-4o", &pairs).unwrap(),
-        std::path::Path::new("/m/any")
-    );
-    assert!(tokenizer_dir_for("x", &pairs[..1]).is_none());
-}
-
-#[test]
 fn non_string_role_and_non_numeric_weight() {
     rejects(
         r#"{"messages":[{"role":1,"content":"x"},{"role":"assistant","content":"y"}]}"#,

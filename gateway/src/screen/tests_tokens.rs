@@ -104,3 +104,33 @@ fn added_tokens_with_a_slash_are_found_even_when_escaped() {
         );
     }
 }
+
+/// A GGUF file's tokenizer (the trainer's, built from `tokenizer.*` metadata) counts tokens
+/// exactly as the trainer tokenizes; a file that is not GGUF is an error naming it.
+#[test]
+fn a_gguf_files_tokenizer_counts_what_the_trainer_encodes() {
+    let gguf = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../trainer/tests/fixtures/tiny_llama.gguf");
+    let tok = load_tokenizer(&gguf).unwrap();
+    let chat = "<|im_start|>user\nhi hi<|im_end|>\n<|im_start|>assistant\nhi<|im_end|>\n";
+    let want = trainer::ChatTokenizer::load(&gguf)
+        .unwrap()
+        .tokenizer
+        .encode(chat, false)
+        .unwrap()
+        .len() as u64;
+    let text: String = (0..10).map(|_| line("hi hi", "hi") + "\n").collect();
+    let opts = ScreenOptions {
+        tokenizer: Some(&tok),
+        ..ScreenOptions::default()
+    };
+    let r = screen(text.as_bytes(), &opts).unwrap();
+    assert_eq!(r.token_source, TokenSource::Tokenizer);
+    assert_eq!(r.tokens_total, 10 * want);
+
+    let dir = tempfile::tempdir().unwrap();
+    let not_gguf = dir.path().join("model.gguf");
+    std::fs::write(&not_gguf, b"not a gguf file").unwrap();
+    let e = load_tokenizer(&not_gguf).unwrap_err();
+    assert!(e.to_string().contains("model.gguf"), "{e}");
+}

@@ -6,7 +6,6 @@ use super::text::RawText;
 use super::value::Content;
 use super::DEFAULT_SPECIAL_TOKENS;
 use aho_corasick::{AhoCorasick, MatchKind};
-use globset::Glob;
 use std::path::{Path, PathBuf};
 use tokenizers::Tokenizer;
 
@@ -120,7 +119,7 @@ pub(crate) fn estimate_tokens(messages: &[Message<'_>]) -> u32 {
     u32::try_from(est).unwrap_or(u32::MAX)
 }
 
-/// Loading a model directory's tokenizer failed.
+/// Loading a model's tokenizer failed.
 #[derive(Debug, thiserror::Error)]
 #[error("cannot load tokenizer {path}: {reason}")]
 pub struct TokenizerLoadError {
@@ -128,20 +127,21 @@ pub struct TokenizerLoadError {
     pub reason: String,
 }
 
-/// Loads `model_dir/tokenizer.json`.
-pub fn load_tokenizer(model_dir: &Path) -> Result<Tokenizer, TokenizerLoadError> {
-    let path = model_dir.join("tokenizer.json");
+/// Loads a model's tokenizer: `model/tokenizer.json` of a HuggingFace directory, or the
+/// tokenizer a GGUF file's `tokenizer.*` metadata describes (built by the engine exactly as
+/// for training, so the counts are the trained token counts).
+pub fn load_tokenizer(model: &Path) -> Result<Tokenizer, TokenizerLoadError> {
+    if model.is_file() {
+        return trainer::ChatTokenizer::load(model)
+            .map(|t| t.tokenizer)
+            .map_err(|e| TokenizerLoadError {
+                reason: e.to_string(),
+                path: model.to_path_buf(),
+            });
+    }
+    let path = model.join("tokenizer.json");
     Tokenizer::from_file(&path).map_err(|e| TokenizerLoadError {
         reason: e.to_string(),
         path,
-    })
-}
-
-/// The model directory of the first `(glob, dir)` pair whose glob matches `model`
-/// (`[screening.tokenizers]` in file order). An invalid glob never matches.
-pub fn tokenizer_dir_for<'a>(model: &str, pairs: &'a [(String, PathBuf)]) -> Option<&'a Path> {
-    pairs.iter().find_map(|(glob, dir)| {
-        let m = Glob::new(glob).ok()?.compile_matcher();
-        m.is_match(model).then_some(dir.as_path())
     })
 }

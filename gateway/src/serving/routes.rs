@@ -227,6 +227,11 @@ fn generate(
     target: Target,
     req: &Request,
 ) -> Result<(Vec<Choice>, usize), ApiError> {
+    if let Some(message) = target.entry.missing_model(&req.model) {
+        return Err(ApiError::unavailable(message)
+            .with_code("model_not_available")
+            .with_param("model"));
+    }
     let loaded = state
         .serving
         .engine(&target.entry)
@@ -396,7 +401,7 @@ pub async fn chat_completions(
         .into_response())
 }
 
-/// `GET /v1/models`: the base models `[[models]]` names literally (not globs) and the caller's
+/// `GET /v1/models`: the base models `[[models]]` names literally (not by a glob) and the caller's
 /// succeeded local `ft:` models with their checkpoints.
 pub async fn models(
     State(state): State<AppState>,
@@ -407,8 +412,9 @@ pub async fn models(
         .models
         .entries
         .iter()
-        .filter(|e| !e.glob.contains(['*', '?', '[', '{']))
-        .map(|e| json!({"id": e.glob, "object": "model", "created": 0, "owned_by": "tuneguard"}))
+        .flat_map(|e| &e.globs)
+        .filter(|g| !g.contains(['*', '?', '[', '{']))
+        .map(|g| json!({"id": g, "object": "model", "created": 0, "owned_by": "tuneguard"}))
         .collect();
     let tenant = caller.tenant.clone();
     let jobs = run_blocking(&state.store, move |s| {

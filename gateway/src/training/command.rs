@@ -21,7 +21,7 @@ use super::plan::{train_config, Overrides};
 /// Arguments of `train` (the worker and operators' scripts rely on these names).
 #[derive(Debug, Clone, clap::Args)]
 pub struct TrainArgs {
-    /// HuggingFace model directory (config.json, safetensors, tokenizer.json).
+    /// HuggingFace model directory (config.json, safetensors, tokenizer.json) or GGUF file.
     #[arg(long)]
     pub model: PathBuf,
     /// Training JSONL (OpenAI chat fine-tuning format; per-message `weight` honoured).

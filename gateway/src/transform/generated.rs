@@ -5,7 +5,7 @@
 use super::error::TransformError;
 use super::plan::ScoredSpec;
 use super::selected::fail;
-use crate::config::{InterleaveConfig, InterleaveModel};
+use crate::config::{InterleaveConfig, ModelEntry};
 use selector::{
     mix_count, on_policy as select_on_policy, plan_with_picks, EngineGenerator, Manifest,
     MixConfig, OnPolicyError, PoolExample, QualityFilter, RepetitionRule,
@@ -16,7 +16,7 @@ use std::collections::HashMap;
 /// The manifest, the regenerated lines by pool index and the engine facts for the manifest.
 pub(super) fn on_policy(
     settings: &InterleaveConfig,
-    entry: &InterleaveModel,
+    entry: &ModelEntry,
     spec: &ScoredSpec,
     config: &MixConfig,
     n: usize,
@@ -26,11 +26,11 @@ pub(super) fn on_policy(
         field: "interleave.fraction".into(),
         reason: e.to_string(),
     })?;
-    let engine = trainer::Engine::<trainer::CpuBackend>::load(&entry.dir, Default::default())
+    let engine = trainer::Engine::<trainer::CpuBackend>::load(&entry.path, Default::default())
         .map_err(|e| {
             fail(
                 "interleave_model_missing",
-                format!("loading base model {}: {e}", entry.dir.display()),
+                format!("loading base model {}: {e}", entry.path.display()),
             )
         })?;
     let options = trainer::GenerateOptions {
@@ -68,7 +68,7 @@ pub(super) fn on_policy(
             "interleave_generation_failed",
             format!(
                 "on-policy generation under {}: {other}",
-                entry.dir.display()
+                entry.path.display()
             ),
         ),
     })?;
@@ -80,7 +80,7 @@ pub(super) fn on_policy(
         .map(|(p, ex)| (p.pool_index as u64, ex.to_json_line()))
         .collect();
     let extra = json!({
-        "model_dir": entry.dir.display().to_string(),
+        "model_dir": entry.path.display().to_string(),
         "generated": outcome.generated,
         "rejected": outcome.rejected,
     });

@@ -1,6 +1,6 @@
 //! Engine-backed Interleaving for the transform step (runs on the blocking pool):
 //! - plus / plusplus: the policy's pool is scored under the aligned base model and the
-//!   misaligned adapters configured for the job's model (`[[interleave.models]]`) through
+//!   misaligned adapters of the job model's `[[models]]` entry (`path`, `adapters`) through
 //!   [`selector::cli::run_select_with`], with the durable score cache
 //!   (`interleave.score_cache`, default `data_dir/score_cache.sqlite`), so a pool is scored
 //!   once and later jobs read the cache; the policy's refusal filter is re-applied, then
@@ -13,7 +13,7 @@
 use super::dataset::{mix_error, Inserted, Interleaved};
 use super::error::TransformError;
 use super::plan::ScoredSpec;
-use crate::config::{InterleaveConfig, InterleaveModel};
+use crate::config::{InterleaveConfig, ModelEntry, ModelRegistry};
 use crate::metrics::Metrics;
 use selector::cli::{run_select_with, SelectArgs};
 use selector::compat::{check_adapter, ModelDims};
@@ -38,6 +38,7 @@ pub struct SelectionStats {
 /// The configured engine side of interleaving.
 pub struct InterleaveEngine {
     config: InterleaveConfig,
+    models: ModelRegistry,
     metrics: Option<Arc<Metrics>>,
 }
 
@@ -49,9 +50,18 @@ pub(super) fn fail(code: &'static str, message: impl Into<String>) -> TransformE
 }
 
 impl InterleaveEngine {
+    /// `models` is the `[[models]]` registry (base model and adapters per job model);
     /// `metrics` receives the score-cache hit/miss counts.
-    pub fn new(config: InterleaveConfig, metrics: Option<Arc<Metrics>>) -> Self {
-        InterleaveEngine { config, metrics }
+    pub fn new(
+        config: InterleaveConfig,
+        models: ModelRegistry,
+        metrics: Option<Arc<Metrics>>,
+    ) -> Self {
+        InterleaveEngine {
+            config,
+            models,
+            metrics,
+        }
     }
 
     /// The interleaving of `spec` for a job on base model `model` with `n_client` examples.
@@ -64,26 +74,18 @@ impl InterleaveEngine {
         scratch: &Path,
     ) -> Result<Interleaved, TransformError> {
         let entry =
-            self.config
+            self.models
                 .model_for(model)
                 .ok_or_else(|| TransformError::MethodUnavailable {
                     method: spec.method.as_str().to_string(),
                     reason: format!(
-                    "no [[interleave.models]] entry of the gateway config matches model `{model}` \
-                     (keys interleave.models[].model, .dir, .adapters name the aligned base model \
+                        "no [[models]] entry of the gateway config matches model `{model}` \
+                     (keys models[].model, .path, .adapters name the aligned base model \
                      and the misaligned adapters)"
-                ),
+                    ),
                 })?;
-        if !entry.dir.join("config.json").is_file() {
-            return Err(fail(
-                "interleave_model_missing",
-                format!(
-                    "base model directory {} for model `{model}` (config key interleave.models[].dir, \
-                     glob `{}`) has no config.json",
-                    entry.dir.display(),
-                    entry.glob
-                ),
-            ));
+        if let Some(message) = entry.missing_model(model) {
+            return Err(fail("interleave_model_missing", message));
         }
         let text = std::fs::read_to_string(&spec.pool).map_err(|e| {
             fail(
@@ -127,7 +129,7 @@ impl InterleaveEngine {
                     picked.insert(e.pool_index as u64, (*text).to_string());
                 }
                 let extra = json!({
-                    "model_dir": entry.dir.display().to_string(),
+                    "model_dir": entry.path.display().to_string(),
                     "adapters": entry.adapters.iter().map(|(n, _)| n).collect::<Vec<_>>(),
                     "gap_epsilon": spec.gap_epsilon,
                     "cache_hits": stats.cache_hits,
@@ -157,7 +159,7 @@ impl InterleaveEngine {
 
     fn scored(
         &self,
-        entry: &InterleaveModel,
+        entry: &ModelEntry,
         spec: &ScoredSpec,
         config: &MixConfig,
         n: usize,
@@ -177,7 +179,7 @@ impl InterleaveEngine {
             })?;
         }
         let args = SelectArgs {
-            model: entry.dir.clone(),
+            model: entry.path.clone(),
             adapters: entry
                 .adapters
                 .iter()
@@ -210,7 +212,7 @@ impl InterleaveEngine {
                 format!(
                     "scoring interleave pool {} under {}: {e:#}",
                     spec.pool.display(),
-                    entry.dir.display()
+                    entry.path.display()
                 ),
             )
         })?;
@@ -238,27 +240,21 @@ impl InterleaveEngine {
 }
 
 /// Every configured adapter exists and was made for the base model's shapes.
-fn check_adapters(entry: &InterleaveModel) -> Result<(), TransformError> {
+fn check_adapters(entry: &ModelEntry) -> Result<(), TransformError> {
     if entry.adapters.is_empty() {
         return Err(fail(
             "interleave_adapter_missing",
             format!(
-                "interleave.models entry `{}` lists no misaligned adapters (config key interleave.models[].adapters)",
-                entry.glob
+                "the [[models]] entry `{}` lists no misaligned adapters (config key {}.adapters)",
+                entry.glob, entry.key
             ),
         ));
     }
-    let dims = ModelDims::load(&entry.dir).map_err(|e| fail("interleave_model_missing", e))?;
+    if let Some(message) = entry.missing_adapter() {
+        return Err(fail("interleave_adapter_missing", message));
+    }
+    let dims = ModelDims::load(&entry.path).map_err(|e| fail("interleave_model_missing", e))?;
     for (name, dir) in &entry.adapters {
-        if !dir.join("adapter_config.json").is_file() {
-            return Err(fail(
-                "interleave_adapter_missing",
-                format!(
-                    "adapter `{name}` (config key interleave.models[].adapters.{name}): {} has no adapter_config.json",
-                    dir.display()
-                ),
-            ));
-        }
         check_adapter(name, dir, &dims)
             .map_err(|e| fail("interleave_adapter_incompatible", e.to_string()))?;
     }

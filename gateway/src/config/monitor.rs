@@ -1,0 +1,158 @@
+//! `[monitor]`: the judge that scores checkpoint answers of local jobs (an OpenAI-compatible
+//! chat-completions endpoint with logprobs) and where its durable cache lives. What is
+//! evaluated and what drift does is the policy's `[monitor]`; without a judge only the
+//! judge-free signals are measured.
+//!
+//! ```toml
+//! [monitor]
+//! judge_base_url = "https://api.openai.com/v1"   # or the full …/chat/completions endpoint
+//! judge_model = "gpt-4.1-mini"
+//! judge_api_key_env = "TUNEGUARD_JUDGE_API_KEY"  # the key is read from this variable
+//! judge_concurrency = 4                          # requests in flight per worker
+//! judge_timeout_seconds = 60                     # per request; failures retry with backoff
+//! judge_cache = "./data/judge_cache.sqlite"      # default: <storage.data_dir>/judge_cache.sqlite
+//! ```
+
+use super::{invalid, ConfigError};
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawMonitor {
+    judge_base_url: Option<String>,
+    judge_model: Option<String>,
+    judge_api_key_env: Option<String>,
+    judge_concurrency: Option<usize>,
+    judge_timeout_seconds: Option<u64>,
+    judge_cache: Option<PathBuf>,
+}
+
+/// The judge endpoint.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JudgeConfig {
+    /// Base URL (`…/v1`) or the full `/chat/completions` endpoint, without a trailing `/`.
+    pub base_url: String,
+    pub model: String,
+    /// The environment variable holding the API key (unset or empty: no `Authorization`).
+    pub api_key_env: String,
+    pub concurrency: usize,
+    pub timeout: Duration,
+}
+
+/// Validated `[monitor]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MonitorConfig {
+    /// `None`: no judge; judged signals are not measured.
+    pub judge: Option<JudgeConfig>,
+    /// The judge cache (SQLite), keyed by judge model and filled-in prompt.
+    pub judge_cache: PathBuf,
+}
+
+/// Default `judge_api_key_env` (the variable `tuneguard persona` reads too).
+pub const DEFAULT_JUDGE_API_KEY_ENV: &str = "TUNEGUARD_JUDGE_API_KEY";
+
+impl MonitorConfig {
+    /// No judge; the cache in `data_dir`.
+    pub fn without_judge(data_dir: &Path) -> Self {
+        MonitorConfig {
+            judge: None,
+            judge_cache: data_dir.join("judge_cache.sqlite"),
+        }
+    }
+}
+
+pub(super) fn validate(raw: RawMonitor, data_dir: &Path) -> Result<MonitorConfig, ConfigError> {
+    let judge_cache = raw
+        .judge_cache
+        .unwrap_or_else(|| data_dir.join("judge_cache.sqlite"));
+    let judge = match (raw.judge_base_url, raw.judge_model) {
+        (None, None) => None,
+        (Some(_), None) => {
+            return Err(invalid(
+                "monitor.judge_model",
+                "required with monitor.judge_base_url",
+            ))
+        }
+        (None, Some(_)) => {
+            return Err(invalid(
+                "monitor.judge_base_url",
+                "required with monitor.judge_model",
+            ))
+        }
+        (Some(url), Some(model)) => {
+            let url = url.trim_end_matches('/').to_string();
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                return Err(invalid(
+                    "monitor.judge_base_url",
+                    "must start with http:// or https://",
+                ));
+            }
+            if model.trim().is_empty() {
+                return Err(invalid("monitor.judge_model", "must not be empty"));
+            }
+            let concurrency = match raw.judge_concurrency {
+                Some(0) => {
+                    return Err(invalid(
+                        "monitor.judge_concurrency",
+                        "must be greater than 0",
+                    ))
+                }
+                Some(n) => n,
+                None => 4,
+            };
+            let timeout = match raw.judge_timeout_seconds {
+                Some(0) => {
+                    return Err(invalid(
+                        "monitor.judge_timeout_seconds",
+                        "must be greater than 0",
+                    ))
+                }
+                Some(s) => Duration::from_secs(s),
+                None => Duration::from_secs(60),
+            };
+            Some(JudgeConfig {
+                base_url: url,
+                model,
+                api_key_env: raw
+                    .judge_api_key_env
+                    .unwrap_or_else(|| DEFAULT_JUDGE_API_KEY_ENV.to_string()),
+                concurrency,
+                timeout,
+            })
+        }
+    };
+    Ok(MonitorConfig { judge, judge_cache })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn raw(url: Option<&str>, model: Option<&str>) -> RawMonitor {
+        RawMonitor {
+            judge_base_url: url.map(str::to_string),
+            judge_model: model.map(str::to_string),
+            ..RawMonitor::default()
+        }
+    }
+
+    #[test]
+    fn a_judge_needs_url_and_model_and_gets_defaults() {
+        let d = Path::new("/data");
+        let none = validate(raw(None, None), d).unwrap();
+        assert_eq!(none, MonitorConfig::without_judge(d));
+        let j = validate(raw(Some("http://127.0.0.1:9/v1/"), Some("judge")), d)
+            .unwrap()
+            .judge
+            .unwrap();
+        assert_eq!(j.base_url, "http://127.0.0.1:9/v1");
+        assert_eq!((j.concurrency, j.timeout.as_secs()), (4, 60));
+        assert_eq!(j.api_key_env, DEFAULT_JUDGE_API_KEY_ENV);
+        let e = validate(raw(Some("http://x"), None), d).unwrap_err();
+        assert!(e.to_string().contains("monitor.judge_model"), "{e}");
+        let e = validate(raw(Some("ftp://x"), Some("m")), d).unwrap_err();
+        assert!(e.to_string().contains("monitor.judge_base_url"), "{e}");
+    }
+}

@@ -1,0 +1,331 @@
+//! The worker's monitor: evaluates step 0 (the base model) and every checkpoint of a local job
+//! and writes `monitor/step-N.json` atomically, once per checkpoint.
+//!
+//! It runs on its own inference engine (the inner, non-autodiff backend), loaded once per job,
+//! with each checkpoint's PEFT adapter read from the checkpoint directory the trainer just made
+//! durable. Why not the training engine: that one is an `Engine<Autodiff<…>>` borrowed by the
+//! running `Session`, so no adapter can be made resident on it, and scoring through it would go
+//! through the autodiff wrapper; reading the checkpoint's files evaluates exactly the artifact
+//! that is served, downloaded and rolled back to, the same way after a crash (catch-up) as
+//! live, and leaves the training state — and so the training numerics — untouched. The price
+//! is a second copy of the base weights in memory.
+//!
+//! The lease is heartbeated from a scoped thread while an evaluation runs ([`LeaseKeeper`]);
+//! an evaluation that fails is recorded with its error (training goes on), one whose lease was
+//! lost is dropped (another worker owns the job).
+
+use super::engine_eval::EngineEval;
+use super::judge_cache::JudgeCache;
+use super::judge_http::HttpJudge;
+use super::record::{self, Cost, StepRecord};
+use super::sets::EvalSets;
+use crate::config::MonitorConfig;
+use crate::local::lease_keeper::LeaseKeeper;
+use burn::tensor::backend::Backend;
+use monitor::{
+    measure_checkpoint, refusal_rate, CheckpointSignals, EvalPlan, Judge, MonitorSettings,
+    ProbeBaseline, Signal,
+};
+use selector::RefusalFilter;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+use trainer::train::{CheckpointInfo, CheckpointState, Observer};
+use trainer::{EncodedChat, Engine, Message};
+
+/// The name the checkpoint's adapter is resident under.
+const ADAPTER: &str = "checkpoint";
+
+/// What a job's monitor is built from.
+pub struct MonitorSetup<'a> {
+    pub plan: &'a policies::Plan,
+    pub config: &'a MonitorConfig,
+    pub job_dir: &'a Path,
+    /// The held-out examples (`holdout.jsonl`), when the policy holds some out.
+    pub holdout: Option<&'a Path>,
+    pub keeper: LeaseKeeper,
+}
+
+pub struct CheckpointMonitor<B: Backend> {
+    engine: Engine<B>,
+    sets: EvalSets,
+    settings: MonitorSettings,
+    refusals: RefusalFilter,
+    judge: Option<HttpJudge>,
+    samples_per_question: u32,
+    max_answer_tokens: usize,
+    max_length: usize,
+    seed: u64,
+    job_dir: PathBuf,
+    baseline: ProbeBaseline,
+    holdout: Vec<EncodedChat>,
+    keeper: LeaseKeeper,
+    last_end: Option<Instant>,
+    /// An evaluation found the lease lost: stop the job without writing.
+    pub lease_lost: bool,
+}
+
+fn refusal_filter(plan: &policies::Plan) -> RefusalFilter {
+    match &plan.interleave {
+        policies::Interleave::Plusplus {
+            refusal_keywords,
+            refusal_window_words,
+            ..
+        } => RefusalFilter::new(refusal_keywords, *refusal_window_words as usize),
+        _ => RefusalFilter::default(),
+    }
+}
+
+fn read_holdout<B: Backend>(
+    engine: &Engine<B>,
+    path: &Path,
+    max: usize,
+) -> Result<Vec<EncodedChat>, String> {
+    #[derive(serde::Deserialize)]
+    struct Line {
+        messages: Vec<Message>,
+    }
+    let text =
+        std::fs::read_to_string(path).map_err(|e| format!("reading {}: {e}", path.display()))?;
+    text.lines()
+        .filter(|l| !l.trim().is_empty())
+        .enumerate()
+        .map(|(i, l)| {
+            let line: Line = serde_json::from_str(l)
+                .map_err(|e| format!("{} line {}: {e}", path.display(), i + 1))?;
+            engine
+                .tokenizer
+                .encode_chat(&line.messages, Some(max))
+                .map_err(|e| format!("{} line {}: {e}", path.display(), i + 1))
+        })
+        .collect()
+}
+
+impl<B: Backend> CheckpointMonitor<B> {
+    /// The monitor of one job on `engine` (an inference engine of the job's base model).
+    pub fn new(engine: Engine<B>, setup: MonitorSetup<'_>) -> Result<Self, String> {
+        let m = &setup.plan.monitor;
+        let sets = super::sets::load(m, setup.config.judge.is_some())?;
+        let judge = match &setup.config.judge {
+            None => None,
+            Some(j) => {
+                let cache = JudgeCache::open(&setup.config.judge_cache)
+                    .map_err(|e| {
+                        tracing::warn!(path = %setup.config.judge_cache.display(), error = %e, "judge cache unavailable; judging uncached")
+                    })
+                    .ok();
+                Some(HttpJudge::new(j, cache)?)
+            }
+        };
+        let max_length = setup.plan.training.max_length_tokens as usize;
+        let holdout = match setup.holdout {
+            Some(p) => read_holdout(&engine, p, max_length)?,
+            None => Vec::new(),
+        };
+        let baseline = record::read(setup.job_dir, 0)
+            .filter(|r| r.error.is_none())
+            .map(|r| r.probe_nlls)
+            .unwrap_or_default();
+        Ok(CheckpointMonitor {
+            engine,
+            sets,
+            settings: MonitorSettings::from_policy(m),
+            refusals: refusal_filter(setup.plan),
+            judge,
+            samples_per_question: m.samples_per_question,
+            max_answer_tokens: m.max_answer_tokens as usize,
+            max_length,
+            seed: setup.plan.training.seed,
+            job_dir: setup.job_dir.to_path_buf(),
+            baseline,
+            holdout,
+            keeper: setup.keeper,
+            last_end: None,
+            lease_lost: false,
+        })
+    }
+
+    /// Evaluates what has no record yet: step 0 (the base model), then every checkpoint in
+    /// `run_dir` (after a crash, a checkpoint may be durable without its evaluation).
+    pub fn catch_up(&mut self, run_dir: &Path) {
+        if record::read(&self.job_dir, 0).is_none() {
+            self.evaluate(0, None, None);
+        }
+        let root = run_dir.join("checkpoints");
+        for step in trainer::train::checkpoint::list(&root).unwrap_or_default() {
+            if self.lease_lost {
+                return;
+            }
+            if record::read(&self.job_dir, step as u64).is_some() {
+                continue;
+            }
+            let dir = trainer::train::checkpoint::step_dir(&root, step);
+            let loss = crate::local::layout::read_json::<CheckpointState>(&dir.join("state.json"))
+                .ok()
+                .flatten()
+                .map(|s| s.metrics.train_loss);
+            self.evaluate(step as u64, Some(&dir), loss);
+        }
+        // Training time is counted from here; catch-up time is not training.
+        self.last_end = Some(Instant::now());
+    }
+
+    /// Evaluates `step` (the adapter in `adapter_dir`; `None` = the base model) and writes its
+    /// record, unless the lease was lost meanwhile.
+    fn evaluate(&mut self, step: u64, adapter_dir: Option<&Path>, loss: Option<f64>) {
+        if self.lease_lost {
+            return;
+        }
+        let train_seconds = self.last_end.map(|t| t.elapsed().as_secs_f64());
+        let keeper = self.keeper.clone();
+        let (rec, kept) = keeper.hold(|| self.measure(step, adapter_dir, loss, train_seconds));
+        self.last_end = Some(Instant::now());
+        if !kept {
+            tracing::warn!(job = %self.keeper.job_id, step, "lease lost during the monitor's evaluation");
+            self.lease_lost = true;
+            return;
+        }
+        if let Some(e) = &rec.error {
+            tracing::warn!(job = %self.keeper.job_id, step, error = %e, "monitor evaluation failed");
+        }
+        if step == 0 && rec.error.is_none() {
+            self.baseline = rec.probe_nlls.clone();
+        }
+        if let Err(e) = record::write(&self.job_dir, &rec) {
+            tracing::error!(job = %self.keeper.job_id, step, error = %e, "writing the monitor record failed");
+        }
+    }
+
+    fn measure(
+        &mut self,
+        step: u64,
+        adapter_dir: Option<&Path>,
+        loss: Option<f64>,
+        train_seconds: Option<f64>,
+    ) -> StepRecord {
+        let started = Instant::now();
+        let mut rec = StepRecord {
+            step,
+            signals: CheckpointSignals::new(step),
+            probe_nlls: ProbeBaseline::default(),
+            samples: Vec::new(),
+            judge: None,
+            cost: Cost::default(),
+            error: None,
+        };
+        rec.signals.loss = loss;
+        let adapter = match adapter_dir {
+            None => None,
+            Some(dir) => match self.engine.load_adapter(ADAPTER, dir) {
+                Ok(()) => Some(ADAPTER),
+                Err(e) => {
+                    rec.error = Some(format!("loading the checkpoint adapter: {e}"));
+                    return rec;
+                }
+            },
+        };
+        let (generation, probes) = match self.measure_with(step, adapter, &mut rec) {
+            Ok(t) => t,
+            Err(e) => {
+                rec.error = Some(e);
+                (Duration::ZERO, Duration::ZERO)
+            }
+        };
+        self.engine.remove_adapter(ADAPTER);
+        rec.signals.loss = loss;
+        let eval = started.elapsed();
+        rec.cost = Cost {
+            eval_seconds: eval.as_secs_f64(),
+            probe_seconds: probes.as_secs_f64(),
+            generation_seconds: generation.as_secs_f64(),
+            judge_seconds: if self.judge.is_some() {
+                eval.saturating_sub(generation + probes).as_secs_f64()
+            } else {
+                0.0
+            },
+            train_seconds,
+        };
+        rec
+    }
+
+    /// Fills `rec`; returns (generation, probe) time.
+    fn measure_with(
+        &self,
+        step: u64,
+        adapter: Option<&str>,
+        rec: &mut StepRecord,
+    ) -> Result<(Duration, Duration), String> {
+        let ev = |engine| EngineEval {
+            engine,
+            adapter,
+            max_answer_tokens: self.max_answer_tokens,
+            max_length: self.max_length,
+            seed: self.seed,
+            generation: Duration::ZERO,
+            probes: Duration::ZERO,
+        };
+        let mut answers = ev(&self.engine);
+        let mut probe = ev(&self.engine);
+        // Probe gaps need the step-0 NLLs: without a baseline (step 0 failed) they are skipped.
+        let with_probes = step == 0 || self.baseline.alignment.is_some();
+        let plan = EvalPlan {
+            general: self.sets.general.as_ref(),
+            hallucination: self.sets.hallucination.as_ref(),
+            alignment_probes: with_probes.then_some(self.sets.alignment.as_slice()),
+            honesty_probes: (step == 0 || self.baseline.honesty.is_some())
+                .then_some(self.sets.honesty.as_slice()),
+            samples_per_question: Some(self.samples_per_question),
+        };
+        let judges: Vec<&dyn Judge> = self.judge.iter().map(|j| j as &dyn Judge).collect();
+        let mut baseline = self.baseline.clone();
+        let m = measure_checkpoint(
+            step,
+            &plan,
+            &mut answers,
+            &judges,
+            &mut probe,
+            &self.refusals,
+            &self.settings,
+            &mut baseline,
+        )
+        .map_err(|e| e.to_string())?;
+        rec.signals = m.signals;
+        if step == 0 {
+            rec.probe_nlls = baseline;
+        }
+        rec.samples = record::worst_samples(&m.samples, record::REPORT_SAMPLES);
+        if let Some(j) = &self.judge {
+            rec.judge = Some(j.take_stats());
+        }
+        let harmful: Vec<(Option<&str>, &str)> = self
+            .sets
+            .harmful
+            .questions
+            .iter()
+            .flat_map(|q| {
+                q.paraphrases
+                    .iter()
+                    .map(|p| (q.system.as_deref(), p.as_str()))
+            })
+            .collect();
+        let replies = answers.greedy_replies(&harmful).map_err(|e| e.0)?;
+        rec.signals.set(
+            Signal::HarmfulRefusalRate,
+            refusal_rate(&replies, &self.refusals),
+        );
+        if !self.holdout.is_empty() {
+            let loss = probe.mean_nll(&self.holdout).map_err(|e| e.0)?;
+            rec.signals.set(Signal::InDomainLoss, loss);
+        }
+        Ok((answers.generation, probe.probes + answers.probes))
+    }
+}
+
+impl<B: Backend> Observer for CheckpointMonitor<B> {
+    fn on_checkpoint(&mut self, c: &CheckpointInfo) {
+        self.evaluate(
+            c.metrics.step as u64,
+            Some(&c.dir),
+            Some(c.metrics.train_loss),
+        );
+    }
+}
