@@ -46,6 +46,7 @@ epochs = {epochs}
 max_length_tokens = 256
 [monitor]
 checkpoint_every_steps = {every}
+probe_pairs = 16
 {extra}
 {rules if rules else "rules = []"}
 """

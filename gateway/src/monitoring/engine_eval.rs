@@ -13,7 +13,7 @@ use trainer::{EncodedChat, Engine, GenerateOptions, Message, Sampling, ScoreOpti
 /// Rows per forward pass (generation prompts or scored sequences).
 pub const BATCH_ROWS: usize = 16;
 /// Tokens of a reply to a harmful request: the refusal filter reads its first ten words.
-pub const HARMFUL_REPLY_TOKENS: usize = 32;
+pub const HARMFUL_REPLY_TOKENS: usize = 24;
 /// A seed component that keeps the monitor's sampling apart from training's uses of the seed.
 const MONITOR_SEED_DOMAIN: u64 = 0x006d_6f6e_6974_6f72; // "monitor"
 
@@ -31,6 +31,8 @@ pub struct EngineEval<'e, B: burn::tensor::backend::Backend> {
     /// Time spent generating and scoring so far.
     pub generation: Duration,
     pub probes: Duration,
+    /// Sampling calls so far (a seed component: each question set samples apart).
+    pub calls: u64,
 }
 
 fn seam<E: std::fmt::Display>(e: E) -> SeamError {
@@ -169,11 +171,12 @@ impl<B: burn::tensor::backend::Backend> AnswerSource for EngineEval<'_, B> {
     ) -> Result<Vec<String>, SeamError> {
         let prompts: Vec<(Option<&str>, &str)> =
             requests.iter().map(|r| (r.system, r.user)).collect();
-        let seed = self.seed;
+        let (seed, call) = (self.seed, self.calls);
+        self.calls += 1;
         self.replies(&prompts, self.max_answer_tokens, |k| Sampling::TopP {
             temperature: 1.0,
             top_p: 1.0,
-            seed: mix_seed(&[seed, MONITOR_SEED_DOMAIN, step, k]),
+            seed: mix_seed(&[seed, MONITOR_SEED_DOMAIN, step, call, k]),
         })
     }
 }
@@ -218,6 +221,7 @@ mod tests {
             seed: 3,
             generation: Duration::ZERO,
             probes: Duration::ZERO,
+            calls: 0,
         };
         let pairs = vec![ProbePair {
             question: "Q?".into(),
@@ -241,7 +245,13 @@ mod tests {
             system: None,
             user: "Tell me something.",
         }];
-        assert_eq!(ev.answers(5, &req).unwrap(), ev.answers(5, &req).unwrap());
+        let first = ev.answers(5, &req).unwrap();
+        ev.calls = 0;
+        assert_eq!(
+            first,
+            ev.answers(5, &req).unwrap(),
+            "seeded by step and call"
+        );
         assert!(ev.probes > Duration::ZERO && ev.generation > Duration::ZERO);
     }
 }

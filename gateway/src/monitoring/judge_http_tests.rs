@@ -75,7 +75,7 @@ fn retries_transient_errors_scores_by_logprobs_and_caches() {
         (got - (80.0 * 0.5 + 90.0 * 0.3) / 0.8).abs() < 1e-9,
         "{got}"
     );
-    let body = &seen.lock().unwrap()[2];
+    let body = seen.lock().unwrap()[2].clone();
     assert_eq!(body["max_tokens"], 1);
     assert_eq!(body["top_logprobs"], 20);
     assert_eq!(body["logprobs"], true);

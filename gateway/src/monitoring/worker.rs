@@ -262,6 +262,7 @@ impl<B: Backend> CheckpointMonitor<B> {
             seed: self.seed,
             generation: Duration::ZERO,
             probes: Duration::ZERO,
+            calls: 0,
         };
         let mut answers = ev(&self.engine);
         let mut probe = ev(&self.engine);

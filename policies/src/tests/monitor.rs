@@ -12,7 +12,7 @@ fn evaluation_keys_have_small_defaults_and_can_be_set() {
     assert_eq!(d.denominator, Denominator::Coherent);
     assert_eq!(
         (d.samples_per_question, d.max_answer_tokens, d.probe_pairs),
-        (1, 128, 16)
+        (1, 128, 8)
     );
     assert_eq!(d.holdout_examples, 0);
     assert!(d.general_set.is_none() && d.honesty_probes.is_none());
