@@ -27,8 +27,11 @@ pub(super) async fn run(ctx: &Ctx, mut job: JobRecord, old: JobStatus) -> StoreR
             }
             Ok(state) => {
                 set_pipeline(&mut job, "exec_state", state.clone());
+                job.status = JobStatus::Running;
+                let started = message_event(&job.id, EventLevel::Info, "Fine-tuning job started");
                 let j = job.clone();
-                let written = run_blocking(&ctx.store, move |s| s.update_job(&j, old, &[])).await?;
+                let written =
+                    run_blocking(&ctx.store, move |s| s.update_job(&j, old, &[started])).await?;
                 if written {
                     return Ok(Next::Continue);
                 }

@@ -134,11 +134,12 @@ pub(crate) async fn step(ctx: &Ctx, job: JobRecord) -> StoreResult<Next> {
         JobStep::Screen => screen(ctx, job, old).await,
         JobStep::Transform => transform(ctx, job, old).await,
         JobStep::Queue => {
+            // Still `queued`: the job reads `running` only once its backend has accepted it
+            // (run_step records both in one write), so a crash in between never shows a
+            // running job that no backend knows.
             let mut job = job;
             job.step = JobStep::Run;
-            job.status = JobStatus::Running;
-            let ev = message_event(&job.id, EventLevel::Info, "Fine-tuning job started");
-            commit(ctx, old, &job, vec![ev]).await
+            commit(ctx, old, &job, vec![]).await
         }
         JobStep::Run => super::run_step::run(ctx, job, old).await,
         JobStep::Done => Ok(Next::Stop),
