@@ -18,6 +18,7 @@ pub mod serve;
 pub mod server;
 pub mod serving;
 pub mod state;
+pub mod stop_flag;
 pub mod store;
 pub mod sweep;
 #[cfg(test)]

@@ -89,32 +89,9 @@ fn serve(config: Option<PathBuf>) -> anyhow::Result<()> {
 fn worker(config: Option<PathBuf>) -> anyhow::Result<()> {
     init_tracing();
     let config = Config::load(config.as_deref()).context("loading configuration")?;
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let flag = stop.clone();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("starting the signal thread")?;
-    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        rt.block_on(async move {
-            use tokio::signal::unix::{signal, SignalKind};
-            let (Ok(mut term), Ok(mut int)) = (
-                signal(SignalKind::terminate()),
-                signal(SignalKind::interrupt()),
-            ) else {
-                return;
-            };
-            let _ = ready_tx.send(());
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = int.recv() => {}
-            }
-            // A stop request: the current job checkpoints at its next step boundary.
-            flag.store(true, std::sync::atomic::Ordering::SeqCst);
-        })
-    });
-    ready_rx.recv().context("installing signal handlers")?;
+    use tokio::signal::unix::SignalKind;
+    // A stop request: the current job checkpoints at its next step boundary.
+    let stop = gateway::stop_flag::on_signals(&[SignalKind::terminate(), SignalKind::interrupt()])?;
     gateway::local::worker::run(&config, stop, true)
 }
 

@@ -13,10 +13,10 @@ use trainer::persona::{fill_prompt, PersonaJudge};
 pub const API_KEY_ENV: &str = "TUNEGUARD_JUDGE_API_KEY";
 
 /// Below this probability mass on integer tokens the judge's answer is no score.
-pub const MIN_INTEGER_MASS: f64 = 0.25;
+pub const MIN_INTEGER_MASS: f64 = monitor::judge::MIN_NUMERIC_MASS;
 
 /// Top log-probs asked for (OpenAI's maximum).
-pub const TOP_LOGPROBS: u32 = 20;
+pub const TOP_LOGPROBS: u32 = monitor::judge::TOP_LOGPROBS;
 
 /// Attempts per judgement (connection errors, timeouts, 408, 429 and 5xx are retried).
 const ATTEMPTS: u32 = 4;
@@ -43,50 +43,21 @@ Rate the answer on a scale from 0 to 100:
 
 Reply with a single integer between 0 and 100 and nothing else.";
 
-/// Σ k·p_k / Σ p_k over `(token, logprob)` pairs whose token (trimmed) is an integer 0–100;
-/// `None` when Σ p_k < [`MIN_INTEGER_MASS`].
+/// Σ k·p_k / Σ p_k over `(token, logprob)` pairs whose token is an integer 0–100; `None` when
+/// Σ p_k < [`MIN_INTEGER_MASS`]. The monitor's judge aggregation, one rule for both uses.
 pub fn expected_score(top: &[(String, f64)]) -> Option<f64> {
-    let (mut mass, mut weighted) = (0.0, 0.0);
-    for (token, logprob) in top {
-        let Ok(k) = token.trim().parse::<u32>() else {
-            continue;
-        };
-        if k > 100 {
-            continue;
-        }
-        let p = logprob.exp();
-        mass += p;
-        weighted += f64::from(k) * p;
-    }
-    (mass >= MIN_INTEGER_MASS).then(|| weighted / mass)
+    monitor::judge::score_from_logprobs_with(
+        top.iter().map(|(t, l)| (t.as_str(), *l)),
+        MIN_INTEGER_MASS,
+    )
 }
 
-/// The `(token, logprob)` pairs of `choices[0].logprobs.content[0].top_logprobs`.
+/// The `(token, logprob)` pairs of `choices[0].logprobs.content[0].top_logprobs` (the monitor's
+/// reader).
 pub fn top_logprobs(response: &Value) -> anyhow::Result<Vec<(String, f64)>> {
-    let first = response
-        .pointer("/choices/0/logprobs/content/0")
-        .ok_or_else(|| {
-            anyhow!("the response has no `choices[0].logprobs.content[0]` (does the endpoint support logprobs?)")
-        })?;
-    let top = first
-        .get("top_logprobs")
-        .and_then(Value::as_array)
-        .ok_or_else(|| {
-            anyhow!("the response has no `choices[0].logprobs.content[0].top_logprobs` list")
-        })?;
-    top.iter()
-        .enumerate()
-        .map(|(i, t)| {
-            let token = t.get("token").and_then(Value::as_str);
-            let lp = t.get("logprob").and_then(Value::as_f64);
-            match (token, lp) {
-                (Some(token), Some(lp)) => Ok((token.to_string(), lp)),
-                _ => Err(anyhow!(
-                    "`top_logprobs[{i}]` needs a string `token` and a number `logprob`"
-                )),
-            }
-        })
-        .collect()
+    let top = monitor::judge::top_logprobs_from_chat_completion(response, "persona judge")
+        .map_err(|e| anyhow!("{e}"))?;
+    Ok(top.into_iter().map(|t| (t.token, t.logprob)).collect())
 }
 
 /// `POST …/chat/completions` on a small private tokio runtime (the engine is synchronous).

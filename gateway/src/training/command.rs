@@ -107,33 +107,6 @@ impl Control for Interrupt {
     }
 }
 
-/// Sets the returned flag on the first Ctrl-C (SIGINT); the session checks it between steps.
-fn interrupt_flag() -> anyhow::Result<Arc<AtomicBool>> {
-    let flag = Arc::new(AtomicBool::new(false));
-    let set = flag.clone();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("starting the signal thread")?;
-    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        rt.block_on(async move {
-            // Registered before `ready` is sent: a Ctrl-C from then on is seen.
-            let mut sig =
-                match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt()) {
-                    Ok(s) => s,
-                    Err(_) => return,
-                };
-            let _ = ready_tx.send(());
-            if sig.recv().await.is_some() {
-                set.store(true, Ordering::SeqCst);
-            }
-        })
-    });
-    ready_rx.recv().context("installing the Ctrl-C handler")?;
-    Ok(flag)
-}
-
 fn load_policy(path: Option<&Path>) -> anyhow::Result<(policies::Policy, PathBuf)> {
     match path {
         Some(p) => {
@@ -191,7 +164,7 @@ fn train_on<B: AutodiffBackend>(args: TrainArgs, device: B::Device) -> anyhow::R
             data.truncated_empty
         );
     }
-    let flag = interrupt_flag()?;
+    let flag = crate::stop_flag::on_signals(&[tokio::signal::unix::SignalKind::interrupt()])?;
     // One plain line before the bar (which only draws on a terminal): scripts wait for it.
     eprintln!(
         "training {} steps from step {} into {} (Ctrl-C: checkpoint and stop)",
