@@ -92,7 +92,8 @@ fn worker(config: Option<PathBuf>) -> anyhow::Result<()> {
     use tokio::signal::unix::SignalKind;
     // A stop request: the current job checkpoints at its next step boundary.
     let stop = gateway::stop_flag::on_signals(&[SignalKind::terminate(), SignalKind::interrupt()])?;
-    gateway::local::worker::run(&config, stop, true)
+    let supervisor = gateway::local::worker::supervisor_pid();
+    gateway::local::worker::run(&config, stop, supervisor)
 }
 
 fn policy_check(dir: &std::path::Path) -> ExitCode {

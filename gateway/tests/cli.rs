@@ -200,3 +200,70 @@ fn serve_uses_the_embedded_policies_when_the_default_dir_is_absent() {
     );
     assert!(err.contains("embedded default policy set"), "{err}");
 }
+
+/// Waits for `child` to exit, killing it and failing after `limit` (a hang is the bug).
+fn exit_within(
+    child: &mut std::process::Child,
+    limit: std::time::Duration,
+) -> std::process::ExitStatus {
+    let start = std::time::Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            panic!("the process did not exit within {limit:?}");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn a_worker_whose_supervisor_is_already_gone_stops_instead_of_running_orphaned() {
+    // serve can die (SIGKILL) before the worker it just spawned has looked at its parent:
+    // the worker compares against the pid serve handed it, so it still notices.
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), "");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tuneguard"))
+        .args(["worker", "--config"])
+        .arg(&config)
+        .env("TUNEGUARD_SUPERVISOR_PID", "1")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let status = exit_within(&mut child, std::time::Duration::from_secs(60));
+    assert!(status.success(), "{status:?}");
+}
+
+#[test]
+fn killing_serve_leaves_no_worker_holding_its_output() {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), "[local]\nworkers = 1\n");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tuneguard"))
+        .args(["serve", "--config"])
+        .arg(&config)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The worker logs to the same stderr: wait until it has started, then SIGKILL serve.
+    let mut lines = std::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    let started = lines
+        .by_ref()
+        .map_while(Result::ok)
+        .any(|l| l.contains("worker started"));
+    assert!(started, "no worker started");
+    child.kill().unwrap();
+    child.wait().unwrap();
+    // stderr reaches end-of-file only once every process holding it (the worker) is gone.
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        lines.for_each(drop);
+        let _ = tx.send(());
+    });
+    rx.recv_timeout(std::time::Duration::from_secs(60))
+        .expect("a worker outlived serve and still holds its stderr");
+}

@@ -31,6 +31,11 @@ impl WorkerCommand {
         if let Some(cfg) = &self.config {
             c.arg("--config").arg(cfg);
         }
+        // The worker follows this process: it stops when its parent is no longer us.
+        c.env(
+            super::worker::SUPERVISOR_PID_ENV,
+            std::process::id().to_string(),
+        );
         c.kill_on_drop(true);
         c
     }

@@ -22,8 +22,18 @@ use trainer::cli::DeviceKind;
 use trainer::train::{Control, Directive, Outcome as RunOutcome, Session, SessionInputs};
 use trainer::Engine;
 
-/// Runs until `stop` is set (or the parent process is gone, when `follow_parent`).
-pub fn run(config: &Config, stop: Arc<AtomicBool>, follow_parent: bool) -> anyhow::Result<()> {
+/// The environment variable `serve` sets on the workers it supervises: its own process id.
+/// A worker whose parent is no longer that process (serve died, even before the worker read
+/// its parent) stops at its next step boundary instead of running on as an orphan.
+pub const SUPERVISOR_PID_ENV: &str = "TUNEGUARD_SUPERVISOR_PID";
+
+/// The supervising `serve`'s process id from the environment, when there is one.
+pub fn supervisor_pid() -> Option<u32> {
+    std::env::var(SUPERVISOR_PID_ENV).ok()?.trim().parse().ok()
+}
+
+/// Runs until `stop` is set, or the process's parent is no longer `supervisor` (when given).
+pub fn run(config: &Config, stop: Arc<AtomicBool>, supervisor: Option<u32>) -> anyhow::Result<()> {
     let store: Arc<dyn Store> = open_store(config).context("opening the store")?;
     let blobs = BlobStore::open(&config.data_dir).context("opening the blob store")?;
     let worker_id = format!(
@@ -34,8 +44,7 @@ pub fn run(config: &Config, stop: Arc<AtomicBool>, follow_parent: bool) -> anyho
             .map(|d| d.subsec_nanos())
             .unwrap_or(0)
     );
-    let parent = std::os::unix::process::parent_id();
-    let orphaned = move || follow_parent && std::os::unix::process::parent_id() != parent;
+    let orphaned = move || supervisor.is_some_and(|p| std::os::unix::process::parent_id() != p);
     tracing::info!(worker = %worker_id, "worker started");
     let lease = config.local.lease_seconds as i64;
     while !stop.load(Ordering::SeqCst) && !orphaned() {
