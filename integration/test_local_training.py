@@ -10,6 +10,7 @@ import json
 import os
 import signal
 
+import httpx2 as httpx
 import pytest
 
 from conftest import ROOT, wait_for
@@ -59,15 +60,27 @@ def finished(c, job_id, timeout_s=240):
                     timeout_s=timeout_s, interval_s=0.2, what=f"job {job_id} to finish")
 
 
-def create(c, f, n_epochs=None, suffix="t1"):
+def create(c, f, n_epochs=None, suffix="t1", seed=7):
+    """A job with a fixed `seed`: the job's seed is its training seed (as on OpenAI), so jobs
+    meant to reach the same adapter share it."""
     method = {"type": "supervised", "supervised": {"hyperparameters": {}}}
     if n_epochs:
         method["supervised"]["hyperparameters"]["n_epochs"] = n_epochs
-    return c.fine_tuning.jobs.create(model="tiny-qwen", training_file=f.id, method=method, suffix=suffix)
+    return c.fine_tuning.jobs.create(
+        model="tiny-qwen", training_file=f.id, method=method, suffix=suffix, seed=seed
+    )
 
 
 def adapter_bytes(gw, job_id):
     return (gw.data_dir / "jobs" / job_id / "run" / "adapter_model.safetensors").read_bytes()
+
+
+def metric(text, series):
+    """The value of one series of a /metrics text (`name` or `name{labels}`), 0 when absent."""
+    for line in text.splitlines():
+        if line.startswith(series + " "):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
 
 
 def metric_steps(c, job_id):
@@ -100,6 +113,18 @@ def test_a_local_job_trains_to_success_with_openai_events_checkpoints_and_result
     for cp in cps:
         assert cp.fine_tuned_model_checkpoint == f"{done.fine_tuned_model}:ckpt-step-{cp.step_number}"
         assert cp.metrics.step == cp.step_number and cp.metrics.train_loss > 0
+    assert done.estimated_finish is None, "a finished job has no estimate"
+    # /metrics counts every step once and the tokens trained_tokens reports; no job ids.
+    text = httpx.get(local_gw.url + "/metrics").text
+    assert metric(text, "tuneguard_local_optimizer_steps_total") == 18
+    assert metric(text, "tuneguard_local_trained_tokens_total") == done.trained_tokens
+    assert metric(text, "tuneguard_local_step_duration_seconds_count") == 18
+    assert metric(text, "tuneguard_local_step_duration_seconds_sum") > 0
+    assert metric(text, "tuneguard_local_queue_wait_seconds_count") == 1
+    assert metric(text, "tuneguard_local_queue_depth") == 0
+    assert metric(text, 'tuneguard_local_workers{state="busy"}') + \
+        metric(text, 'tuneguard_local_workers{state="idle"}') == 1
+    assert job.id not in text
     [rid] = done.result_files
     meta = c.files.retrieve(rid)
     assert meta.purpose == "fine-tune-results"
@@ -122,7 +147,13 @@ def test_pause_resume_and_a_hard_restart_reach_the_uninterrupted_adapter(local_g
     # Pause mid-training, then resume.
     job = create(c, f, n_epochs=LONG, suffix="paused")
     wait_for(lambda: len(metric_steps(c, job.id)) >= 3, timeout_s=120, what="training to start")
-    c.fine_tuning.jobs.pause(job.id)
+    # A running job estimates when it finishes (unix seconds); a pause clears the estimate.
+    running = wait_for(lambda: (j := c.fine_tuning.jobs.retrieve(job.id)).estimated_finish and j,
+                       timeout_s=60, interval_s=0.2, what="an estimated finish")
+    assert running.status == "running", running.status
+    assert running.estimated_finish > running.created_at
+    paused = c.fine_tuning.jobs.pause(job.id)
+    assert paused.estimated_finish is None
     run = local_gw.data_dir / "jobs" / job.id / "run" / "checkpoints"
     wait_for(lambda: run.is_dir() and any(p.name.startswith("step-") for p in run.iterdir()),
              timeout_s=60, what="the pause checkpoint")
@@ -130,9 +161,13 @@ def test_pause_resume_and_a_hard_restart_reach_the_uninterrupted_adapter(local_g
     c.fine_tuning.jobs.resume(job.id)
     done = finished(c, job.id)
     assert done.status == "succeeded", done.error
+    assert done.estimated_finish is None
     assert adapter_bytes(local_gw, job.id) == want
     steps = metric_steps(c, job.id)
     assert steps == sorted(set(steps)), "no step mirrored twice"
+    # Steps the resumed worker trained again are counted once (reference + this job).
+    text = httpx.get(local_gw.url + "/metrics").text
+    assert metric(text, "tuneguard_local_optimizer_steps_total") == 2 * LONG_STEPS
 
     # kill -9 of the whole gateway mid-training, then start it again.
     job = create(c, f, n_epochs=LONG, suffix="killed")
@@ -171,6 +206,11 @@ def test_a_killed_worker_is_replaced_and_its_job_continues(local_gw):
     assert done.status == "succeeded", done.error
     steps = metric_steps(c, job.id)
     assert steps == list(range(1, LONG_STEPS + 1)), "every step once, none twice"
+    # The steps the new worker trained again (its metrics.jsonl rewritten from the
+    # checkpoint) are counted once too.
+    text = httpx.get(local_gw.url + "/metrics").text
+    assert metric(text, "tuneguard_local_optimizer_steps_total") == LONG_STEPS
+    assert metric(text, "tuneguard_local_trained_tokens_total") == done.trained_tokens
 
 
 def test_cancel_mid_training_keeps_written_checkpoints(local_gw):
@@ -205,7 +245,6 @@ def _tar_members(data: bytes) -> dict:
 
 def test_the_fine_tuned_model_downloads_and_serves_chat_completions(local_gw, tmp_path):
     import subprocess
-    import httpx2 as httpx
     from conftest import BIN, KEYS
 
     c = local_gw.client()
@@ -264,6 +303,14 @@ def test_the_fine_tuned_model_downloads_and_serves_chat_completions(local_gw, tm
     ids = [m.id for m in c.models.list()]
     assert ft in ids
     assert ft not in [m.id for m in local_gw.client("beta").models.list()]
+    # Served completions are timed by model kind and their tokens counted (the 404 is not).
+    text = httpx.get(local_gw.url + "/metrics").text
+    kind = 'tuneguard_chat_completion_duration_seconds_count{model_kind="%s"}'
+    assert metric(text, kind % "fine_tuned") == 2 and metric(text, kind % "base") == 1
+    completion = metric(text, 'tuneguard_chat_completion_tokens_total{kind="completion"}')
+    assert completion == 2 * resp.usage.completion_tokens + base.usage.completion_tokens
+    assert metric(text, 'tuneguard_chat_completion_tokens_total{kind="prompt"}') == \
+        2 * resp.usage.prompt_tokens + base.usage.prompt_tokens
 
 
 def _steering_file(path, layers=3, hidden=32):

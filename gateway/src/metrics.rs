@@ -3,8 +3,8 @@
 //! codes folded to `other` past a fixed cap.
 
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry,
-    TextEncoder,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
 use std::collections::HashSet;
 use std::sync::Mutex;
@@ -27,6 +27,22 @@ pub struct Metrics {
     pub score_cache_lookups: IntCounterVec,
     /// The checkpoint monitor's gauges and counters.
     pub monitor: crate::monitoring::prom::MonitorMetrics,
+    /// Tokens trained on by local jobs (each optimizer step counted once, when mirrored).
+    pub local_trained_tokens: IntCounter,
+    /// Optimizer steps of local jobs (each counted once, when mirrored).
+    pub local_optimizer_steps: IntCounter,
+    /// Wall-clock seconds of one optimizer step of a local job, as the trainer measured it.
+    pub local_step_duration: Histogram,
+    /// Local jobs waiting for a worker (refreshed on each scrape).
+    pub local_queue_depth: IntGauge,
+    /// Seconds from a local job's creation to its first mirrored optimizer step.
+    pub local_queue_wait: Histogram,
+    /// Workers by `state` = `busy` (live leases) | `idle` (refreshed on each scrape).
+    pub local_workers: IntGaugeVec,
+    /// Served chat completions by `model_kind` = `base` | `fine_tuned`.
+    pub chat_completion_duration: HistogramVec,
+    /// Tokens of served chat completions by `kind` = `prompt` | `completion`.
+    pub chat_completion_tokens: IntCounterVec,
 }
 
 impl Metrics {
@@ -110,6 +126,80 @@ impl Metrics {
         )?;
         registry.register(Box::new(score_cache_lookups.clone()))?;
         let monitor = crate::monitoring::prom::MonitorMetrics::register(&registry)?;
+        let local_trained_tokens = IntCounter::new(
+            "tuneguard_local_trained_tokens_total",
+            "Tokens local jobs trained on (non-pad tokens through the model, summed over optimizer steps as trained_tokens is).",
+        )?;
+        let local_optimizer_steps = IntCounter::new(
+            "tuneguard_local_optimizer_steps_total",
+            "Optimizer steps local jobs completed (a step a resumed job trains again is counted once).",
+        )?;
+        let local_step_duration = Histogram::with_opts(
+            HistogramOpts::new(
+                "tuneguard_local_step_duration_seconds",
+                "Wall-clock time of one optimizer step of a local job, as the trainer measured it.",
+            )
+            .buckets(vec![
+                0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0,
+                300.0,
+            ]),
+        )?;
+        let local_queue_depth = IntGauge::new(
+            "tuneguard_local_queue_depth",
+            "Local jobs waiting for a worker: running on the local backend with no live lease.",
+        )?;
+        let local_queue_wait = Histogram::with_opts(
+            HistogramOpts::new(
+                "tuneguard_local_queue_wait_seconds",
+                "Time from a local job's creation to its first optimizer step observed by the gateway.",
+            )
+            .buckets(vec![
+                1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0, 7200.0, 21600.0,
+                86400.0,
+            ]),
+        )?;
+        let local_workers = IntGaugeVec::new(
+            Opts::new(
+                "tuneguard_local_workers",
+                "Local workers by state: busy = live leases (any worker process), idle = the workers serve supervises ([local] workers) holding none.",
+            ),
+            &["state"],
+        )?;
+        let chat_completion_duration = HistogramVec::new(
+            HistogramOpts::new(
+                "tuneguard_chat_completion_duration_seconds",
+                "Time to serve a chat completion from a local model (model loading and generation), by model kind.",
+            )
+            .buckets(vec![
+                0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0,
+            ]),
+            &["model_kind"],
+        )?;
+        let chat_completion_tokens = IntCounterVec::new(
+            Opts::new(
+                "tuneguard_chat_completion_tokens_total",
+                "Tokens of chat completions served from local models, by kind (prompt or completion).",
+            ),
+            &["kind"],
+        )?;
+        registry.register(Box::new(local_trained_tokens.clone()))?;
+        registry.register(Box::new(local_optimizer_steps.clone()))?;
+        registry.register(Box::new(local_step_duration.clone()))?;
+        registry.register(Box::new(local_queue_depth.clone()))?;
+        registry.register(Box::new(local_queue_wait.clone()))?;
+        registry.register(Box::new(local_workers.clone()))?;
+        registry.register(Box::new(chat_completion_duration.clone()))?;
+        registry.register(Box::new(chat_completion_tokens.clone()))?;
+        // Every label value exists from the start (a zero series, not a missing one).
+        for kind in ["base", "fine_tuned"] {
+            chat_completion_duration.with_label_values(&[kind]);
+        }
+        for kind in ["prompt", "completion"] {
+            chat_completion_tokens.with_label_values(&[kind]);
+        }
+        for state in ["busy", "idle"] {
+            local_workers.with_label_values(&[state]);
+        }
         Ok(Metrics {
             registry,
             http_requests,
@@ -124,6 +214,14 @@ impl Metrics {
             reasons_seen: Mutex::new(HashSet::new()),
             score_cache_lookups,
             monitor,
+            local_trained_tokens,
+            local_optimizer_steps,
+            local_step_duration,
+            local_queue_depth,
+            local_queue_wait,
+            local_workers,
+            chat_completion_duration,
+            chat_completion_tokens,
         })
     }
 
@@ -201,6 +299,44 @@ impl Metrics {
             .inc_by(misses);
     }
 
+    /// Counts what one poll of a local job mirrored (called once its write is stored).
+    pub fn local_progress(&self, p: &crate::jobs::seams::Progress) {
+        self.local_optimizer_steps.inc_by(p.steps);
+        self.local_trained_tokens.inc_by(p.tokens);
+        for s in &p.step_seconds {
+            self.local_step_duration.observe(*s);
+        }
+        if let Some(w) = p.queue_wait_seconds {
+            self.local_queue_wait.observe(w);
+        }
+    }
+
+    /// Sets the local queue's gauges: jobs waiting, workers busy (live leases) and idle (the
+    /// `supervised` workers not holding one).
+    pub fn set_local_queue(&self, queue: crate::store::LocalQueue, supervised: u64) {
+        self.local_queue_depth.set(queue.waiting as i64);
+        self.local_workers
+            .with_label_values(&["busy"])
+            .set(queue.leased as i64);
+        self.local_workers
+            .with_label_values(&["idle"])
+            .set(supervised.saturating_sub(queue.leased) as i64);
+    }
+
+    /// Counts one served chat completion.
+    pub fn chat_completion(&self, fine_tuned: bool, seconds: f64, prompt: u64, completion: u64) {
+        let kind = if fine_tuned { "fine_tuned" } else { "base" };
+        self.chat_completion_duration
+            .with_label_values(&[kind])
+            .observe(seconds);
+        self.chat_completion_tokens
+            .with_label_values(&["prompt"])
+            .inc_by(prompt);
+        self.chat_completion_tokens
+            .with_label_values(&["completion"])
+            .inc_by(completion);
+    }
+
     /// Prometheus text exposition.
     pub fn render(&self) -> String {
         render_registry(&self.registry)
@@ -239,5 +375,54 @@ mod tests {
         assert!(m
             .render()
             .contains("tuneguard_job_transitions_total{status=\"failed\"} 1"));
+    }
+
+    #[test]
+    fn local_training_and_chat_series() {
+        let m = Metrics::new(Registry::new()).unwrap();
+        let zero = m.render();
+        for series in [
+            "tuneguard_local_optimizer_steps_total 0",
+            "tuneguard_local_trained_tokens_total 0",
+            "tuneguard_local_step_duration_seconds_count 0",
+            "tuneguard_local_queue_wait_seconds_count 0",
+            "tuneguard_chat_completion_duration_seconds_count{model_kind=\"fine_tuned\"} 0",
+            "tuneguard_chat_completion_tokens_total{kind=\"prompt\"} 0",
+            "tuneguard_local_workers{state=\"idle\"} 0",
+        ] {
+            assert!(zero.contains(series), "{series} in\n{zero}");
+        }
+        m.local_progress(&crate::jobs::seams::Progress {
+            estimated_finish: Some(1),
+            steps: 3,
+            tokens: 120,
+            step_seconds: vec![0.5, 0.7, 0.6],
+            queue_wait_seconds: Some(12.0),
+        });
+        m.set_local_queue(
+            crate::store::LocalQueue {
+                waiting: 4,
+                leased: 3,
+            },
+            2,
+        );
+        m.chat_completion(true, 0.2, 10, 5);
+        let text = m.render();
+        for series in [
+            "tuneguard_local_optimizer_steps_total 3",
+            "tuneguard_local_trained_tokens_total 120",
+            "tuneguard_local_step_duration_seconds_count 3",
+            "tuneguard_local_queue_wait_seconds_count 1",
+            "tuneguard_local_queue_depth 4",
+            // An external worker holds a lease too: busy counts it, idle never goes below 0.
+            "tuneguard_local_workers{state=\"busy\"} 3",
+            "tuneguard_local_workers{state=\"idle\"} 0",
+            "tuneguard_chat_completion_duration_seconds_count{model_kind=\"fine_tuned\"} 1",
+            "tuneguard_chat_completion_duration_seconds_count{model_kind=\"base\"} 0",
+            "tuneguard_chat_completion_tokens_total{kind=\"prompt\"} 10",
+            "tuneguard_chat_completion_tokens_total{kind=\"completion\"} 5",
+        ] {
+            assert!(text.contains(series), "{series} in\n{text}");
+        }
     }
 }

@@ -60,6 +60,13 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
         Ok(counts) => state.metrics.set_jobs(&counts),
         Err(e) => tracing::warn!(error = %e, "counting jobs for /metrics failed"),
     }
+    let now = crate::ids::now_unix();
+    match crate::store::run_blocking(&state.store, move |s| s.local_queue(now)).await {
+        Ok(queue) => state
+            .metrics
+            .set_local_queue(queue, supervised_workers(&state)),
+        Err(e) => tracing::warn!(error = %e, "reading the local queue for /metrics failed"),
+    }
     (
         StatusCode::OK,
         [(
@@ -69,6 +76,18 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
         state.metrics.render(),
     )
         .into_response()
+}
+
+/// The worker processes `serve` supervises: `[local] workers`, where local jobs run at all
+/// (local mode, or upstream mode with `[[models]]` for `run_locally` policies).
+fn supervised_workers(state: &AppState) -> u64 {
+    let c = &state.config;
+    let local = c.execution == crate::config::ExecutionMode::Local || !c.models.entries.is_empty();
+    if local {
+        c.local.workers as u64
+    } else {
+        0
+    }
 }
 
 /// Any error response on a gateway route that no handler shaped itself (axum's plain-text

@@ -51,7 +51,7 @@ pub(super) async fn run(ctx: &Ctx, mut job: JobRecord, old: JobStatus) -> StoreR
             return commit(ctx, old, &job, evs).await;
         }
     };
-    let (mut evs, mut ckpts) = (Vec::new(), Vec::new());
+    let (mut evs, mut ckpts, mut progress) = (Vec::new(), Vec::new(), None);
     for o in observations {
         match o {
             Observation::Event {
@@ -86,12 +86,16 @@ pub(super) async fn run(ctx: &Ctx, mut job: JobRecord, old: JobStatus) -> StoreR
                     job.result_files.push(id);
                 }
             }
+            Observation::Progress(p) => {
+                job.estimated_finish = p.estimated_finish;
+                progress = Some(p);
+            }
         }
     }
     let next = match run_state {
         RunState::Running { state } => {
             set_pipeline(&mut job, "exec_state", state);
-            let _ = commit_observed(ctx, old, &job, evs, ckpts).await?;
+            let _ = commit_observed(ctx, old, &job, evs, ckpts, progress).await?;
             return Ok(Next::Wait);
         }
         RunState::Succeeded {
@@ -103,6 +107,7 @@ pub(super) async fn run(ctx: &Ctx, mut job: JobRecord, old: JobStatus) -> StoreR
             job.status = JobStatus::Succeeded;
             job.step = JobStep::Done;
             job.finished_at = Some(now_unix());
+            job.estimated_finish = None;
             job.fine_tuned_model = fine_tuned_model;
             job.trained_tokens = trained_tokens;
             evs.push(message_event(
@@ -121,6 +126,7 @@ pub(super) async fn run(ctx: &Ctx, mut job: JobRecord, old: JobStatus) -> StoreR
             job.status = JobStatus::Cancelled;
             job.step = JobStep::Done;
             job.finished_at = Some(now_unix());
+            job.estimated_finish = None;
             evs.push(message_event(
                 &job.id,
                 EventLevel::Info,
@@ -129,7 +135,7 @@ pub(super) async fn run(ctx: &Ctx, mut job: JobRecord, old: JobStatus) -> StoreR
             job
         }
     };
-    commit_observed(ctx, old, &next, evs, ckpts).await
+    commit_observed(ctx, old, &next, evs, ckpts, progress).await
 }
 
 /// Replaces each `"auto"` in the job's hyperparameters (and its `method`'s copy) with the

@@ -147,6 +147,26 @@ pub enum Observation {
     Hyperparameters(Value),
     /// A result file (purpose `fine-tune-results`) the backend stored for the job.
     ResultFile(String),
+    /// Training progress the poll measured (local jobs): the job's `estimated_finish` is
+    /// written with the poll, and the steps are counted on the gateway's metrics only once
+    /// that write is stored (a write refused by a racing pause counts nothing; the next poll
+    /// measures the same steps again).
+    Progress(Progress),
+}
+
+/// What one poll of a local job measured. See [`Observation::Progress`].
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Progress {
+    /// The job's new `estimated_finish` (unix seconds; `None`: not known yet).
+    pub estimated_finish: Option<i64>,
+    /// Optimizer steps this poll mirrored for the first time.
+    pub steps: u64,
+    /// Tokens those steps trained on (their `tokens`, summed as `trained_tokens` is).
+    pub tokens: u64,
+    /// Wall-clock seconds of each of those steps, as the trainer measured them.
+    pub step_seconds: Vec<f64>,
+    /// On the poll that mirrors the job's first step: seconds from the job's creation to it.
+    pub queue_wait_seconds: Option<f64>,
 }
 
 /// Where a job trains: an upstream provider or the local trainer.

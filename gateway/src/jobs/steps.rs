@@ -68,6 +68,7 @@ pub(crate) fn failed(mut job: JobRecord, f: StepFailure) -> (JobRecord, Vec<Even
     job.status = JobStatus::Failed;
     job.step = JobStep::Done;
     job.finished_at = Some(now_unix());
+    job.estimated_finish = None;
     job.error = Some(f.into());
     (job, vec![ev])
 }
@@ -87,16 +88,18 @@ pub(super) async fn commit(
     job: &JobRecord,
     events: Vec<EventRecord>,
 ) -> StoreResult<Next> {
-    commit_observed(ctx, old, job, events, Vec::new()).await
+    commit_observed(ctx, old, job, events, Vec::new(), None).await
 }
 
-/// [`commit`] with the checkpoints a poll observed, written in the same transaction.
+/// [`commit`] with the checkpoints a poll observed, written in the same transaction; the
+/// poll's [`Progress`] is counted on the metrics only when that write is stored.
 pub(super) async fn commit_observed(
     ctx: &Ctx,
     old: JobStatus,
     job: &JobRecord,
     events: Vec<EventRecord>,
     checkpoints: Vec<CheckpointRecord>,
+    progress: Option<Progress>,
 ) -> StoreResult<Next> {
     let store = Arc::clone(&ctx.store);
     let j = job.clone();
@@ -106,6 +109,9 @@ pub(super) async fn commit_observed(
     .await?;
     if !written {
         return Ok(Next::Continue); // status changed under us: the driver re-reads
+    }
+    if let Some(p) = &progress {
+        ctx.metrics.local_progress(p);
     }
     if job.status != old {
         ctx.metrics.job_entered(job.status);

@@ -2,9 +2,12 @@
 //! it), `poll` mirrors what the worker wrote into the job directory — one `metrics` event per
 //! optimizer step, each checkpoint, the resolved hyperparameters, and the outcome with its
 //! result file — advancing a cursor kept in `exec_state`. The monitor's records are mirrored
-//! and acted on through [`crate::monitoring`] (its cursor is `exec_state.monitor`).
+//! and acted on through [`crate::monitoring`] (its cursor is `exec_state.monitor`). Each poll
+//! also reports the job's [`Progress`]: `estimated_finish` from the pace of the worker's
+//! session, and the steps it mirrored for the first time (counted on the metrics once).
 
 use super::layout::{self, Outcome, Resolved};
+use super::progress::{self, MetricsTail, Pace};
 use crate::config::ModelRegistry;
 use crate::jobs::seams::*;
 use crate::metrics::Metrics;
@@ -47,6 +50,12 @@ struct Cursor {
     /// The monitor's records mirrored and its pending action.
     #[serde(default)]
     monitor: mirror::MonitorCursor,
+    /// How far `metrics.jsonl` was read (the next poll reads on from there).
+    #[serde(default)]
+    metrics: MetricsTail,
+    /// The pace of the worker session training the job (for `estimated_finish`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pace: Option<Pace>,
 }
 
 impl LocalExecutor {
@@ -120,12 +129,26 @@ fn monitor_settings(job: &JobRecord) -> monitor::MonitorSettings {
         })
 }
 
-fn metrics_lines(run: &Path) -> Vec<Value> {
-    std::fs::read_to_string(run.join("metrics.jsonl"))
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect()
+/// The lines of `metrics.jsonl` mirrored (the result CSV and `trained_tokens`, once, at the
+/// end).
+async fn mirrored_lines(run: PathBuf, tail: MetricsTail) -> StepResult<Vec<Value>> {
+    tokio::task::spawn_blocking(move || progress::read_lines_to(&run, &tail))
+        .await
+        .map_err(|e| fail("internal_error", e.to_string()))
+}
+
+/// The worker session training the job: its lease (worker, claim time); `None` between
+/// sessions (queued, paused). When the store cannot say, the session measured so far
+/// (`known`): an estimate is not worth failing or pausing a poll for.
+async fn session(store: &Arc<dyn Store>, job_id: &str, known: Option<String>) -> Option<String> {
+    let id = job_id.to_string();
+    match run_blocking(store, move |s| s.lease_of(&id)).await {
+        Ok(lease) => lease.map(|l| format!("{}@{}", l.worker_id, l.acquired_at)),
+        Err(e) => {
+            tracing::warn!(job = job_id, error = %e, "reading the job's lease failed");
+            known
+        }
+    }
 }
 
 fn num(v: &Value, k: &str) -> f64 {
@@ -295,7 +318,8 @@ impl Executor for LocalExecutor {
                 .map(|g| g.contains(&job.id))
                 .unwrap_or(true);
             let last_mirrored = cur.monitor.last;
-            let (lines, ckpts, resolved, outcome, records) = {
+            let tail = cur.metrics.clone();
+            let (lines, tail, ckpts, resolved, outcome, records) = {
                 let (run, dir) = (run.clone(), dir.clone());
                 tokio::task::spawn_blocking(move || {
                     // The outcome first: it is written last, so when it is there every
@@ -314,8 +338,8 @@ impl Executor for LocalExecutor {
                         Vec::new()
                     };
                     let ckpts = read_checkpoints(&run);
-                    let lines = metrics_lines(&run);
-                    (lines, ckpts, resolved, outcome, records)
+                    let (lines, tail) = progress::read_new_lines(&run, &tail);
+                    (lines, tail, ckpts, resolved, outcome, records)
                 })
                 .await
                 .map_err(|e| fail("internal_error", e.to_string()))?
@@ -350,6 +374,8 @@ impl Executor for LocalExecutor {
             }
             let total = resolved.as_ref().map_or(0, |r| r.total_steps);
             let every = total.div_ceil(MAX_METRIC_EVENTS).max(1);
+            let (before, mut measured) = (cur.step, Progress::default());
+            let mut line_total = 0;
             for m in &lines {
                 let step = m.get("step").and_then(Value::as_u64).unwrap_or(0) as usize;
                 if step <= cur.step {
@@ -359,7 +385,23 @@ impl Executor for LocalExecutor {
                     obs.push(step_event(m));
                 }
                 cur.step = step;
+                line_total = m.get("total_steps").and_then(Value::as_u64).unwrap_or(0) as usize;
+                measured.steps += 1;
+                measured.tokens += m.get("tokens").and_then(Value::as_u64).unwrap_or(0);
+                measured.step_seconds.extend(progress::step_seconds(m));
             }
+            cur.metrics = tail;
+            let now = progress::now_secs();
+            if before == 0 && cur.step > 0 {
+                measured.queue_wait_seconds = Some((now - job.created_at as f64).max(0.0));
+            }
+            let known = cur.pace.as_ref().and_then(|p| p.session.clone());
+            let session = session(&this.store, &job.id, known).await;
+            Pace::observe(&mut cur.pace, session, now, cur.step, cur.step > before);
+            let total_steps = if total > 0 { total } else { line_total };
+            measured.estimated_finish =
+                cur.pace.as_ref().and_then(|p| p.estimate(now, total_steps));
+            obs.push(Observation::Progress(measured));
             let ft = LocalExecutor::fine_tuned(&job);
             for (step, m) in &ckpts {
                 if *step > cur.checkpoint {
@@ -381,6 +423,14 @@ impl Executor for LocalExecutor {
             // A cancel decided now is taken on the next poll, even if the worker finished.
             let hold = cur.monitor.pending.is_some();
             let state = serde_json::to_value(&cur).unwrap_or(Value::Null);
+            // The whole file, only when the job finishes now (a rollback or success).
+            let finishing =
+                mirrored.decision.is_some() || matches!(outcome, Some(Outcome::Succeeded { .. }));
+            let lines = if finishing {
+                mirrored_lines(run.clone(), cur.metrics.clone()).await?
+            } else {
+                Vec::new()
+            };
             let trained = |lines: &[Value]| -> i64 {
                 lines
                     .iter()
@@ -435,3 +485,7 @@ impl Executor for LocalExecutor {
         async { Ok(()) }.boxed()
     }
 }
+
+#[cfg(test)]
+#[path = "executor_tests.rs"]
+mod tests;

@@ -5,7 +5,10 @@
 //! policy's learning rate; `batch_size` is OpenAI's effective batch = micro-batch ×
 //! accumulation: the policy's micro-batch stays (or shrinks to the batch when the batch is
 //! smaller) and the accumulation becomes round(batch / micro-batch), at least 1, so the
-//! effective batch is the nearest multiple of the micro-batch (rounding halves up).
+//! effective batch is the nearest multiple of the micro-batch (rounding halves up). The job's
+//! `seed` (OpenAI's: given by the client, else drawn at creation) is the training seed, as on
+//! OpenAI: the same seed and parameters reproduce the job; the policy's `[training] seed`
+//! applies to `tuneguard train` only.
 
 use crate::training::plan::{train_config, Overrides};
 use serde_json::Value;
@@ -38,6 +41,7 @@ pub fn policy_of(plan: &policies::Plan) -> policies::Policy {
 pub fn job_config(
     plan: &policies::Plan,
     hyperparameters: &Value,
+    seed: i64,
     num_layers: usize,
 ) -> Result<TrainConfig, String> {
     let policy = policy_of(plan);
@@ -63,6 +67,7 @@ pub fn job_config(
             ..Overrides::default()
         },
     )?;
+    config.seed = u64::try_from(seed).map_err(|_| format!("seed: {seed} is negative"))?;
     // The job's dataset is the transformed one: the pipeline's transform step already applied
     // the plan's inoculation prompt, so the trainer must not apply it a second time.
     config.inoculation = None;
@@ -108,19 +113,21 @@ mod tests {
         let c = job_config(
             &plan(),
             &json!({"n_epochs": 3, "batch_size": "auto", "learning_rate_multiplier": 2.0}),
+            42,
             2,
         )
         .unwrap();
         assert_eq!(c.epochs, 3);
+        assert_eq!(c.seed, 42, "the job's seed trains");
         assert!((c.learning_rate - 2e-4).abs() < 1e-15);
         assert_eq!((c.batch_size, c.gradient_accumulation_steps), (4, 4));
-        let c = job_config(&plan(), &json!({"batch_size": 10}), 2).unwrap();
+        let c = job_config(&plan(), &json!({"batch_size": 10}), 0, 2).unwrap();
         assert_eq!(
             (c.batch_size, c.gradient_accumulation_steps),
             (4, 3),
             "10 rounds to 12"
         );
-        let c = job_config(&plan(), &json!({"batch_size": 2}), 2).unwrap();
+        let c = job_config(&plan(), &json!({"batch_size": 2}), 0, 2).unwrap();
         assert_eq!((c.batch_size, c.gradient_accumulation_steps), (2, 1));
         let mut p = plan();
         p.inoculation = Some(policies::Inoculation {
@@ -128,11 +135,11 @@ mod tests {
             mode: policies::InoculationMode::Prepend,
         });
         assert_eq!(
-            job_config(&p, &json!({}), 2).unwrap().inoculation,
+            job_config(&p, &json!({}), 0, 2).unwrap().inoculation,
             None,
             "applied upstream of training"
         );
-        let e = job_config(&plan(), &json!({"n_epochs": 0.5}), 2).unwrap_err();
+        let e = job_config(&plan(), &json!({"n_epochs": 0.5}), 0, 2).unwrap_err();
         assert!(e.contains("n_epochs"), "{e}");
     }
 }

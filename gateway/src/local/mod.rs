@@ -14,6 +14,7 @@ pub mod executor;
 pub mod hyper;
 pub mod layout;
 pub mod lease_keeper;
+pub mod progress;
 pub mod routing;
 pub mod supervise;
 pub mod worker;

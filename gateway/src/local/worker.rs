@@ -255,6 +255,7 @@ impl JobCtx<'_> {
         let config = job_config(
             &plan,
             &job.hyperparameters,
+            job.seed,
             engine.weights.config.num_layers,
         )
         .map_err(|e| failure("invalid_hyperparameters", e))?;

@@ -36,6 +36,8 @@ pub async fn take_pending(
     p: &PendingAction,
 ) -> StoreResult<bool> {
     let mut next = job.clone();
+    // Paused or cancelled: no finish to estimate.
+    next.estimated_finish = None;
     let (name, message) = match p.action {
         RuleAction::Cancel => {
             next.status = JobStatus::Cancelled;

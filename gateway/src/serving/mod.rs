@@ -10,3 +10,6 @@ pub mod names;
 pub mod routes;
 
 pub use engines::Serving;
+
+#[cfg(test)]
+mod tests;

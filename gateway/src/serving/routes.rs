@@ -328,7 +328,9 @@ pub async fn chat_completions(
 ) -> Result<Response, ApiError> {
     let Json(body) = body.map_err(crate::api::json_rejection)?;
     let req = parse(&body)?;
+    let started = std::time::Instant::now();
     let target = resolve(&state, &caller.tenant, &req.model).await?;
+    let fine_tuned = target.adapter.is_some();
     let st = state.clone();
     let (choices, req) =
         tokio::task::spawn_blocking(move || generate(&st, target, &req).map(|c| (c, req)))
@@ -341,6 +343,12 @@ pub async fn chat_completions(
         "completion_tokens": completion_tokens,
         "total_tokens": prompt_tokens + completion_tokens,
     });
+    state.metrics.chat_completion(
+        fine_tuned,
+        started.elapsed().as_secs_f64(),
+        prompt_tokens as u64,
+        completion_tokens as u64,
+    );
     let id = new_id(IdKind::ChatCompletion);
     let created = now_unix();
     if !req.stream {

@@ -73,6 +73,7 @@ contract!(
     events_and_checkpoints_page_newest_first,
     a_refused_poll_stores_no_checkpoint,
     a_status_change_decided_on_an_old_step_does_not_rewind_the_job,
+    a_status_change_clears_the_estimated_finish,
     racing_status_changes_apply_once,
     policy_snapshots_are_write_once,
     leases_are_exclusive_expire_and_alternate_between_tenants,
@@ -989,6 +990,40 @@ fn a_status_change_decided_on_an_old_step_does_not_rewind_the_job(b: &dyn Backen
         .is_empty());
 }
 
+/// The runner writes `estimated_finish` with its polls; a client's pause, resume or cancel
+/// clears it (the run it was measured on ended).
+fn a_status_change_clears_the_estimated_finish(b: &dyn Backend) {
+    let s = b.open();
+    let mut j = job("ftjob-1", "a", &[]);
+    j.status = JobStatus::Running;
+    j.step = JobStep::Run;
+    s.create_job(&j, &event("ev-0", "ftjob-1"), &[]).unwrap();
+    j.estimated_finish = Some(1_000);
+    assert!(s.update_job(&j, JobStatus::Running, &[]).unwrap());
+    let read = |s: &dyn Store| s.get_job_any("ftjob-1").unwrap().unwrap().estimated_finish;
+    assert_eq!(read(&*s), Some(1_000));
+    let pause = StatusChange {
+        job_id: "ftjob-1".into(),
+        expected: JobStatus::Running,
+        expected_step: JobStep::Run,
+        status: JobStatus::Paused,
+        step: JobStep::Run,
+        finished_at: None,
+    };
+    assert!(s
+        .set_job_status(&pause, &event("ev-pause", "ftjob-1"))
+        .unwrap());
+    assert_eq!(read(&*s), None);
+    // A refused change leaves it as it is.
+    j.status = JobStatus::Paused;
+    j.estimated_finish = Some(2_000);
+    assert!(s.update_job(&j, JobStatus::Paused, &[]).unwrap());
+    assert!(!s
+        .set_job_status(&pause, &event("ev-pause-2", "ftjob-1"))
+        .unwrap());
+    assert_eq!(read(&*s), Some(2_000));
+}
+
 /// Two processes pause / cancel / advance one job at the same moment: exactly one
 /// compare-and-set applies, with exactly its event.
 fn racing_status_changes_apply_once(b: &dyn Backend) {
@@ -1103,6 +1138,8 @@ fn leases_are_exclusive_expire_and_alternate_between_tenants(b: &dyn Backend) {
     s.create_job(&queued, &event("ev-q1", "q1"), &[]).unwrap();
 
     let now = 100;
+    let queue = |waiting, leased| LocalQueue { waiting, leased };
+    assert_eq!(s.local_queue(now).unwrap(), queue(4, 0));
     let first = s.claim_local_job("w1", now, 30).unwrap().unwrap();
     assert_eq!(first.job.id, "a1");
     assert_eq!(first.takeover_from, None);
@@ -1120,6 +1157,7 @@ fn leases_are_exclusive_expire_and_alternate_between_tenants(b: &dyn Backend) {
     assert_eq!(second.job.id, "b1", "round-robin: beta next");
     let third = s.claim_local_job("w3", now, 30).unwrap().unwrap();
     assert_eq!(third.job.id, "a2");
+    assert_eq!(s.local_queue(now).unwrap(), queue(1, 3));
     // Held leases are not claimed again; a heartbeat keeps a lease alive.
     assert!(s.heartbeat_lease("a1", "w1", now + 20, 30).unwrap());
     assert_eq!(s.lease_of("a1").unwrap().unwrap().heartbeat_at, now + 20);
@@ -1132,6 +1170,8 @@ fn leases_are_exclusive_expire_and_alternate_between_tenants(b: &dyn Backend) {
     let fourth = s.claim_local_job("w4", now + 40, 30).unwrap().unwrap();
     assert_eq!(fourth.job.id, "b1");
     assert_eq!(fourth.takeover_from.as_deref(), Some("w2"));
+    // a2's lapsed lease counts as waiting, not as a busy worker.
+    assert_eq!(s.local_queue(now + 40).unwrap(), queue(2, 2));
     // A released lease frees the job at once; releasing someone else's is a no-op.
     s.release_lease("a1", "w9").unwrap();
     assert!(s.lease_of("a1").unwrap().is_some());

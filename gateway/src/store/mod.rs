@@ -135,7 +135,9 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreResult<bool>;
     /// Changes only a job's status, step and finished_at (never the pipeline state the runner
     /// owns), if its stored status is still `expected`; appends `event` in the same
-    /// transaction. False when the status had changed.
+    /// transaction. False when the status had changed. The job's `estimated_finish` is
+    /// cleared (a pause, cancel or resume ends the run it was measured on; the runner
+    /// estimates again from the steps that follow).
     fn set_job_status(&self, change: &StatusChange, event: &EventRecord) -> StoreResult<bool>;
     /// Number of jobs per status (all tenants).
     fn count_jobs(&self) -> StoreResult<Vec<(JobStatus, u64)>>;
@@ -177,6 +179,9 @@ pub trait Store: Send + Sync + 'static {
     fn release_lease(&self, job_id: &str, worker_id: &str) -> StoreResult<()>;
     /// The lease on a job, live or expired.
     fn lease_of(&self, job_id: &str) -> StoreResult<Option<Lease>>;
+    /// How many local jobs wait for a worker (claimable at `now`) and how many leases are
+    /// live at `now`.
+    fn local_queue(&self, now: i64) -> StoreResult<LocalQueue>;
 
     // policy snapshots
     fn save_policy_snapshot(&self, snap: &PolicySnapshot) -> StoreResult<()>;

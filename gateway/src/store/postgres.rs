@@ -363,6 +363,9 @@ impl Store for PgStore {
     fn lease_of(&self, job_id: &str) -> StoreResult<Option<Lease>> {
         self.lease_of_impl(job_id)
     }
+    fn local_queue(&self, now: i64) -> StoreResult<LocalQueue> {
+        self.local_queue_impl(now)
+    }
 
     fn save_policy_snapshot(&self, s: &PolicySnapshot) -> StoreResult<()> {
         self.with(|c| {

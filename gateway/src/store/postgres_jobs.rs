@@ -331,8 +331,8 @@ impl PgStore {
         self.with(|c| {
             let mut tx = c.transaction()?;
             let changed = tx.execute(
-                "UPDATE jobs SET status = $2, step = $3, finished_at = COALESCE($4, finished_at) \
-                 WHERE id = $1 AND status = $5 AND step = $6",
+                "UPDATE jobs SET status = $2, step = $3, finished_at = COALESCE($4, finished_at), \
+                 estimated_finish = NULL WHERE id = $1 AND status = $5 AND step = $6",
                 &[
                     &s.job_id,
                     &s.status.as_str(),

@@ -125,6 +125,33 @@ impl PgStore {
         })
     }
 
+    pub(super) fn local_queue_impl(&self, now: i64) -> StoreResult<LocalQueue> {
+        let running = JobStatus::Running.as_str();
+        let run = JobStep::Run.as_str();
+        self.with(|c| {
+            let waiting: i64 = c
+                .query_one(
+                    format!(
+                        "SELECT COUNT(*) FROM jobs j LEFT JOIN job_leases l ON l.job_id = j.id \
+                         WHERE {CLAIMABLE}"
+                    )
+                    .as_str(),
+                    &[&running, &run, &now],
+                )?
+                .try_get(0)?;
+            let leased: i64 = c
+                .query_one(
+                    "SELECT COUNT(*) FROM job_leases WHERE expires_at > $1",
+                    &[&now],
+                )?
+                .try_get(0)?;
+            Ok(LocalQueue {
+                waiting: waiting.max(0) as u64,
+                leased: leased.max(0) as u64,
+            })
+        })
+    }
+
     pub(super) fn lease_of_impl(&self, job_id: &str) -> StoreResult<Option<Lease>> {
         self.with(|c| {
             let Some(r) = c.query_opt(

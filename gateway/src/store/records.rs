@@ -323,6 +323,15 @@ pub struct Lease {
     pub expires_at: i64,
 }
 
+/// The queue of local jobs at one moment (for the gateway's gauges).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LocalQueue {
+    /// Local jobs a worker may claim: running on the local backend, no live lease.
+    pub waiting: u64,
+    /// Live leases: workers training (or checkpointing) a job now.
+    pub leased: u64,
+}
+
 /// A job a worker just claimed.
 #[derive(Debug, Clone)]
 pub struct Claim {

@@ -287,6 +287,9 @@ impl Store for SqliteStore {
     fn lease_of(&self, job_id: &str) -> StoreResult<Option<Lease>> {
         self.lease_of_impl(job_id)
     }
+    fn local_queue(&self, now: i64) -> StoreResult<LocalQueue> {
+        self.local_queue_impl(now)
+    }
     fn list_jobs(&self, tenant: &str, q: &JobQuery) -> StoreResult<Page<JobRecord>> {
         self.list_jobs_impl(tenant, q)
     }
@@ -304,8 +307,8 @@ impl Store for SqliteStore {
         let tx =
             rusqlite::Transaction::new_unchecked(&conn, rusqlite::TransactionBehavior::Immediate)?;
         let changed = tx.execute(
-            "UPDATE jobs SET status = ?2, step = ?3, finished_at = COALESCE(?4, finished_at) \
-             WHERE id = ?1 AND status = ?5 AND step = ?6",
+            "UPDATE jobs SET status = ?2, step = ?3, finished_at = COALESCE(?4, finished_at), \
+             estimated_finish = NULL WHERE id = ?1 AND status = ?5 AND step = ?6",
             params![
                 c.job_id,
                 c.status.as_str(),

@@ -89,6 +89,27 @@ impl SqliteStore {
         Ok(())
     }
 
+    pub(super) fn local_queue_impl(&self, now: i64) -> StoreResult<LocalQueue> {
+        let conn = self.conn()?;
+        let waiting: i64 = conn.query_row(
+            "SELECT COUNT(*) FROM jobs j LEFT JOIN job_leases l ON l.job_id = j.id \
+             WHERE j.status = ?1 AND j.step = ?2 \
+               AND json_extract(j.pipeline, '$.exec_state.backend') = 'local' \
+               AND (l.job_id IS NULL OR l.expires_at <= ?3)",
+            params![JobStatus::Running.as_str(), JobStep::Run.as_str(), now],
+            |r| r.get(0),
+        )?;
+        let leased: i64 = conn.query_row(
+            "SELECT COUNT(*) FROM job_leases WHERE expires_at > ?1",
+            params![now],
+            |r| r.get(0),
+        )?;
+        Ok(LocalQueue {
+            waiting: waiting.max(0) as u64,
+            leased: leased.max(0) as u64,
+        })
+    }
+
     pub(super) fn lease_of_impl(&self, job_id: &str) -> StoreResult<Option<Lease>> {
         Ok(self
             .conn()?
