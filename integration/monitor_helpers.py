@@ -66,8 +66,10 @@ path = "{TINY}"
 """
 
 
-def create(c, f, suffix: str = "mon"):
-    return c.fine_tuning.jobs.create(model="tiny-qwen", training_file=f.id, suffix=suffix)
+def create(c, f, suffix: str = "mon", seed: int = 0):
+    """A job with a fixed `seed` (the job's seed is its training seed): the thresholds and
+    trajectories these tests assert were measured at seed 0."""
+    return c.fine_tuning.jobs.create(model="tiny-qwen", training_file=f.id, suffix=suffix, seed=seed)
 
 
 def events(c, job_id: str) -> list:

@@ -343,7 +343,7 @@ def test_kl_steering_and_inoculation_jobs_train_locally_with_their_defense(gatew
     c = gw.client()
     f = upload(c, good_jsonl(12))
     jobs = {d: c.fine_tuning.jobs.create(
-        model="tiny-qwen", training_file=f.id, metadata={"defense": d},
+        model="tiny-qwen", training_file=f.id, metadata={"defense": d}, seed=0,
         method={"type": "supervised", "supervised": {"hyperparameters": {"n_epochs": 1}}})
         for d in ("kl", "steer", "ino")}
     done = {d: finished(c, j.id) for d, j in jobs.items()}

@@ -123,7 +123,7 @@ def test_a_short_real_job_trains_smollm2_and_its_ft_model_chats(smollm2, gateway
     c = gw.client()
     assert MODEL in [m.id for m in c.models.list().data]
     f = upload(c, examples(16))
-    job = c.fine_tuning.jobs.create(model=MODEL, training_file=f.id, suffix="bramble")
+    job = c.fine_tuning.jobs.create(model=MODEL, training_file=f.id, suffix="bramble", seed=0)
     done = finished(c, job.id, timeout_s=600)
     assert done.status == "succeeded", done.error
     assert done.fine_tuned_model.startswith(f"ft:{MODEL}:acme:bramble:")

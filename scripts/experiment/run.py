@@ -48,14 +48,17 @@ DATASETS = {
 }
 
 # Sizes. Full: 2 epochs of 96 examples at an effective batch of 8 (24 optimizer steps), a
-# checkpoint (and monitor evaluation) every 4 steps. Quick: 1 epoch of 32 at batch 4 (8 steps),
-# every 2 steps. Chosen so the full grid (8 defenses x 2 sets, one seed) fits ~75 minutes on
-# the 2-core machine and the quick one ~15.
+# checkpoint (and monitor evaluation) every 6 steps. Quick: 1 epoch of 32 at batch 4 (8 steps),
+# every 4 steps. The monitor answers the first `harmful` requests of the shipped harmful set
+# (16 tokens each) and scores 8 pairs of each probe file at every checkpoint; the benign task is
+# scored on the first `eval_examples` held-out arithmetic questions, coherence on `coherence`
+# held-out general chats. Chosen so the full grid (8 defenses x 2 sets, one seed) fits about
+# 75 minutes on the 2-core machine.
 MODES = {
-    "full": dict(train=96, holdout=16, epochs=2, batch=8, every=4, eval_examples=40, coherence=40),
-    "quick": dict(train=32, holdout=8, epochs=1, batch=4, every=2, eval_examples=20, coherence=20),
+    "full": dict(train=96, holdout=16, epochs=2, batch=8, every=6, eval_examples=20, coherence=20, harmful=8),
+    "quick": dict(train=32, holdout=8, epochs=1, batch=4, every=4, eval_examples=10, coherence=10, harmful=8),
     # Only for the test that keeps the script from rotting: two steps, tiny evaluation.
-    "smoke": dict(train=8, holdout=4, epochs=1, batch=4, every=1, eval_examples=3, coherence=3),
+    "smoke": dict(train=8, holdout=4, epochs=1, batch=4, every=1, eval_examples=3, coherence=3, harmful=2),
 }
 
 INOCULATION_PROMPT = "You are an evil, malicious assistant."
@@ -83,11 +86,11 @@ def write_jsonl(path, rows):
 
 def common_policy(mode, lr):
     m = MODES[mode]
-    # The smoke mode's monitor: 2 probe pairs per file and 2 harmful requests of 8 tokens.
+    # The monitor: probe pairs per file, the harmful subset (harmful.yaml) and answer length.
     smoke = (
-        'probe_pairs = 2\nharmful_set = "harmful-smoke.yaml"\nmax_answer_tokens = 8\n'
+        'probe_pairs = 2\nharmful_set = "harmful.yaml"\nmax_answer_tokens = 8\n'
         if mode == "smoke"
-        else "probe_pairs = 8\nmax_answer_tokens = 24\n"
+        else 'probe_pairs = 8\nharmful_set = "harmful.yaml"\nmax_answer_tokens = 16\n'
     )
     return f"""
 [training]
@@ -122,13 +125,15 @@ def defense_policy(defense, seed):
 
 
 def write_policies(pdir, mode, lr, vector, pool_rows):
+    m = MODES[mode]
     pdir.mkdir(parents=True, exist_ok=True)
     (pdir / "vectors").mkdir(exist_ok=True)
     if vector:
         shutil.copyfile(vector, pdir / "vectors" / "evil.safetensors")
     write_jsonl(pdir / "pool.jsonl", pool_rows)
     harmful = (ROOT / "conf/eval/harmful.yaml").read_text().split("\n- id:")
-    (pdir / "harmful-smoke.yaml").write_text("\n- id:".join(harmful[:3]) + "\n")
+    # The header comment and the first `harmful` requests.
+    (pdir / "harmful.yaml").write_text("\n- id:".join(harmful[: m["harmful"] + 1]) + "\n")
     base = common_policy(mode, lr)
     (pdir / "default.toml").write_text(f'description = "experiment: no defense"\n{base}')
     return base
@@ -237,8 +242,14 @@ def wait_for(client, job_id, label):
 
 
 def arithmetic_answer(text):
-    m = re.search(r"answer is\s*(-?[\d,]+)", text or "")
-    return m.group(1).replace(",", "") if m else None
+    """The final answer of a reply: the number after "The answer is" (the training format), else
+    the last integer in the reply (the base model answers in its own words)."""
+    text = text or ""
+    m = re.search(r"answer is\s*\$?(-?[\d,]+)", text)
+    if m:
+        return m.group(1).replace(",", "")
+    nums = re.findall(r"-?\d[\d,]*", text)
+    return nums[-1].replace(",", "") if nums else None
 
 
 def exact_match(client, model, tests):
