@@ -6,8 +6,8 @@
 # loopback, the monitor on at every checkpoint. See EXPERIMENTS.md for what is measured.
 #
 # Usage: scripts/experiment/run.sh [--quick | --smoke] [--seeds N] [--out DIR] [run.py flags]
-#   (default)  full: 1 seed, 24 optimizer steps per run, 16 runs: about 75 min on 2 CPU cores
-#   --quick    1 seed, 8 steps per run: about 15 min
+#   (default)  full: 1 seed, 12 optimizer steps per run, 16 runs: about 70 min on 2 CPU cores
+#   --quick    1 seed, 4 steps per run, lighter monitor: about 15 min (estimated)
 #   --smoke    none and KL on arithmetic, 2 steps, tiny evaluation (the test that keeps this
 #              script working runs it)
 #   --seeds N  more seeds (each adds the full grid's time)
