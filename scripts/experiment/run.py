@@ -503,7 +503,7 @@ def main():
     for d in datasets:
         if d not in DATASETS:
             raise SystemExit(f"unknown dataset {d!r}; one of {', '.join(DATASETS)}")
-    if "steering" in defenses and not args.vector:
+    if "steering" in defenses and not args.vector and not args.render_only:
         raise SystemExit("the steering defense needs --vector")
     out = args.out.resolve()
     results_path = out / "results.json"
