@@ -13,8 +13,6 @@ import argparse
 import hashlib
 import io
 import json
-import math
-import os
 import re
 import shutil
 import statistics
