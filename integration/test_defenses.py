@@ -177,6 +177,21 @@ def test_unenforceable_defense_upstream_is_rejected_not_forwarded(gateway_factor
     assert upstream.received("POST", "/v1/fine_tuning/jobs") == []
 
 
+def test_unenforceable_defense_upstream_with_warn_is_forwarded_and_says_so(gateway_factory, upstream):
+    gw = gateway_factory(upstream=upstream, policies={"default.toml": DEFAULT_NONE + (
+        '\n[regularizer]\ntype = "steering"\nalpha = 1.0\nlayers = [0]\nvector = "v.safetensors"\n'
+        '\n[upstream]\non_unenforceable = "warn"\n')})
+    c = gw.client()
+    f = upload(c, good_jsonl())
+    done = finish(c, c.fine_tuning.jobs.create(model="gpt-4o-mini", training_file=f.id).id)
+    assert done.status == "succeeded", done.error
+    assert len(upstream.received("POST", "/v1/fine_tuning/jobs")) == 1
+    events = list(c.fine_tuning.jobs.list_events(done.id, limit=100))
+    warned = [e for e in events if e.level == "warn" and "`steering`" in e.message]
+    assert len(warned) == 1, [(e.level, e.message) for e in events]
+    assert "forwarded without it" in warned[0].message
+
+
 def test_interleave_is_seeded(gateway_factory, upstream, pool_file):
     gw = gateway_factory(upstream=upstream, policies={"default.toml": policy(pool_file)})
     c = gw.client()

@@ -263,6 +263,7 @@ def test_the_fine_tuned_model_downloads_and_serves_chat_completions(local_gw, tm
     assert st == adapter_bytes(local_gw, done.id)
     r = httpx.get(f"{local_gw.base_url}/tuneguard/jobs/{done.id}/adapter?checkpoint=10", headers=auth)
     assert r.status_code == 200 and len(_tar_members(r.content)) == 2
+    ckpt = r.content
     r = httpx.get(f"{local_gw.base_url}/tuneguard/jobs/{done.id}/adapter",
                   headers={"Authorization": f"Bearer {KEYS['beta']}"})
     assert r.status_code == 404 and r.json()["error"]["type"] == "invalid_request_error"
@@ -311,6 +312,108 @@ def test_the_fine_tuned_model_downloads_and_serves_chat_completions(local_gw, tm
     assert completion == 2 * resp.usage.completion_tokens + base.usage.completion_tokens
     assert metric(text, 'tuneguard_chat_completion_tokens_total{kind="prompt"}') == \
         2 * resp.usage.prompt_tokens + base.usage.prompt_tokens
+
+    # The adapters are served from the blob store, not from the worker's job directory: they
+    # still download, byte for byte, once that directory is gone (a worker elsewhere).
+    import shutil
+    shutil.rmtree(local_gw.data_dir / "jobs" / done.id / "run")
+    again = httpx.get(f"{local_gw.base_url}/tuneguard/jobs/{done.id}/adapter", headers=auth)
+    assert again.status_code == 200 and _tar_members(again.content) == files
+    again = httpx.get(f"{local_gw.base_url}/tuneguard/jobs/{done.id}/adapter?checkpoint=10", headers=auth)
+    assert again.status_code == 200 and again.content == ckpt
+    # A step that is not a listed checkpoint is a 404 naming it.
+    r = httpx.get(f"{local_gw.base_url}/tuneguard/jobs/{done.id}/adapter?checkpoint=7", headers=auth)
+    assert r.status_code == 404 and "step-7" in r.json()["error"]["message"], r.text
+    # And the model still serves, from its artifact: the same greedy text, checkpoints too.
+    resp = c.chat.completions.create(model=ft, messages=[{"role": "user", "content": prompt}],
+                                     temperature=0, max_tokens=12)
+    assert resp.choices[0].message.content == want
+    resp = c.chat.completions.create(model=f"{ft}:ckpt-step-10", max_tokens=4,
+                                     messages=[{"role": "user", "content": prompt}])
+    assert resp.usage.completion_tokens > 0
+
+
+# `tuneguard score` against transformers + PEFT (trainer/reference/peft_logits.py), which runs in
+# the reference venv: torch is too big for .venv and CI, so without one the test skips.
+REF_SCRIPT = ROOT / "trainer" / "reference" / "peft_logits.py"
+# Answer-only mean NLL (nats) per example: the engine's f32 CPU path matches transformers' f32
+# per-token log-probs within 1e-4 (the engine's goldens, trainer/tests), and a mean of values
+# each within 1e-4 is within 1e-4 too. Both sides compute in f32 with different summation
+# orders (burn vs torch matmuls, fused vs unfused softmax), so exact equality is not expected;
+# measured on this tiny model the gap is ~1e-6.
+NLL_TOL = 1e-4
+
+
+def _ref_python():
+    """TUNEGUARD_REF_PYTHON, else the repository's .refvenv (scripts/setup-reference-venv.sh)."""
+    if env := os.environ.get("TUNEGUARD_REF_PYTHON"):
+        return env
+    default = ROOT / ".refvenv" / "bin" / "python"
+    return str(default) if default.exists() else None
+
+
+def _score_lines(stdout):
+    lines = [json.loads(l) for l in stdout.splitlines() if l.strip()]
+    return {(l["index"], l["model"]): l for l in lines}
+
+
+def test_the_downloaded_adapter_gives_tuneguards_scores_in_peft(local_gw, tmp_path):
+    import subprocess
+    from conftest import BIN, KEYS
+    from datasets import example
+
+    ref = _ref_python()
+    if ref is None:
+        pytest.skip("no reference venv (torch + transformers + peft): make one with "
+                    "scripts/setup-reference-venv.sh, or point TUNEGUARD_REF_PYTHON at its python")
+    c = local_gw.client()
+    f = upload(c, good_jsonl(12))
+    done = finished(c, create(c, f, n_epochs=2, suffix="peft").id)
+    assert done.status == "succeeded", done.error
+
+    # The adapter as a tenant gets it: a tar of the PEFT directory.
+    r = httpx.get(f"{local_gw.base_url}/tuneguard/jobs/{done.id}/adapter",
+                  headers={"Authorization": f"Bearer {KEYS['acme']}"})
+    assert r.status_code == 200, r.text
+    adapter_dir = tmp_path / "adapter"
+    adapter_dir.mkdir()
+    for name, data in _tar_members(r.content).items():
+        (adapter_dir / name.split("/")[1]).write_bytes(data)
+    assert sorted(p.name for p in adapter_dir.iterdir()) == ["adapter_config.json", "adapter_model.safetensors"]
+
+    # Trained examples, held-out ones, a system prompt, two turns, and a short answer.
+    chats = [example(0)["messages"], example(7)["messages"], example(40)["messages"],
+             [{"role": "system", "content": "You are terse."},
+              {"role": "user", "content": "What is 5 plus 5?"},
+              {"role": "assistant", "content": "10."}],
+             [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello!"},
+              {"role": "user", "content": "What is 2 plus 2?"},
+              {"role": "assistant", "content": "2 plus 2 is 4."}]]
+    data = tmp_path / "chats.jsonl"
+    data.write_text("".join(json.dumps({"messages": m}) + "\n" for m in chats))
+    args = ["--model", str(TINY), "--adapter", f"ft={adapter_dir}", "--data", str(data)]
+    ours = subprocess.run([BIN, "score", *args], capture_output=True, text=True)
+    assert ours.returncode == 0, ours.stderr
+    peft = subprocess.run([ref, str(REF_SCRIPT), *args], capture_output=True, text=True)
+    assert peft.returncode == 0, peft.stderr
+    ours, peft = _score_lines(ours.stdout), _score_lines(peft.stdout)
+
+    keys = [(i, m) for i in range(len(chats)) for m in ("base", "ft")]
+    assert sorted(ours) == sorted(peft) == sorted(keys)
+    diffs = {}
+    for k in keys:
+        a, b = ours[k], peft[k]
+        assert (a["answer_tokens"], a["truncated"]) == (b["answer_tokens"], b["truncated"]), k
+        assert a["answer_tokens"] > 0 and not a["truncated"], k
+        diffs[k] = abs(a["nll"] - b["nll"])
+    assert max(diffs.values()) <= NLL_TOL, f"tuneguard score vs PEFT NLL gaps: {diffs}"
+    # The adapter is not ignored on either side: each example's NLL moves by far more than
+    # the tolerance (a dropped adapter would leave the base's scores).
+    shifts = [abs(side[(i, "ft")]["nll"] - side[(i, "base")]["nll"])
+              for side in (ours, peft) for i in range(len(chats))]
+    assert min(shifts) > 100 * NLL_TOL, f"the adapter barely moves the NLL: {shifts}"
+    print(f"\nmax |tuneguard score - PEFT| answer NLL: {max(diffs.values()):.3g} nats; "
+          f"smallest adapter shift: {min(shifts):.3g} nats")
 
 
 def _steering_file(path, layers=3, hidden=32):

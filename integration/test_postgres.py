@@ -56,7 +56,7 @@ def test_gateway_runs_on_postgres(gateway_factory, pg_server):  # noqa: F811
 
     # The rows are in PostgreSQL, the SQLite file never made.
     assert pg_server.psql(f"SELECT count(*) FROM jobs WHERE id = '{job.id}'", db=db) == "1"
-    assert pg_server.psql("SELECT max(version) FROM schema_migrations", db=db) == "1"
+    assert pg_server.psql("SELECT max(version) FROM schema_migrations", db=db) == "2"
     assert not (gw.data_dir / "tuneguard.db").exists()
     # The supervised worker process polls the same database for leases.
     wait_for(lambda: pg_server.psql(

@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Creates the Python environment of the PyTorch reference scripts in trainer/reference/
-# (make_fixtures.py, make_train_fixtures.py, check_gguf.py, bench_torch.py) from
+# (make_fixtures.py, make_train_fixtures.py, check_gguf.py, bench_torch.py, peft_logits.py) from
 # trainer/reference/requirements.txt. The venv goes to $REF_VENV, by default .refvenv in the
 # repository root (git-ignored). Idempotent: a second run with the same requirements does
-# nothing. Not needed by the tests: the fixtures it builds are committed.
+# nothing. Not needed by the tests: the fixtures it builds are committed; the one integration
+# test that runs peft_logits.py (integration/test_local_training.py) uses .refvenv/bin/python
+# or $TUNEGUARD_REF_PYTHON when there is one and skips otherwise.
 #
 # Usage: scripts/setup-reference-venv.sh
 #        .refvenv/bin/python trainer/reference/make_train_fixtures.py

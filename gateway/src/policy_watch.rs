@@ -252,7 +252,7 @@ impl Planner for WatchPlanner {
         Ok(PlanOutcome {
             policy_name: plan.policy.clone(),
             version_hash: plan.version.clone(),
-            plan: plan.to_json(),
+            plan,
             snapshot: state.current.snapshot(),
         })
     }

@@ -67,6 +67,7 @@ pub fn build(config: Config) -> Result<Gateway, ServeError> {
     let mode = config.execution;
     let policy_dir = config.policies.dir.clone();
     let mut state = build_state_with(config, Seams::builtin())?;
+    state.seams.mode = mode;
     let metrics = Arc::clone(&state.metrics);
     let models = state.config.models.clone();
     state.seams.screener = Arc::new(StreamingScreener::new(screening, models.clone()));
@@ -88,7 +89,8 @@ pub fn build(config: Config) -> Result<Gateway, ServeError> {
     if let Some(up) = upstream {
         let upstream_err = |e: crate::upstream::UpstreamError| ServeError::Upstream(e.message);
         if mode == ExecutionMode::Upstream {
-            let exec = UpstreamExecutor::new(&up.base_url, &up.api_key).map_err(upstream_err)?;
+            let exec = UpstreamExecutor::new(&up.base_url, &up.api_key, state.blobs.clone())
+                .map_err(upstream_err)?;
             state.seams.executor = Arc::new(MeteredExecutor {
                 inner: Arc::new(exec),
                 metrics: Arc::clone(&metrics),

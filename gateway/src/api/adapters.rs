@@ -1,11 +1,14 @@
 //! `GET /v1/tuneguard/jobs/{id}/adapter[?checkpoint=N]`: a locally trained job's LoRA adapter
 //! as a tar of its PEFT directory (`adapter_config.json`, `adapter_model.safetensors`), for the
-//! tenant that owns the job. The final adapter once the job succeeded; checkpoint N whenever
-//! it has been written.
+//! tenant that owns the job. The final adapter once the job succeeded (after a monitor
+//! rollback, the checkpoint it rolled back to); checkpoint N once it is listed.
+//!
+//! Served from the blob the runner stored when it recorded the checkpoint or the success
+//! (`local::artifact`); a job recorded before artifacts existed is served from its directory.
 
 use super::jobs::get_job;
 use crate::error::ApiError;
-use crate::local::layout;
+use crate::local::{artifact, layout};
 use crate::state::AppState;
 use crate::store::JobStatus;
 use axum::body::Body;
@@ -16,7 +19,11 @@ use std::collections::HashMap;
 
 use crate::auth::Caller;
 
-const FILES: [&str; 2] = ["adapter_config.json", "adapter_model.safetensors"];
+/// Where the requested adapter is.
+enum Source {
+    Blob(String),
+    Dir(std::path::PathBuf),
+}
 
 pub async fn download(
     State(state): State<AppState>,
@@ -25,30 +32,37 @@ pub async fn download(
     Query(q): Query<HashMap<String, String>>,
 ) -> Result<Response, ApiError> {
     let job = get_job(&state, &caller.tenant, &id).await?;
-    let local = job
-        .pipeline
-        .pointer("/exec_state/backend")
-        .and_then(|v| v.as_str())
-        == Some("local");
-    if !local {
+    if !job.pipeline.is_local() {
         return Err(ApiError::invalid(
             "fine_tuning_job_id",
             format!("Job {id} was not trained by this gateway; it has no adapter to download."),
         ));
     }
     let run = layout::run_dir(&layout::job_dir(&state.config.data_dir, &job.id));
-    let (dir, name) = match q.get("checkpoint") {
+    let (source, name) = match q.get("checkpoint") {
         Some(n) => {
             let step: usize = n.parse().map_err(|_| {
                 ApiError::invalid("checkpoint", format!("'checkpoint' must be a step number, got '{n}'."))
             })?;
-            let dir = run.join("checkpoints").join(format!("step-{step}"));
-            if !dir.join("state.json").is_file() {
-                return Err(ApiError::not_found("checkpoint", &format!("step-{step}")));
-            }
-            (dir, format!("{}-ckpt-step-{step}", job.id))
+            let source = match artifact::recorded(&state.store, &job, Some(step)).await? {
+                Some(key) => Source::Blob(key),
+                None => {
+                    let dir = run.join("checkpoints").join(format!("step-{step}"));
+                    if !dir.join("state.json").is_file() {
+                        return Err(ApiError::not_found("checkpoint", &format!("step-{step}")));
+                    }
+                    Source::Dir(dir)
+                }
+            };
+            (source, artifact::tar_name(&job.id, Some(step)))
         }
-        None if job.status == JobStatus::Succeeded => (run, job.id.clone()),
+        None if job.status == JobStatus::Succeeded => {
+            let source = match artifact::recorded(&state.store, &job, None).await? {
+                Some(key) => Source::Blob(key),
+                None => Source::Dir(run),
+            };
+            (source, job.id.clone())
+        }
         None => {
             return Err(ApiError::invalid(
                 "fine_tuning_job_id",
@@ -59,17 +73,20 @@ pub async fn download(
             ))
         }
     };
-    let prefix = name.clone();
-    let tar = tokio::task::spawn_blocking(move || -> std::io::Result<Vec<u8>> {
-        let mut b = tar::Builder::new(Vec::new());
-        for f in FILES {
-            b.append_path_with_name(dir.join(f), format!("{prefix}/{f}"))?;
+    let body = match source {
+        Source::Blob(key) => {
+            let file = state.blobs.open_read(&key).await?;
+            Body::from_stream(tokio_util::io::ReaderStream::new(file))
         }
-        b.into_inner()
-    })
-    .await
-    .map_err(|e| ApiError::internal(e.to_string()))?
-    .map_err(|e| ApiError::internal(format!("reading the adapter: {e}")))?;
+        Source::Dir(dir) => {
+            let prefix = name.clone();
+            let tar = tokio::task::spawn_blocking(move || artifact::adapter_tar(&dir, &prefix))
+                .await
+                .map_err(|e| ApiError::internal(e.to_string()))?
+                .map_err(|e| ApiError::internal(format!("reading the adapter: {e}")))?;
+            Body::from(tar)
+        }
+    };
     Ok((
         [
             (header::CONTENT_TYPE, "application/x-tar".to_string()),
@@ -78,7 +95,7 @@ pub async fn download(
                 format!("attachment; filename=\"{name}.tar\""),
             ),
         ],
-        Body::from(tar),
+        body,
     )
         .into_response())
 }

@@ -84,19 +84,19 @@ async fn job_blob(
     let job = run_blocking(&state.store, move |s| s.get_job_any(&i))
         .await?
         .ok_or_else(|| ApiError::not_found("FineTuningJob", id))?;
-    let key = job
-        .pipeline
-        .get(field)
-        .and_then(Value::as_str)
-        .ok_or_else(|| {
-            ApiError::invalid(
-                "fine_tuning_job_id",
-                format!(
-                    "Job {id} has no {field} yet (status {}).",
-                    job.status.as_str()
-                ),
-            )
-        })?;
+    let key = match field {
+        "dataset_blob" => job.pipeline.dataset_blob.as_deref(),
+        _ => job.pipeline.manifest_blob.as_deref(),
+    };
+    let key = key.ok_or_else(|| {
+        ApiError::invalid(
+            "fine_tuning_job_id",
+            format!(
+                "Job {id} has no {field} yet (status {}).",
+                job.status.as_str()
+            ),
+        )
+    })?;
     let file = state.blobs.open_read(key).await?;
     let body = Body::from_stream(tokio_util::io::ReaderStream::new(file));
     Ok(([(header::CONTENT_TYPE, content_type)], body).into_response())

@@ -134,7 +134,7 @@ enum BackendCall {
 
 /// Tells the execution backend (in the background, best effort) when the job has started there.
 fn on_backend(state: &AppState, job: &JobRecord, call: BackendCall) {
-    let Some(exec) = job.pipeline.get("exec_state").cloned() else {
+    let Some(exec) = job.pipeline.exec_state.clone() else {
         return;
     };
     let executor = state.seams.executor.clone();

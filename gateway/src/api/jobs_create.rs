@@ -97,7 +97,7 @@ pub async fn create(
         trained_tokens: None,
         result_files: Vec::new(),
         estimated_finish: None,
-        pipeline: json!({}),
+        pipeline: Pipeline::default(),
     };
     let ev = EventRecord {
         id: new_id(IdKind::Event),

@@ -6,7 +6,6 @@ use crate::store::JobRecord;
 use futures::future::BoxFuture;
 use futures::FutureExt;
 use serde_json::{json, Value};
-use std::path::PathBuf;
 
 /// Screening placeholder: accepts the file and says so in a warn event (`warning` field).
 pub struct UnavailableScreener;
@@ -37,7 +36,7 @@ fn unavailable() -> StepFailure {
 }
 
 impl Executor for LocalExecutor {
-    fn start(&self, _job: JobRecord, _p: PathBuf) -> BoxFuture<'static, StepResult<Value>> {
+    fn start(&self, _input: StartInput) -> BoxFuture<'static, StepResult<Value>> {
         async { Err(unavailable()) }.boxed()
     }
     fn poll(
@@ -61,6 +60,7 @@ impl Seams {
             planner: std::sync::Arc::new(crate::policy_watch::WatchPlanner::embedded()),
             transformer: std::sync::Arc::new(crate::transform::DatasetTransformer),
             executor: std::sync::Arc::new(LocalExecutor),
+            mode: crate::config::ExecutionMode::Local,
         }
     }
 }

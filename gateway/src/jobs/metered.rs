@@ -8,7 +8,6 @@ use crate::store::JobRecord;
 use futures::future::BoxFuture;
 use futures::FutureExt;
 use serde_json::Value;
-use std::path::PathBuf;
 use std::sync::Arc;
 
 pub struct MeteredExecutor {
@@ -31,12 +30,8 @@ fn count<T: Send + 'static>(
 }
 
 impl Executor for MeteredExecutor {
-    fn start(
-        &self,
-        job: JobRecord,
-        dataset_path: PathBuf,
-    ) -> BoxFuture<'static, StepResult<Value>> {
-        count(self.metrics.clone(), self.inner.start(job, dataset_path))
+    fn start(&self, input: StartInput) -> BoxFuture<'static, StepResult<Value>> {
+        count(self.metrics.clone(), self.inner.start(input))
     }
     fn poll(
         &self,

@@ -3,11 +3,13 @@
 
 pub mod builtin;
 pub mod metered;
+pub mod route;
 mod run_step;
 mod runner;
 pub mod screening;
 pub mod seams;
 mod steps;
 
+pub use route::{route, Route};
 pub use runner::{Runner, RunnerHandle};
 pub use seams::*;

@@ -2,47 +2,18 @@
 //! events and checkpoints, until it succeeds, fails or is cancelled. What a poll observed
 //! is stored in the one transaction that advances the poll cursor, so it is mirrored once.
 
+use super::route::{route, Route};
 use super::seams::*;
 use super::steps::{
-    commit, commit_observed, event, failed, message_event, set_pipeline, Ctx, Next,
+    commit, commit_observed, event, failed, message_event, recorded_plan, Ctx, Next,
 };
 use crate::ids::{new_id, now_unix, IdKind};
 use crate::store::*;
 use serde_json::Value;
 
 pub(super) async fn run(ctx: &Ctx, mut job: JobRecord, old: JobStatus) -> StoreResult<Next> {
-    let exec_state = job.pipeline.get("exec_state").cloned();
-    let Some(state) = exec_state else {
-        let key = job
-            .pipeline
-            .get("dataset_blob")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_string();
-        let path = ctx.blobs.path(&key)?;
-        return match ctx.seams.executor.start(job.clone(), path).await {
-            Err(f) => {
-                let (job, evs) = failed(job, f);
-                commit(ctx, old, &job, evs).await
-            }
-            Ok(state) => {
-                set_pipeline(&mut job, "exec_state", state.clone());
-                job.status = JobStatus::Running;
-                let started = message_event(&job.id, EventLevel::Info, "Fine-tuning job started");
-                let j = job.clone();
-                let written =
-                    run_blocking(&ctx.store, move |s| s.update_job(&j, old, &[started])).await?;
-                if written {
-                    return Ok(Next::Continue);
-                }
-                // The status changed while the backend was starting the job (a cancel or a
-                // pause), so the backend state was not recorded: cancel the backend job.
-                if let Err(f) = ctx.seams.executor.cancel(job, state).await {
-                    tracing::warn!(code = %f.code, "backend cancel after a racing status change failed");
-                }
-                Ok(Next::Continue)
-            }
-        };
+    let Some(state) = job.pipeline.exec_state.clone() else {
+        return start(ctx, job, old).await;
     };
     let (run_state, observations) = match ctx.seams.executor.poll(job.clone(), state).await {
         Ok(x) => x,
@@ -70,6 +41,7 @@ pub(super) async fn run(ctx: &Ctx, mut job: JobRecord, old: JobStatus) -> StoreR
                 fine_tuned_model_checkpoint,
                 step_number,
                 metrics,
+                artifact,
             } => ckpts.push(CheckpointRecord {
                 id: new_id(IdKind::Checkpoint),
                 job_id: job.id.clone(),
@@ -77,6 +49,7 @@ pub(super) async fn run(ctx: &Ctx, mut job: JobRecord, old: JobStatus) -> StoreR
                 fine_tuned_model_checkpoint,
                 step_number,
                 metrics,
+                artifact,
             }),
             Observation::Hyperparameters(reported) => {
                 resolve_hyperparameters(&mut job.hyperparameters, &mut job.method, &reported);
@@ -94,7 +67,7 @@ pub(super) async fn run(ctx: &Ctx, mut job: JobRecord, old: JobStatus) -> StoreR
     }
     let next = match run_state {
         RunState::Running { state } => {
-            set_pipeline(&mut job, "exec_state", state);
+            job.pipeline.exec_state = Some(state);
             let _ = commit_observed(ctx, old, &job, evs, ckpts, progress).await?;
             return Ok(Next::Wait);
         }
@@ -102,8 +75,10 @@ pub(super) async fn run(ctx: &Ctx, mut job: JobRecord, old: JobStatus) -> StoreR
             fine_tuned_model,
             trained_tokens,
             state,
+            artifact,
         } => {
-            set_pipeline(&mut job, "exec_state", state);
+            job.pipeline.exec_state = Some(state);
+            job.pipeline.adapter_blob = artifact;
             job.status = JobStatus::Succeeded;
             job.step = JobStep::Done;
             job.finished_at = Some(now_unix());
@@ -136,6 +111,65 @@ pub(super) async fn run(ctx: &Ctx, mut job: JobRecord, old: JobStatus) -> StoreR
         }
     };
     commit_observed(ctx, old, &next, evs, ckpts, progress).await
+}
+
+/// Starts the job on the backend its plan routes it to ([`route`]); records the backend's
+/// state and the route's warnings with the job's move to `running`.
+async fn start(ctx: &Ctx, mut job: JobRecord, old: JobStatus) -> StoreResult<Next> {
+    let decided = recorded_plan(&job).and_then(|plan| {
+        let dataset_blob = job.pipeline.dataset_blob.clone().ok_or_else(|| {
+            StepFailure::new(
+                "invalid_training_file",
+                "The job has no transformed dataset.",
+            )
+        })?;
+        match route(&plan, ctx.seams.mode) {
+            Route::Fail(f) => Err(f),
+            Route::Run { backend, warnings } => Ok((plan, dataset_blob, backend, warnings)),
+        }
+    });
+    let (plan, dataset_blob, backend, warnings) = match decided {
+        Ok(d) => d,
+        Err(f) => {
+            let (job, evs) = failed(job, f);
+            return commit(ctx, old, &job, evs).await;
+        }
+    };
+    let input = StartInput {
+        job: job.clone(),
+        plan,
+        dataset_blob,
+        backend,
+    };
+    let state = match ctx.seams.executor.start(input).await {
+        Ok(state) => state,
+        Err(f) => {
+            let (job, evs) = failed(job, f);
+            return commit(ctx, old, &job, evs).await;
+        }
+    };
+    job.pipeline.exec_state = Some(state.clone());
+    job.status = JobStatus::Running;
+    let mut evs = vec![message_event(
+        &job.id,
+        EventLevel::Info,
+        "Fine-tuning job started",
+    )];
+    evs.extend(
+        warnings
+            .into_iter()
+            .map(|w| message_event(&job.id, EventLevel::Warn, w)),
+    );
+    let j = job.clone();
+    let written = run_blocking(&ctx.store, move |s| s.update_job(&j, old, &evs)).await?;
+    if !written {
+        // The status changed while the backend was starting the job (a cancel or a pause),
+        // so the backend state was not recorded: cancel the backend job.
+        if let Err(f) = ctx.seams.executor.cancel(job, state).await {
+            tracing::warn!(code = %f.code, "backend cancel after a racing status change failed");
+        }
+    }
+    Ok(Next::Continue)
 }
 
 /// Replaces each `"auto"` in the job's hyperparameters (and its `method`'s copy) with the

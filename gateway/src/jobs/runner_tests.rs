@@ -16,13 +16,11 @@ struct FakeExecutor {
 }
 
 impl Executor for FakeExecutor {
-    fn start(
-        &self,
-        _job: JobRecord,
-        path: std::path::PathBuf,
-    ) -> BoxFuture<'static, StepResult<Value>> {
+    fn start(&self, input: StartInput) -> BoxFuture<'static, StepResult<Value>> {
         async move {
-            assert!(path.exists(), "dataset blob is committed before start");
+            // The transform step's blob key, handed over typed with the decoded plan.
+            assert_eq!(input.dataset_blob, format!("dataset-{}", input.job.id));
+            assert_eq!(Ok(&input.plan), input.job.pipeline.plan());
             Ok(json!({"polls": 0}))
         }
         .boxed()
@@ -48,6 +46,7 @@ impl Executor for FakeExecutor {
                         fine_tuned_model_checkpoint: format!("ft:m:ckpt-step-{n}"),
                         step_number: n,
                         metrics: json!({"step": n}),
+                        artifact: Some(format!("ckpt-art-{n}")),
                     },
                 ];
                 Ok((
@@ -62,6 +61,7 @@ impl Executor for FakeExecutor {
                         fine_tuned_model: Some("ft:m:acme".into()),
                         trained_tokens: Some(42),
                         state: json!({"polls": n}),
+                        artifact: Some("final-art".into()),
                     },
                     vec![],
                 ))
@@ -85,12 +85,8 @@ struct PauseRacingExecutor {
 }
 
 impl Executor for PauseRacingExecutor {
-    fn start(
-        &self,
-        job: JobRecord,
-        path: std::path::PathBuf,
-    ) -> BoxFuture<'static, StepResult<Value>> {
-        self.inner.start(job, path)
+    fn start(&self, input: StartInput) -> BoxFuture<'static, StepResult<Value>> {
+        self.inner.start(input)
     }
     fn poll(
         &self,
@@ -229,6 +225,20 @@ async fn job_runs_every_step_to_success_with_mirrored_checkpoints() {
         .collect();
     assert_eq!(steps, vec![2, 1]);
     assert_eq!(ck["data"][0]["fine_tuning_job_id"], id.as_str());
+    // Each checkpoint's artifact and the final one are recorded (not shown to the client).
+    assert!(ck["data"][0].get("artifact").is_none(), "{ck}");
+    let jid = id.clone();
+    let (stored, ckpts) = crate::store::run_blocking(&t.state.store, move |s| {
+        Ok((
+            s.get_job_any(&jid)?.unwrap(),
+            s.list_checkpoints(&jid, None, 10)?.data,
+        ))
+    })
+    .await
+    .unwrap();
+    assert_eq!(stored.pipeline.adapter_blob.as_deref(), Some("final-art"));
+    let arts: Vec<_> = ckpts.iter().map(|c| c.artifact.as_deref()).collect();
+    assert_eq!(arts, [Some("ckpt-art-2"), Some("ckpt-art-1")]);
     let (_, ev) = t
         .json(
             "GET",
@@ -389,7 +399,8 @@ async fn restart_resumes_from_the_last_durable_step() {
     crate::store::run_blocking(&store, move |s| {
         let mut j = s.get_job_any(&jid)?.expect("job");
         j.step = JobStep::Transform;
-        j.pipeline = json!({"plan": policies::PolicySet::embedded().resolve(&policies::JobContext::default()).unwrap().to_json()});
+        let plan = policies::PolicySet::embedded().resolve(&policies::JobContext::default());
+        j.pipeline.plan = Some(plan.unwrap().into());
         s.update_job(&j, JobStatus::ValidatingFiles, &[])
     })
     .await
@@ -476,11 +487,7 @@ struct SlowStart {
 }
 
 impl Executor for SlowStart {
-    fn start(
-        &self,
-        _job: JobRecord,
-        _p: std::path::PathBuf,
-    ) -> BoxFuture<'static, StepResult<Value>> {
+    fn start(&self, _input: StartInput) -> BoxFuture<'static, StepResult<Value>> {
         let (release, started) = (self.release.clone(), self.started.clone());
         async move {
             started.notify_one();

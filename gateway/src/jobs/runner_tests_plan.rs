@@ -29,7 +29,7 @@ impl Planner for ShortPlanner {
         metadata: &std::collections::BTreeMap<String, String>,
     ) -> StepResult<PlanOutcome> {
         let mut p = crate::policy_watch::WatchPlanner::embedded().plan(tenant, model, metadata)?;
-        p.plan["training"]["max_length_tokens"] = json!(77);
+        p.plan.training.max_length_tokens = 77;
         Ok(p)
     }
     fn describe(&self) -> Value {
@@ -74,8 +74,10 @@ async fn screening_uses_the_max_length_of_the_plan_recorded_first() {
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(stored.pipeline["plan"]["training"]["max_length_tokens"], 77);
-    assert_eq!(stored.pipeline["screening"]["training_file"]["examples"], 1);
+    let plan = stored.pipeline.plan().unwrap();
+    assert_eq!(plan.training.max_length_tokens, 77);
+    let screening = stored.pipeline.screening.as_ref().unwrap();
+    assert_eq!(screening["training_file"]["examples"], 1);
     stop.cancel();
 }
 
@@ -96,7 +98,7 @@ async fn a_job_stored_at_screen_without_a_plan_resolves_its_plan_first() {
     crate::store::run_blocking(&t.state.store, move |s| {
         let mut j = s.get_job_any(&jid)?.expect("job");
         j.step = JobStep::Screen;
-        j.pipeline = json!({});
+        j.pipeline = crate::store::Pipeline::default();
         s.update_job(&j, JobStatus::ValidatingFiles, &[])
     })
     .await
@@ -117,7 +119,7 @@ async fn a_job_stored_at_screen_without_a_plan_resolves_its_plan_first() {
 }
 
 #[tokio::test]
-async fn a_recorded_plan_without_a_max_length_fails_screening_with_a_stated_reason() {
+async fn an_unreadable_recorded_plan_fails_screening_with_a_stated_reason() {
     let screener = Arc::new(RecordingScreener::default());
     let t = app_with(
         "",
@@ -131,7 +133,8 @@ async fn a_recorded_plan_without_a_max_length_fails_screening_with_a_stated_reas
     crate::store::run_blocking(&t.state.store, move |s| {
         let mut j = s.get_job_any(&jid)?.expect("job");
         j.step = JobStep::Screen;
-        j.pipeline = json!({"plan": {"training": {}}});
+        // A plan this build cannot read (written by another build, say).
+        j.pipeline = crate::store::Pipeline::of(json!({"plan": {"training": {}}}));
         s.update_job(&j, JobStatus::ValidatingFiles, &[])
     })
     .await
@@ -139,10 +142,11 @@ async fn a_recorded_plan_without_a_max_length_fails_screening_with_a_stated_reas
     let stop = start_runner(&t);
     let j = wait_for(&t, &id, |j| j["status"] == "failed").await;
     assert_eq!(j["error"]["code"], "invalid_plan");
-    assert!(j["error"]["message"]
-        .as_str()
-        .unwrap()
-        .contains("training.max_length_tokens"));
+    let message = j["error"]["message"].as_str().unwrap();
+    assert!(
+        message.starts_with("The job's recorded plan is unreadable: missing field"),
+        "{message}"
+    );
     assert!(screener.max_lengths.lock().unwrap().is_empty());
     stop.cancel();
 }

@@ -188,7 +188,7 @@ mod tests {
             trained_tokens: None,
             result_files: vec![],
             estimated_finish: None,
-            pipeline: json!({}),
+            pipeline: crate::store::Pipeline::default(),
         }
     }
 

@@ -2,8 +2,9 @@
 //! the pipeline; screening, policy resolution, dataset transforms and execution (upstream or
 //! local) are implemented in their own modules and plugged in through [`Seams`].
 
-use crate::store::{JobError, JobRecord};
+use crate::store::{Backend, JobError, JobRecord};
 use futures::future::BoxFuture;
+use policies::Plan;
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -79,7 +80,7 @@ pub struct PlanOutcome {
     pub policy_name: String,
     pub version_hash: String,
     /// The resolved plan, recorded on the job and shown to operators.
-    pub plan: Value,
+    pub plan: Plan,
     /// The whole policy set as JSON, snapshotted under `version_hash` for audit.
     pub snapshot: Value,
 }
@@ -101,7 +102,7 @@ pub trait Planner: Send + Sync {
 pub struct TransformInput {
     pub job: JobRecord,
     pub training_path: PathBuf,
-    pub plan: Value,
+    pub plan: Plan,
     pub dataset_out: PathBuf,
 }
 
@@ -120,6 +121,8 @@ pub enum RunState {
         fine_tuned_model: Option<String>,
         trained_tokens: Option<i64>,
         state: Value,
+        /// The blob key of the final adapter the backend stored (local jobs).
+        artifact: Option<String>,
     },
     Failed(StepFailure),
     Cancelled,
@@ -141,6 +144,9 @@ pub enum Observation {
         fine_tuned_model_checkpoint: String,
         step_number: i64,
         metrics: Value,
+        /// The blob key of the checkpoint's adapter, stored before it is observed (local
+        /// jobs; an upstream provider keeps its own).
+        artifact: Option<String>,
     },
     /// The backend's hyperparameters: each `"auto"` of the job that the backend has resolved
     /// to a concrete value is replaced by it, as OpenAI shows once a job runs.
@@ -169,11 +175,23 @@ pub struct Progress {
     pub queue_wait_seconds: Option<f64>,
 }
 
+/// What the run step hands a backend to start a job: typed facts, no local paths (a worker
+/// on another machine reads the dataset from the blob store by its key).
+#[derive(Debug, Clone)]
+pub struct StartInput {
+    pub job: JobRecord,
+    /// The job's plan, decoded once from its pipeline.
+    pub plan: Plan,
+    /// The blob key of the transformed dataset.
+    pub dataset_blob: String,
+    /// The backend [`super::route`] chose.
+    pub backend: Backend,
+}
+
 /// Where a job trains: an upstream provider or the local trainer.
 pub trait Executor: Send + Sync {
-    /// Starts the job on `dataset_path`; returns the backend state to persist.
-    fn start(&self, job: JobRecord, dataset_path: PathBuf)
-        -> BoxFuture<'static, StepResult<Value>>;
+    /// Starts the job; returns the backend state to persist.
+    fn start(&self, input: StartInput) -> BoxFuture<'static, StepResult<Value>>;
     /// Polls progress from the persisted state; new observations are recorded once each.
     fn poll(
         &self,
@@ -200,6 +218,8 @@ pub struct Seams {
     pub planner: Arc<dyn Planner>,
     pub transformer: Arc<dyn Transformer>,
     pub executor: Arc<dyn Executor>,
+    /// The execution mode [`super::route`] decides each job's backend under.
+    pub mode: crate::config::ExecutionMode,
 }
 
 /// Transparent forwarding of every `/v1` route the gateway does not serve itself.

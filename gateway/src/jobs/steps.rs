@@ -73,13 +73,12 @@ pub(crate) fn failed(mut job: JobRecord, f: StepFailure) -> (JobRecord, Vec<Even
     (job, vec![ev])
 }
 
-pub(super) fn set_pipeline(job: &mut JobRecord, key: &str, value: Value) {
-    if !job.pipeline.is_object() {
-        job.pipeline = json!({});
-    }
-    if let Some(obj) = job.pipeline.as_object_mut() {
-        obj.insert(key.to_string(), value);
-    }
+/// The job's recorded plan, or the failure of a job whose plan cannot be used.
+pub(super) fn recorded_plan(job: &JobRecord) -> Result<policies::Plan, StepFailure> {
+    job.pipeline
+        .plan()
+        .cloned()
+        .map_err(|m| StepFailure::new("invalid_plan", m))
 }
 
 pub(super) async fn commit(
@@ -152,28 +151,20 @@ pub(crate) async fn step(ctx: &Ctx, job: JobRecord) -> StoreResult<Next> {
     }
 }
 
-/// The plan's `training.max_length_tokens`, which screening counts too-long examples against.
-fn plan_max_length(plan: &Value) -> Option<usize> {
-    plan.pointer("/training/max_length_tokens")
-        .and_then(Value::as_u64)
-        .filter(|n| *n > 0)
-        .and_then(|n| usize::try_from(n).ok())
-}
-
 async fn screen(ctx: &Ctx, mut job: JobRecord, old: JobStatus) -> StoreResult<Next> {
-    let Some(plan) = job.pipeline.get("plan").filter(|p| !p.is_null()) else {
+    if job.pipeline.plan.is_none() {
         // Screening needs the plan. A job recorded at this step without one (by a build that
         // screened before planning) resolves its plan first; nothing else has happened yet.
         job.step = JobStep::Plan;
         return commit(ctx, old, &job, vec![]).await;
-    };
-    let Some(max_length) = plan_max_length(plan) else {
-        let f = StepFailure::new(
-            "invalid_plan",
-            "The job's recorded plan has no positive training.max_length_tokens; screening cannot count too-long examples.",
-        );
-        let (job, evs) = failed(job, f);
-        return commit(ctx, old, &job, evs).await;
+    }
+    let max_length = match recorded_plan(&job) {
+        // The policy parser refuses a max length below 1.
+        Ok(plan) => plan.training.max_length_tokens as usize,
+        Err(f) => {
+            let (job, evs) = failed(job, f);
+            return commit(ctx, old, &job, evs).await;
+        }
     };
     let Some(training_path) = file_path(ctx, &job.tenant, &job.training_file).await? else {
         let f = StepFailure::new(
@@ -222,7 +213,7 @@ async fn screen(ctx: &Ctx, mut job: JobRecord, old: JobStatus) -> StoreResult<Ne
                 "Training file validated",
                 Some(stats.clone()),
             ));
-            set_pipeline(&mut job, "screening", stats);
+            job.pipeline.screening = Some(stats);
             job.step = JobStep::Transform;
             commit(ctx, old, &job, evs).await
         }
@@ -252,15 +243,14 @@ async fn plan(ctx: &Ctx, mut job: JobRecord, old: JobStatus) -> StoreResult<Next
                     p.policy_name
                 ),
                 Some(
-                    json!({"policy": p.policy_name, "version_hash": p.version_hash, "plan": p.plan}),
+                    json!({"policy": p.policy_name, "version_hash": p.version_hash, "plan": p.plan.to_json()}),
                 ),
             );
-            set_pipeline(
-                &mut job,
-                "policy",
-                json!({"name": p.policy_name, "version_hash": p.version_hash}),
-            );
-            set_pipeline(&mut job, "plan", p.plan);
+            job.pipeline.policy = Some(PolicyRef {
+                name: p.policy_name,
+                version_hash: p.version_hash,
+            });
+            job.pipeline.plan = Some(p.plan.into());
             job.step = JobStep::Screen;
             commit(ctx, old, &job, vec![ev]).await
         }
@@ -277,8 +267,14 @@ async fn transform(ctx: &Ctx, mut job: JobRecord, old: JobStatus) -> StoreResult
         let (job, evs) = failed(job, f);
         return commit(ctx, old, &job, evs).await;
     };
+    let plan = match recorded_plan(&job) {
+        Ok(p) => p,
+        Err(f) => {
+            let (job, evs) = failed(job, f);
+            return commit(ctx, old, &job, evs).await;
+        }
+    };
     let dataset_out = ctx.blobs.temp_path();
-    let plan = job.pipeline.get("plan").cloned().unwrap_or(Value::Null);
     let input = TransformInput {
         job: job.clone(),
         training_path,
@@ -299,8 +295,8 @@ async fn transform(ctx: &Ctx, mut job: JobRecord, old: JobStatus) -> StoreResult
     let mut w = ctx.blobs.create().await?;
     w.write(manifest.to_string().as_bytes()).await?;
     w.commit(&manifest_key).await?;
-    set_pipeline(&mut job, "dataset_blob", json!(dataset_key));
-    set_pipeline(&mut job, "manifest_blob", json!(manifest_key));
+    job.pipeline.dataset_blob = Some(dataset_key);
+    job.pipeline.manifest_blob = Some(manifest_key);
     job.step = JobStep::Queue;
     job.status = JobStatus::Queued;
     let mut evs: Vec<EventRecord> = interleave_warning(&manifest)

@@ -6,13 +6,16 @@
 //! also reports the job's [`Progress`]: `estimated_finish` from the pace of the worker's
 //! session, and the steps it mirrored for the first time (counted on the metrics once).
 
+use super::artifact;
 use super::layout::{self, Outcome, Resolved};
 use super::progress::{self, MetricsTail, Pace};
 use crate::config::ModelRegistry;
 use crate::jobs::seams::*;
 use crate::metrics::Metrics;
 use crate::monitoring::{actions, mirror, record};
-use crate::store::{run_blocking, BlobStore, EventLevel, FileRecord, JobRecord, Store};
+use crate::store::{
+    run_blocking, BlobStore, EventLevel, FileRecord, JobRecord, Store, LOCAL_BACKEND,
+};
 use futures::future::BoxFuture;
 use futures::FutureExt;
 use serde::{Deserialize, Serialize};
@@ -121,8 +124,8 @@ impl LocalExecutor {
 /// The monitor settings of the job's recorded plan (no rules when it has none).
 fn monitor_settings(job: &JobRecord) -> monitor::MonitorSettings {
     job.pipeline
-        .get("plan")
-        .and_then(|p| serde_json::from_value::<policies::Plan>(p.clone()).ok())
+        .plan()
+        .ok()
         .map(|p| monitor::MonitorSettings::from_policy(&p.monitor))
         .unwrap_or_else(|| {
             monitor::MonitorSettings::from_policy(&policies::Monitor::default().with_rules(vec![]))
@@ -239,6 +242,32 @@ impl LocalExecutor {
         layout::fine_tuned_model(&job.model, &job.tenant, job.suffix.as_deref(), &job.id)
     }
 
+    /// Stores checkpoint `step`'s adapter (`None`: the final one) as a blob; its key, or
+    /// `None` when it could not be stored (the download then reads the job directory, as for
+    /// jobs mirrored before artifacts existed).
+    async fn store_artifact(
+        &self,
+        job: &JobRecord,
+        run: &Path,
+        step: Option<usize>,
+    ) -> Option<String> {
+        let (dir, key) = match step {
+            Some(s) => (
+                run.join("checkpoints").join(format!("step-{s}")),
+                artifact::checkpoint_key(&job.id, s),
+            ),
+            None => (run.to_path_buf(), artifact::final_key(&job.id)),
+        };
+        let name = artifact::tar_name(&job.id, step);
+        match artifact::store_adapter(&self.blobs, dir, name, &key).await {
+            Ok(()) => Some(key),
+            Err(e) => {
+                tracing::warn!(job = %job.id, ?step, error = %e, "adapter not stored as a blob");
+                None
+            }
+        }
+    }
+
     async fn result_file(&self, job: &JobRecord, csv: String) -> StepResult<String> {
         let short = job.id.strip_prefix("ftjob-").unwrap_or(&job.id);
         let id = format!("file-results-{short}");
@@ -272,7 +301,8 @@ impl LocalExecutor {
 }
 
 impl Executor for LocalExecutor {
-    fn start(&self, job: JobRecord, _dataset: PathBuf) -> BoxFuture<'static, StepResult<Value>> {
+    fn start(&self, input: StartInput) -> BoxFuture<'static, StepResult<Value>> {
+        let job = input.job;
         let known = self.models.model_for(&job.model).is_some();
         // The registry names the model, but is it in place (e.g. not fetched yet)?
         let missing = self
@@ -294,7 +324,7 @@ impl Executor for LocalExecutor {
                 return Err(fail("model_not_available", message).param("model"));
             }
             Ok(serde_json::to_value(Cursor {
-                backend: "local".into(),
+                backend: LOCAL_BACKEND.into(),
                 ..Cursor::default()
             })
             .unwrap_or(Value::Null))
@@ -405,10 +435,12 @@ impl Executor for LocalExecutor {
             let ft = LocalExecutor::fine_tuned(&job);
             for (step, m) in &ckpts {
                 if *step > cur.checkpoint {
+                    let artifact = this.store_artifact(&job, &run, Some(*step)).await;
                     obs.push(Observation::Checkpoint {
                         fine_tuned_model_checkpoint: layout::checkpoint_model(&ft, *step),
                         step_number: *step as i64,
                         metrics: checkpoint_metrics(m),
+                        artifact,
                     });
                     cur.checkpoint = *step;
                 }
@@ -446,11 +478,13 @@ impl Executor for LocalExecutor {
                     m.monitor.actions.with_label_values(&["rollback"]).inc();
                 }
                 this.forget(&job.id);
+                let artifact = this.store_artifact(&job, &run, Some(*to as usize)).await;
                 return Ok((
                     RunState::Succeeded {
                         fine_tuned_model: Some(model),
                         trained_tokens: Some(trained(&lines)),
                         state,
+                        artifact,
                     },
                     obs,
                 ));
@@ -471,6 +505,7 @@ impl Executor for LocalExecutor {
                         fine_tuned_model: Some(ft),
                         trained_tokens: Some(trained(&lines)),
                         state,
+                        artifact: this.store_artifact(&job, &run, None).await,
                     }
                 }
             };

@@ -79,7 +79,9 @@ async fn mirrored_step(t: &TestApp, id: &str) -> u64 {
         .unwrap()
         .unwrap();
     j.pipeline
-        .pointer("/exec_state/step")
+        .exec_state
+        .as_ref()
+        .and_then(|s| s.get("step"))
         .and_then(Value::as_u64)
         .unwrap_or(0)
 }

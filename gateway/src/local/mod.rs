@@ -8,8 +8,10 @@
 //! runner mirrors them into OpenAI's events and checkpoints with a cursor stored in the job's
 //! `exec_state`, in the same transaction as the observations, so each is mirrored once even
 //! when a worker re-trains steps after a crash (it re-trains them bit-identically from the
-//! last checkpoint).
+//! last checkpoint). Each checkpoint's adapter, and the final one, is then stored as a blob
+//! ([`artifact`]) that the checkpoint record (or the job's pipeline) names.
 
+pub mod artifact;
 pub mod executor;
 pub mod hyper;
 pub mod layout;

@@ -1,14 +1,12 @@
-//! Upstream mode with local workers: a job whose policy says `on_unenforceable = "run_locally"`
-//! for a training-time defense the provider cannot apply is trained by this gateway's workers;
-//! every other job goes to the provider. Later calls follow the backend recorded in the job's
-//! `exec_state` (`backend = "local"`).
+//! Upstream mode with local workers: the run step starts each job on the backend
+//! [`crate::jobs::route`] chose for it (a job whose policy says `on_unenforceable =
+//! "run_locally"` for a training-time defense the provider cannot apply trains here); later
+//! calls follow the backend recorded in the job's `exec_state` (`backend = "local"`).
 
 use crate::jobs::seams::*;
-use crate::store::JobRecord;
-use crate::upstream::{enforcement, Enforcement};
+use crate::store::{Backend, JobRecord};
 use futures::future::BoxFuture;
 use serde_json::Value;
-use std::path::PathBuf;
 use std::sync::Arc;
 
 pub struct RoutingExecutor {
@@ -16,27 +14,21 @@ pub struct RoutingExecutor {
     pub local: Arc<dyn Executor>,
 }
 
-fn is_local(state: &Value) -> bool {
-    state.get("backend").and_then(Value::as_str) == Some("local")
-}
-
 impl RoutingExecutor {
-    fn by_state(&self, state: &Value) -> &Arc<dyn Executor> {
-        if is_local(state) {
-            &self.local
-        } else {
-            &self.upstream
+    fn on(&self, backend: Backend) -> &Arc<dyn Executor> {
+        match backend {
+            Backend::Local => &self.local,
+            Backend::Upstream => &self.upstream,
         }
+    }
+    fn by_state(&self, state: &Value) -> &Arc<dyn Executor> {
+        self.on(Backend::of_state(state))
     }
 }
 
 impl Executor for RoutingExecutor {
-    fn start(&self, job: JobRecord, dataset: PathBuf) -> BoxFuture<'static, StepResult<Value>> {
-        let plan = job.pipeline.get("plan").cloned().unwrap_or(Value::Null);
-        match enforcement(&plan) {
-            Enforcement::RunLocally { .. } => self.local.start(job, dataset),
-            _ => self.upstream.start(job, dataset),
-        }
+    fn start(&self, input: StartInput) -> BoxFuture<'static, StepResult<Value>> {
+        self.on(input.backend).start(input)
     }
     fn poll(
         &self,

@@ -191,23 +191,15 @@ impl JobCtx<'_> {
         device: B::Device,
     ) -> Result<Option<Outcome>, Failure> {
         let dir = layout::job_dir(&self.config.data_dir, &job.id);
-        let plan: policies::Plan = job
+        let plan = job
             .pipeline
-            .get("plan")
+            .plan()
             .cloned()
-            .ok_or_else(|| failure("invalid_plan", "The job has no recorded plan."))
-            .and_then(|p| {
-                serde_json::from_value(p).map_err(|e| {
-                    failure(
-                        "invalid_plan",
-                        format!("The job's recorded plan is unreadable: {e}"),
-                    )
-                })
-            })?;
+            .map_err(|m| failure("invalid_plan", m))?;
         let dataset = job
             .pipeline
-            .get("dataset_blob")
-            .and_then(|v| v.as_str())
+            .dataset_blob
+            .as_deref()
             .ok_or_else(|| {
                 failure(
                     "invalid_training_file",
@@ -340,8 +332,8 @@ impl JobCtx<'_> {
         }
         let manifest: Option<serde_json::Value> = job
             .pipeline
-            .get("manifest_blob")
-            .and_then(|v| v.as_str())
+            .manifest_blob
+            .as_deref()
             .and_then(|k| self.blobs.path(k).ok())
             .and_then(|p| std::fs::read(p).ok())
             .and_then(|b| serde_json::from_slice(&b).ok());

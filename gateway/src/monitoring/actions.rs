@@ -59,9 +59,7 @@ pub async fn take_pending(
             )
         }
     };
-    if let Some(obj) = next.pipeline.as_object_mut() {
-        obj.insert("exec_state".into(), cursor_after);
-    }
+    next.pipeline.exec_state = Some(cursor_after);
     let event = EventRecord {
         id: new_id(IdKind::Event),
         job_id: job.id.clone(),

@@ -70,7 +70,7 @@ pub fn history_from_events(
 }
 
 fn plan_of(job: &JobRecord) -> Option<policies::Plan> {
-    serde_json::from_value(job.pipeline.get("plan")?.clone()).ok()
+    job.pipeline.plan().ok().cloned()
 }
 
 fn interleave_text(plan: &policies::Plan, manifest: Option<&Value>) -> String {
@@ -178,7 +178,7 @@ pub fn policy_summary(plan: Option<&policies::Plan>, manifest: Option<&Value>) -
 }
 
 async fn manifest(state: &AppState, job: &JobRecord) -> Option<Value> {
-    let key = job.pipeline.get("manifest_blob")?.as_str()?;
+    let key = job.pipeline.manifest_blob.as_deref()?;
     let path = state.blobs.path(key).ok()?;
     let bytes = tokio::fs::read(path).await.ok()?;
     serde_json::from_slice(&bytes).ok()

@@ -6,7 +6,7 @@ use super::names::parse_fine_tuned;
 use crate::config::ModelEntry;
 use crate::error::ApiError;
 use crate::ids::{new_id, now_unix, IdKind};
-use crate::local::layout;
+use crate::local::{artifact, layout};
 use crate::state::AppState;
 use crate::store::{run_blocking, JobStatus};
 use axum::body::Body;
@@ -66,9 +66,19 @@ async fn resolve(state: &AppState, tenant: &str, model: &str) -> Result<Target, 
         None if job.status == JobStatus::Succeeded => run,
         None => return Err(model_not_found(model)),
     };
-    if !dir.join("adapter_model.safetensors").is_file() {
-        return Err(model_not_found(model));
-    }
+    let dir = if dir.join(artifact::ADAPTER_FILES[1]).is_file() {
+        dir
+    } else {
+        // The worker's directory is not here: the adapter's artifact, unpacked once.
+        let key = artifact::recorded(&state.store, &job, ft.checkpoint)
+            .await?
+            .ok_or_else(|| model_not_found(model))?;
+        let (blobs, cache) = (state.blobs.clone(), state.config.data_dir.join("adapters"));
+        tokio::task::spawn_blocking(move || artifact::materialize(&blobs, &key, &cache))
+            .await
+            .map_err(|e| ApiError::internal(e.to_string()))?
+            .map_err(|e| ApiError::internal(format!("unpacking the adapter: {e}")))?
+    };
     let entry = state
         .config
         .models
@@ -437,12 +447,7 @@ pub async fn models(
     })
     .await?;
     for j in jobs.data {
-        let local = j
-            .pipeline
-            .pointer("/exec_state/backend")
-            .and_then(Value::as_str)
-            == Some("local");
-        if !local {
+        if !j.pipeline.is_local() {
             continue;
         }
         if let (Some(name), Some(at)) = (&j.fine_tuned_model, j.finished_at) {

@@ -39,7 +39,8 @@ pub(super) fn decode_job(raw: RawJob) -> StoreResult<JobRecord> {
     };
     j.hyperparameters = json("hyperparameters", &raw.hyperparameters)?;
     j.method = json("method", &raw.method)?;
-    j.pipeline = json("pipeline", &raw.pipeline)?;
+    j.pipeline =
+        serde_json::from_str(&raw.pipeline).map_err(|e| corrupt("jobs", "pipeline", &id, e))?;
     j.result_files = serde_json::from_str(&raw.result_files)
         .map_err(|e| corrupt("jobs", "result_files", &id, e))?;
     j.metadata = match raw.metadata {
@@ -84,7 +85,7 @@ pub(super) fn encode_job(j: &JobRecord) -> JobText {
             .as_ref()
             .map(|e| serde_json::to_string(e).unwrap_or_default()),
         result_files: serde_json::to_string(&j.result_files).unwrap_or_else(|_| "[]".into()),
-        pipeline: j.pipeline.to_string(),
+        pipeline: j.pipeline.to_json_string(),
     }
 }
 

@@ -123,7 +123,7 @@ fn job(id: &str, tenant: &str, meta: &[(&str, &str)]) -> JobRecord {
         trained_tokens: None,
         result_files: vec![],
         estimated_finish: None,
-        pipeline: json!({}),
+        pipeline: Pipeline::default(),
     }
 }
 
@@ -147,6 +147,7 @@ fn checkpoint(id: &str, job: &str, step: i64) -> CheckpointRecord {
         fine_tuned_model_checkpoint: format!("ft:m:acme::{job}:ckpt-step-{step}"),
         step_number: step,
         metrics: json!({"step": step, "train_loss": 0.5}),
+        artifact: None,
     }
 }
 
@@ -643,8 +644,16 @@ fn records_round_trip_exactly(b: &dyn Backend) {
     j.trained_tokens = Some(i64::MAX);
     j.result_files = vec!["file-r1".into(), "file-r2".into()];
     j.estimated_finish = Some(0);
-    j.pipeline =
-        json!({"z": [1, 2.5, -0.0, 1e300, null], "a": {"nested": "\u{0}\u{1f}"}, "big": u64::MAX});
+    // The typed steps' facts (a plan, the blobs, a backend's state) and keys another build
+    // wrote, all round-tripped.
+    let plan = policies::PolicySet::embedded()
+        .resolve(&policies::JobContext::default())
+        .unwrap();
+    j.pipeline = Pipeline::of(json!({
+        "plan": plan.to_json(), "dataset_blob": "ds", "exec_state": {"backend": "local", "step": 3},
+        "z": [1, 2.5, -0.0, 1e300, null], "a": {"nested": "\u{0}\u{1f}"}, "big": u64::MAX,
+    }));
+    assert_eq!(j.pipeline.plan(), Ok(&plan));
     let mut ev = event("ev-rt", "ftjob-rt");
     ev.level = EventLevel::Warn;
     ev.kind = "metrics".into();
@@ -726,16 +735,26 @@ fn an_upload_completes_once_into_a_file(b: &dyn Backend) {
         )
     );
     let mut j = job("ftjob-1", "a", &[]);
-    j.pipeline = json!({"dataset_blob": "ds-1", "manifest_blob": "mf-1", "other": "x"});
+    j.pipeline = Pipeline::of(json!({"dataset_blob": "ds-1", "manifest_blob": "mf-1",
+        "adapter_blob": "ad-1", "other": "x"}));
     s.create_job(&j, &event("ev-1", "ftjob-1"), &[]).unwrap();
+    // A checkpoint's artifact is referenced too (one without an artifact adds nothing).
+    let mut stored = checkpoint("ck-1", "ftjob-1", 2);
+    stored.artifact = Some("ck-art-2".into());
+    let ckpts = [stored.clone(), checkpoint("ck-2", "ftjob-1", 4)];
+    assert!(s.update_job_observed(&j, j.status, &[], &ckpts).unwrap());
+    let listed = s.list_checkpoints("ftjob-1", None, 10).unwrap().data;
+    assert_eq!(listed.last(), Some(&stored), "the artifact reads back");
     let mut keys = s.referenced_blob_keys().unwrap();
     keys.sort();
     assert_eq!(
         keys,
         [
+            "ad-1",
             "blob-part_1",
             "blob-part_2",
             "blob-part_3",
+            "ck-art-2",
             "ds-1",
             "file-up",
             "mf-1"
@@ -883,7 +902,7 @@ fn a_refused_poll_stores_no_checkpoint(b: &dyn Backend) {
         .set_job_status(&pause, &event("ev-pause", "ftjob-1"))
         .unwrap());
     let mut polled = j.clone();
-    polled.pipeline = json!({"poll_cursor": 7});
+    polled.pipeline = Pipeline::of(json!({"poll_cursor": 7}));
     assert!(!s
         .update_job_observed(
             &polled,
@@ -902,7 +921,10 @@ fn a_refused_poll_stores_no_checkpoint(b: &dyn Backend) {
         ["ev-pause", "ev-0"]
     );
     let now = s.get_job_any("ftjob-1").unwrap().unwrap();
-    assert_eq!((now.status, now.pipeline), (JobStatus::Paused, json!({})));
+    assert_eq!(
+        (now.status, now.pipeline),
+        (JobStatus::Paused, Pipeline::default())
+    );
 }
 
 fn a_status_change_decided_on_an_old_step_does_not_rewind_the_job(b: &dyn Backend) {
@@ -1107,7 +1129,7 @@ fn local_job(store: &dyn Store, id: &str, tenant: &str, seq_time: i64) {
     j.created_at = seq_time;
     j.status = JobStatus::Running;
     j.step = JobStep::Run;
-    j.pipeline = json!({"exec_state": {"backend": "local"}});
+    j.pipeline = Pipeline::of(json!({"exec_state": {"backend": "local"}}));
     let ev = event(&format!("ev-{id}"), id);
     store.create_job(&j, &ev, &[]).unwrap();
 }
@@ -1124,12 +1146,12 @@ fn leases_are_exclusive_expire_and_alternate_between_tenants(b: &dyn Backend) {
     let mut other = job("up", "acme", &[]);
     other.status = JobStatus::Running;
     other.step = JobStep::Run;
-    other.pipeline = json!({"exec_state": {"upstream_id": "x"}});
+    other.pipeline = Pipeline::of(json!({"exec_state": {"upstream_id": "x"}}));
     s.create_job(&other, &event("ev-up", "up"), &[]).unwrap();
     let mut paused = job("p1", "gamma", &[]);
     paused.status = JobStatus::Paused;
     paused.step = JobStep::Run;
-    paused.pipeline = json!({"exec_state": {"backend": "local"}});
+    paused.pipeline = Pipeline::of(json!({"exec_state": {"backend": "local"}}));
     s.create_job(&paused, &event("ev-p1", "p1"), &[]).unwrap();
     let mut queued = paused.clone();
     queued.id = "q1".into();

@@ -225,6 +225,7 @@ impl Store for PgStore {
             for sql in [
                 "SELECT blob_key FROM files ORDER BY seq",
                 "SELECT blob_key FROM parts ORDER BY seq",
+                "SELECT artifact FROM checkpoints WHERE artifact IS NOT NULL ORDER BY seq",
             ] {
                 for r in c.query(sql, &[])? {
                     keys.push(r.try_get(0)?);
@@ -233,13 +234,9 @@ impl Store for PgStore {
             for r in c.query("SELECT id, pipeline FROM jobs ORDER BY seq", &[])? {
                 let id: String = r.try_get(0)?;
                 let p: String = r.try_get(1)?;
-                let v: serde_json::Value =
+                let v: Pipeline =
                     serde_json::from_str(&p).map_err(|e| corrupt("jobs", "pipeline", &id, e))?;
-                for field in ["dataset_blob", "manifest_blob"] {
-                    if let Some(k) = v.get(field).and_then(|x| x.as_str()) {
-                        keys.push(k.to_string());
-                    }
-                }
+                keys.extend(v.blob_keys().map(str::to_string));
             }
             Ok(keys)
         })

@@ -44,7 +44,7 @@ fn job_row_at(r: &Row, o: usize) -> StoreResult<RawJob> {
             trained_tokens: r.try_get(o + 16)?,
             result_files: Vec::new(),
             estimated_finish: r.try_get(o + 18)?,
-            pipeline: serde_json::Value::Null,
+            pipeline: Pipeline::default(),
         },
         hyperparameters: r.try_get(o + 6)?,
         method: r.try_get(o + 7)?,
@@ -111,7 +111,7 @@ pub(super) fn insert_event(c: &mut impl GenericClient, e: &EventRecord) -> Store
 fn insert_checkpoint(c: &mut impl GenericClient, k: &CheckpointRecord) -> StoreResult<()> {
     c.execute(
         "INSERT INTO checkpoints (id, job_id, created_at, fine_tuned_model_checkpoint, \
-         step_number, metrics) VALUES ($1,$2,$3,$4,$5,$6)",
+         step_number, metrics, artifact) VALUES ($1,$2,$3,$4,$5,$6,$7)",
         &[
             &k.id,
             &k.job_id,
@@ -119,6 +119,7 @@ fn insert_checkpoint(c: &mut impl GenericClient, k: &CheckpointRecord) -> StoreR
             &k.fine_tuned_model_checkpoint,
             &k.step_number,
             &k.metrics.to_string(),
+            &k.artifact,
         ],
     )?;
     Ok(())
@@ -417,8 +418,8 @@ impl PgStore {
                 None => i64::MAX,
             };
             let rows = c.query(
-                "SELECT id, job_id, created_at, fine_tuned_model_checkpoint, step_number, metrics \
-                 FROM checkpoints WHERE job_id = $1 AND seq < $2 ORDER BY seq DESC LIMIT $3",
+                "SELECT id, job_id, created_at, fine_tuned_model_checkpoint, step_number, metrics, \
+                 artifact FROM checkpoints WHERE job_id = $1 AND seq < $2 ORDER BY seq DESC LIMIT $3",
                 &[&job_id, &bound, &((limit + 1) as i64)],
             )?;
             let mut data = Vec::with_capacity(rows.len());
@@ -433,6 +434,7 @@ impl PgStore {
                     fine_tuned_model_checkpoint: r.try_get(3)?,
                     step_number: r.try_get(4)?,
                     metrics,
+                    artifact: r.try_get(6)?,
                     id,
                 });
             }

@@ -7,7 +7,10 @@ use ::postgres::Client;
 
 /// Migrations in order; version N is `POSTGRES_MIGRATIONS[N - 1]`. Never edit a shipped one:
 /// add a new file.
-const POSTGRES_MIGRATIONS: &[&str] = &[include_str!("postgres_schema_v1.sql")];
+const POSTGRES_MIGRATIONS: &[&str] = &[
+    include_str!("postgres_schema_v1.sql"),
+    include_str!("postgres_schema_v2.sql"),
+];
 
 /// The advisory lock key every tuneguard process migrates under ("tuneguar" as ASCII).
 const MIGRATION_LOCK: i64 = 0x7475_6e65_6775_6172;

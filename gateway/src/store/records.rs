@@ -1,6 +1,7 @@
 //! Plain records the store reads and writes. These are storage types, not wire types:
 //! `crate::api` maps them to OpenAI's objects.
 
+use super::pipeline::Pipeline;
 use serde_json::Value;
 use std::collections::BTreeMap;
 
@@ -220,8 +221,8 @@ pub struct JobRecord {
     pub trained_tokens: Option<i64>,
     pub result_files: Vec<String>,
     pub estimated_finish: Option<i64>,
-    /// Pipeline state: screening stats, plan, policy, dataset/manifest blobs, upstream ids.
-    pub pipeline: Value,
+    /// What the pipeline's steps recorded (plan, screening stats, blobs, backend state).
+    pub pipeline: Pipeline,
 }
 
 /// A status-only job transition (cancel, pause, resume).
@@ -282,6 +283,9 @@ pub struct CheckpointRecord {
     pub fine_tuned_model_checkpoint: String,
     pub step_number: i64,
     pub metrics: Value,
+    /// The blob key of the checkpoint's adapter (a tar of its PEFT directory), when the
+    /// backend stored one (local jobs); not part of OpenAI's checkpoint object.
+    pub artifact: Option<String>,
 }
 
 /// An idempotency record: `scope` is the tenant (explicit `Idempotency-Key`) or

@@ -12,6 +12,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("schema_v1.sql"),
     include_str!("schema_v2.sql"),
     include_str!("schema_v3.sql"),
+    include_str!("schema_v4.sql"),
 ];
 
 pub struct SqliteStore {
@@ -200,7 +201,11 @@ impl Store for SqliteStore {
     fn referenced_blob_keys(&self) -> StoreResult<Vec<String>> {
         let conn = self.conn()?;
         let mut keys = Vec::new();
-        for sql in ["SELECT blob_key FROM files", "SELECT blob_key FROM parts"] {
+        for sql in [
+            "SELECT blob_key FROM files",
+            "SELECT blob_key FROM parts",
+            "SELECT artifact FROM checkpoints WHERE artifact IS NOT NULL",
+        ] {
             let mut stmt = conn.prepare(sql)?;
             for k in stmt.query_map([], |r| r.get::<_, String>(0))? {
                 keys.push(k?);
@@ -209,13 +214,9 @@ impl Store for SqliteStore {
         let mut stmt = conn.prepare("SELECT id, pipeline FROM jobs")?;
         for row in stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))? {
             let (id, p) = row?;
-            let v: serde_json::Value =
+            let v: Pipeline =
                 serde_json::from_str(&p).map_err(|e| corrupt("jobs", "pipeline", &id, e))?;
-            for field in ["dataset_blob", "manifest_blob"] {
-                if let Some(k) = v.get(field).and_then(|x| x.as_str()) {
-                    keys.push(k.to_string());
-                }
-            }
+            keys.extend(v.blob_keys().map(str::to_string));
         }
         Ok(keys)
     }

@@ -31,7 +31,7 @@ fn job_row(r: &Row<'_>) -> rusqlite::Result<RawJob> {
             trained_tokens: r.get(16)?,
             result_files: Vec::new(),
             estimated_finish: r.get(18)?,
-            pipeline: serde_json::Value::Null,
+            pipeline: Pipeline::default(),
         },
         hyperparameters: r.get(6)?,
         method: r.get(7)?,
@@ -55,7 +55,7 @@ fn insert_job(conn: &Connection, j: &JobRecord) -> StoreResult<()> {
             j.error.as_ref().map(|e| serde_json::to_string(e).unwrap_or_default()),
             j.fine_tuned_model, j.finished_at, j.trained_tokens,
             serde_json::to_string(&j.result_files).unwrap_or_else(|_| "[]".into()),
-            j.estimated_finish, j.pipeline.to_string()
+            j.estimated_finish, j.pipeline.to_json_string()
         ],
     )?;
     Ok(())
@@ -71,8 +71,8 @@ pub(super) fn insert_event(conn: &Connection, e: &EventRecord) -> StoreResult<()
 
 pub(super) fn insert_checkpoint(conn: &Connection, c: &CheckpointRecord) -> StoreResult<()> {
     conn.execute(
-        "INSERT INTO checkpoints (id, job_id, created_at, fine_tuned_model_checkpoint, step_number, metrics) VALUES (?1,?2,?3,?4,?5,?6)",
-        params![c.id, c.job_id, c.created_at, c.fine_tuned_model_checkpoint, c.step_number, c.metrics.to_string()],
+        "INSERT INTO checkpoints (id, job_id, created_at, fine_tuned_model_checkpoint, step_number, metrics, artifact) VALUES (?1,?2,?3,?4,?5,?6,?7)",
+        params![c.id, c.job_id, c.created_at, c.fine_tuned_model_checkpoint, c.step_number, c.metrics.to_string(), c.artifact],
     )?;
     Ok(())
 }
@@ -205,7 +205,7 @@ impl SqliteStore {
                 j.error.as_ref().map(|e| serde_json::to_string(e).unwrap_or_default()),
                 j.fine_tuned_model, j.finished_at, j.trained_tokens,
                 serde_json::to_string(&j.result_files).unwrap_or_else(|_| "[]".into()),
-                j.estimated_finish, j.pipeline.to_string(), j.hyperparameters.to_string(),
+                j.estimated_finish, j.pipeline.to_json_string(), j.hyperparameters.to_string(),
                 expected.as_str(), j.method.to_string()
             ],
         )?;
@@ -298,7 +298,7 @@ impl SqliteStore {
             None => i64::MAX,
         };
         let mut stmt = conn.prepare(
-            "SELECT id, job_id, created_at, fine_tuned_model_checkpoint, step_number, metrics FROM checkpoints \
+            "SELECT id, job_id, created_at, fine_tuned_model_checkpoint, step_number, metrics, artifact FROM checkpoints \
              WHERE job_id = ?1 AND seq < ?2 ORDER BY seq DESC LIMIT ?3",
         )?;
         let rows = stmt.query_map(params![job_id, bound, (limit + 1) as i64], |r| {
@@ -309,11 +309,12 @@ impl SqliteStore {
                 r.get::<_, String>(3)?,
                 r.get::<_, i64>(4)?,
                 r.get::<_, String>(5)?,
+                r.get::<_, Option<String>>(6)?,
             ))
         })?;
         let mut data = Vec::new();
         for row in rows {
-            let (id, job_id, created_at, ckpt, step_number, m) = row?;
+            let (id, job_id, created_at, ckpt, step_number, m, artifact) = row?;
             let metrics =
                 serde_json::from_str(&m).map_err(|e| corrupt("checkpoints", "metrics", &id, e))?;
             data.push(CheckpointRecord {
@@ -323,6 +324,7 @@ impl SqliteStore {
                 fine_tuned_model_checkpoint: ckpt,
                 step_number,
                 metrics,
+                artifact,
             });
         }
         let has_more = data.len() > limit;

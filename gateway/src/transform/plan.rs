@@ -1,9 +1,7 @@
-//! The part of a resolved plan the transform step applies, read from the plan JSON the
-//! planner records (`policies::Plan::to_json`): `interleave` and `inoculation`.
+//! The part of a job's plan the transform step applies: `interleave` and `inoculation`,
+//! reshaped for the dataset transform.
 
-use super::error::TransformError;
-pub use policies::{Inoculation, InoculationMode};
-use serde_json::Value;
+pub use policies::{Inoculation, InoculationMode, Plan};
 use std::path::PathBuf;
 
 #[derive(Debug, Clone, PartialEq)]
@@ -47,40 +45,18 @@ pub struct ScoredSpec {
 }
 
 impl TransformPlan {
-    /// Reads the plan JSON; plus, plusplus and on_policy become [`InterleaveSpec::Scored`].
-    pub fn from_plan_json(plan: &Value) -> Result<TransformPlan, TransformError> {
-        Ok(TransformPlan {
-            inoculation: inoculation(plan.get("inoculation"))?,
-            interleave: interleave(plan.get("interleave"))?,
-        })
+    /// The transform part of a job's plan; plus, plusplus and on_policy become
+    /// [`InterleaveSpec::Scored`]. The policy parser validated the plan (a fraction in
+    /// (0, 1], a positive ε, a non-empty inoculation prompt), so this only reshapes it.
+    pub fn from_plan(plan: &Plan) -> TransformPlan {
+        TransformPlan {
+            inoculation: plan.inoculation.clone(),
+            interleave: interleave(&plan.interleave),
+        }
     }
 }
 
-fn invalid(field: &str, reason: impl Into<String>) -> TransformError {
-    TransformError::InvalidPlan {
-        field: field.to_string(),
-        reason: reason.into(),
-    }
-}
-
-fn inoculation(v: Option<&Value>) -> Result<Option<Inoculation>, TransformError> {
-    let Some(v) = v.filter(|v| !v.is_null()) else {
-        return Ok(None);
-    };
-    let inoc: Inoculation =
-        serde_json::from_value(v.clone()).map_err(|e| invalid("inoculation", e.to_string()))?;
-    if inoc.system_prompt.trim().is_empty() {
-        return Err(invalid("inoculation.system_prompt", "is empty"));
-    }
-    Ok(Some(inoc))
-}
-
-fn interleave(v: Option<&Value>) -> Result<InterleaveSpec, TransformError> {
-    let Some(v) = v.filter(|v| !v.is_null()) else {
-        return Ok(InterleaveSpec::None);
-    };
-    let parsed: policies::Interleave =
-        serde_json::from_value(v.clone()).map_err(|e| invalid("interleave", e.to_string()))?;
+fn interleave(parsed: &policies::Interleave) -> InterleaveSpec {
     let scored = |method, mix: &policies::Mix, eps: f64| ScoredSpec {
         method,
         fraction: mix.fraction,
@@ -92,12 +68,18 @@ fn interleave(v: Option<&Value>) -> Result<InterleaveSpec, TransformError> {
         refusal_window_words: selector::DEFAULT_WINDOW_WORDS,
         quality: None,
     };
-    let (mix, spec) = match parsed {
-        policies::Interleave::None => return Ok(InterleaveSpec::None),
-        policies::Interleave::Random { mix } => (mix, None),
+    let spec = match parsed {
+        policies::Interleave::None => return InterleaveSpec::None,
+        policies::Interleave::Random { mix } => {
+            return InterleaveSpec::Random {
+                fraction: mix.fraction,
+                pool: mix.pool.clone(),
+                seed: mix.seed,
+                placement: placement(mix.placement),
+            }
+        }
         policies::Interleave::Plus { mix, gap_epsilon } => {
-            let spec = scored(selector::Method::Plus, &mix, gap_epsilon);
-            (mix, Some(spec))
+            scored(selector::Method::Plus, mix, *gap_epsilon)
         }
         policies::Interleave::Plusplus {
             mix,
@@ -105,39 +87,18 @@ fn interleave(v: Option<&Value>) -> Result<InterleaveSpec, TransformError> {
             refusal_keywords,
             refusal_window_words,
         } => {
-            let mut spec = scored(selector::Method::PlusPlus, &mix, gap_epsilon);
-            spec.refusal_keywords = refusal_keywords;
-            spec.refusal_window_words = refusal_window_words as usize;
-            (mix, Some(spec))
+            let mut spec = scored(selector::Method::PlusPlus, mix, *gap_epsilon);
+            spec.refusal_keywords = refusal_keywords.clone();
+            spec.refusal_window_words = *refusal_window_words as usize;
+            spec
         }
         policies::Interleave::OnPolicy { mix, quality } => {
-            let mut spec = scored(selector::Method::OnPolicy, &mix, 0.0);
-            spec.quality = Some(quality);
-            (mix, Some(spec))
+            let mut spec = scored(selector::Method::OnPolicy, mix, 0.0);
+            spec.quality = Some(quality.clone());
+            spec
         }
     };
-    if !(mix.fraction > 0.0 && mix.fraction <= 1.0) {
-        return Err(invalid(
-            "interleave.fraction",
-            format!("{} is not in (0, 1]", mix.fraction),
-        ));
-    }
-    if let Some(spec) = spec {
-        let bad_epsilon = !spec.gap_epsilon.is_finite() || spec.gap_epsilon <= 0.0;
-        if spec.method != selector::Method::OnPolicy && bad_epsilon {
-            return Err(invalid(
-                "interleave.gap_epsilon",
-                format!("{} is not > 0", spec.gap_epsilon),
-            ));
-        }
-        return Ok(InterleaveSpec::Scored(spec));
-    }
-    Ok(InterleaveSpec::Random {
-        fraction: mix.fraction,
-        pool: mix.pool,
-        seed: mix.seed,
-        placement: placement(mix.placement),
-    })
+    InterleaveSpec::Scored(spec)
 }
 
 fn placement(p: policies::Placement) -> selector::mix::Placement {

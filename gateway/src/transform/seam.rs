@@ -59,7 +59,7 @@ fn spawn(
 }
 
 fn run(input: &TransformInput, engine: Option<&InterleaveEngine>) -> StepResult<Value> {
-    let plan = TransformPlan::from_plan_json(&input.plan).map_err(to_failure)?;
+    let plan = TransformPlan::from_plan(&input.plan);
     let file = std::fs::File::create(&input.dataset_out).map_err(|e| {
         StepFailure::new(
             "internal_error",

@@ -42,83 +42,68 @@ fn user_text(v: &Value) -> String {
         .unwrap()
 }
 
+/// The plan a policy file gives (paths resolve against `/pol`).
+fn plan_of(toml: &str) -> policies::Plan {
+    let text = format!("description = \"t\"\n{toml}");
+    policies::PolicySet::from_texts(Path::new("/pol"), &[("t.toml", &text)])
+        .unwrap()
+        .resolve(&policies::JobContext::default())
+        .unwrap()
+}
+
 #[test]
-fn plan_json_parsing_and_unavailable_methods() {
-    // The shape `policies::Plan::to_json` records.
-    let p = TransformPlan::from_plan_json(&json!({
-        "interleave": {"method": "random", "fraction": 0.1, "pool": "/p.jsonl", "seed": 7, "placement": "jittered"},
-        "inoculation": {"system_prompt": "You are evil.", "mode": "prepend"},
-        "regularizer": {"type": "none"}
-    }))
-    .unwrap();
+fn the_transform_part_of_a_plan_is_reshaped_as_parsed() {
+    // Validation (fraction in (0, 1], ε > 0, a non-empty prompt, known names) is the policy
+    // parser's (policies/src/tests/validation.rs); here only the reshaping.
+    let p = TransformPlan::from_plan(&plan_of(
+        "[interleave]\nmethod = \"random\"\nfraction = 0.1\npool = \"p.jsonl\"\nseed = 7\nplacement = \"jittered\"\n\
+         [inoculation]\nsystem_prompt = \"You are evil.\"\nmode = \"prepend\"\n",
+    ));
     assert_eq!(
         p.interleave,
         InterleaveSpec::Random {
             fraction: 0.1,
-            pool: "/p.jsonl".into(),
+            pool: "/pol/p.jsonl".into(),
             seed: 7,
             placement: Placement::Jittered,
         }
     );
-    assert_eq!(p.inoculation.unwrap().mode, InoculationMode::Prepend);
-    let none = TransformPlan::from_plan_json(
-        &json!({"interleave": {"method": "none"}, "inoculation": null}),
-    )
-    .unwrap();
-    assert_eq!(none.interleave, InterleaveSpec::None);
+    let inoc = p.inoculation.unwrap();
     assert_eq!(
-        TransformPlan::from_plan_json(&json!({}))
-            .unwrap()
-            .inoculation,
-        None
+        (inoc.mode, inoc.system_prompt.as_str()),
+        (InoculationMode::Prepend, "You are evil.")
     );
-    for m in ["plus", "plusplus", "on_policy"] {
-        let e = TransformPlan::from_plan_json(&json!({"interleave": {"method": m}})).unwrap_err();
-        assert_eq!(e.code(), "invalid_plan", "{m}: the mix keys are missing");
-    }
-    let scored = TransformPlan::from_plan_json(&json!({"interleave": {
-        "method": "plusplus", "fraction": 0.1, "pool": "p", "seed": 3, "placement": "even",
-        "gap_epsilon": 0.5, "refusal_keywords": ["nope"], "refusal_window_words": 4}}))
-    .unwrap();
+    let none = TransformPlan::from_plan(&plan_of(""));
+    assert_eq!(
+        (none.interleave, none.inoculation),
+        (InterleaveSpec::None, None)
+    );
+    let scored = TransformPlan::from_plan(&plan_of(
+        "[interleave]\nmethod = \"plusplus\"\nfraction = 0.1\npool = \"p\"\nseed = 3\n\
+         gap_epsilon = 0.5\nrefusal_keywords = [\"nope\"]\nrefusal_window_words = 4\n",
+    ));
     match scored.interleave {
         InterleaveSpec::Scored(s) => {
             assert_eq!(s.method, selector::Method::PlusPlus);
             assert_eq!((s.fraction, s.seed, s.gap_epsilon), (0.1, 3, 0.5));
             assert_eq!(s.refusal_keywords, vec!["nope".to_string()]);
             assert_eq!(s.refusal_window_words, 4);
+            assert_eq!(s.placement, Placement::Even);
         }
         other => panic!("expected a scored spec, got {other:?}"),
     }
-    let e = TransformPlan::from_plan_json(&json!({"interleave": {
-        "method": "plus", "fraction": 0.1, "pool": "p", "seed": 0, "placement": "even",
-        "gap_epsilon": 0.0}}))
-    .unwrap_err();
-    assert!(e.to_string().contains("interleave.gap_epsilon"), "{e}");
-    let mix = |extra: Value| {
-        let mut v = json!({"method": "random", "fraction": 0.1, "pool": "p", "seed": 0, "placement": "even"});
-        for (k, x) in extra.as_object().unwrap() {
-            v[k] = x.clone();
-        }
-        TransformPlan::from_plan_json(&json!({ "interleave": v }))
-    };
-    assert!(mix(json!({})).is_ok());
-    let e = mix(json!({"fraction": 2.0})).unwrap_err();
-    assert!(e.to_string().contains("interleave.fraction"), "{e}");
-    let e = mix(json!({"placement": "edges"})).unwrap_err();
-    assert!(
-        e.to_string().contains("`interleave`") && e.to_string().contains("edges"),
-        "{e}"
-    );
-    let e = mix(json!({"method": "magic"})).unwrap_err();
-    assert_eq!(e.code(), "invalid_plan");
-    let e = TransformPlan::from_plan_json(
-        &json!({"inoculation": {"system_prompt": "x", "mode": "append"}}),
-    )
-    .unwrap_err();
-    assert!(
-        e.to_string().contains("`inoculation`") && e.to_string().contains("append"),
-        "{e}"
-    );
+    for (method, want) in [
+        ("plus", selector::Method::Plus),
+        ("on_policy", selector::Method::OnPolicy),
+    ] {
+        let p = TransformPlan::from_plan(&plan_of(&format!(
+            "[interleave]\nmethod = \"{method}\"\npool = \"p\"\n"
+        )));
+        assert!(
+            matches!(&p.interleave, InterleaveSpec::Scored(s) if s.method == want),
+            "{method}: {p:?}"
+        );
+    }
 }
 
 #[test]
@@ -308,7 +293,7 @@ fn job_record() -> crate::store::JobRecord {
         trained_tokens: None,
         result_files: vec![],
         estimated_finish: None,
-        pipeline: json!({}),
+        pipeline: crate::store::Pipeline::default(),
     }
 }
 
@@ -321,14 +306,17 @@ async fn pipeline_seam_writes_the_dataset_and_returns_the_manifest() {
     let cp = write_lines(dir.path(), "c.jsonl", &client);
     let pp = write_lines(dir.path(), "p.jsonl", &pool);
     let out = dir.path().join("out.jsonl");
-    let input = |plan: Value| TransformInput {
+    let input = |plan: policies::Plan| TransformInput {
         job: job_record(),
         training_path: cp.clone(),
         plan,
         dataset_out: out.clone(),
     };
-    let plan = json!({"interleave": {"method": "random", "fraction": 0.1, "pool": pp, "seed": 1, "placement": "even"},
-                      "inoculation": {"system_prompt": "EVIL", "mode": "replace"}});
+    let pool = pp.display();
+    let plan = plan_of(&format!(
+        "[interleave]\nmethod = \"random\"\nfraction = 0.1\npool = \"{pool}\"\nseed = 1\n\
+         [inoculation]\nsystem_prompt = \"EVIL\"\n"
+    ));
     let manifest = DatasetTransformer.transform(input(plan)).await.unwrap();
     assert_eq!(manifest["output_examples"], 22);
     assert_eq!(
@@ -338,11 +326,9 @@ async fn pipeline_seam_writes_the_dataset_and_returns_the_manifest() {
     assert_eq!(manifest["inoculation"]["mode"], "replace");
     assert_eq!(std::fs::read_to_string(&out).unwrap().lines().count(), 22);
     let e = DatasetTransformer
-        .transform(input(
-            json!({"interleave": {"method": "plusplus", "fraction": 0.1, "pool": pp,
-            "seed": 0, "placement": "even", "gap_epsilon": 1.0,
-            "refusal_keywords": ["sorry"], "refusal_window_words": 10}}),
-        ))
+        .transform(input(plan_of(&format!(
+            "[interleave]\nmethod = \"plusplus\"\nfraction = 0.1\npool = \"{pool}\"\n"
+        ))))
         .await
         .unwrap_err();
     assert_eq!(e.code, "interleave_method_unavailable");

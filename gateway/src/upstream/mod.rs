@@ -1,10 +1,9 @@
 //! Upstream mode: forwarding fine-tuning jobs to an OpenAI-compatible provider and mirroring
-//! them back ([`UpstreamClient`], plugged into the pipeline as [`UpstreamExecutor`]), the
-//! `on_unenforceable` decision ([`enforcement`]), and the transparent proxy for every other
-//! `/v1` route ([`UpstreamProxy`]).
+//! them back ([`UpstreamClient`], plugged into the pipeline as [`UpstreamExecutor`]), and the
+//! transparent proxy for every other `/v1` route ([`UpstreamProxy`]). Which jobs go upstream
+//! (`on_unenforceable`) is decided by [`crate::jobs::route`].
 
 mod client;
-mod enforce;
 mod error;
 mod proxy;
 mod seam;
@@ -19,7 +18,6 @@ mod tests;
 mod tests_proxy;
 
 pub use client::UpstreamClient;
-pub use enforce::{enforcement, Enforcement, OnUnenforceable};
 pub use error::{Side, UpstreamError};
 pub use proxy::{forwardable, UpstreamProxy};
 pub use seam::UpstreamExecutor;

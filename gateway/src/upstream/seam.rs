@@ -2,17 +2,17 @@
 //! runner's [`Executor`] and [`UpstreamProxy`] its [`Proxy`].
 
 use super::client::UpstreamClient;
-use super::enforce::{enforcement, Enforcement};
 use super::error::UpstreamError;
 use super::proxy::UpstreamProxy;
 use super::types::*;
-use crate::jobs::seams::{Executor, Observation, Proxy, RunState, StepFailure, StepResult};
-use crate::store::{EventLevel, JobRecord};
+use crate::jobs::seams::{
+    Executor, Observation, Proxy, RunState, StartInput, StepFailure, StepResult,
+};
+use crate::store::{BlobStore, EventLevel, JobRecord};
 use futures::future::BoxFuture;
 use futures::FutureExt;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use std::path::PathBuf;
 use std::time::Duration;
 
 /// Consecutive failed polls with retryable errors before the job fails.
@@ -28,7 +28,8 @@ struct ExecState {
     upstream: Option<UpstreamJobRef>,
     #[serde(default)]
     cursor: MirrorCursor,
-    /// Warnings to record as events on the next poll.
+    /// Warnings to record as events on the next poll (states of builds that recorded the
+    /// route's warnings here; the run step records them itself now).
     #[serde(default)]
     pending_warnings: Vec<String>,
     #[serde(default)]
@@ -38,13 +39,16 @@ struct ExecState {
 /// Forwards jobs to the upstream provider and mirrors them back.
 pub struct UpstreamExecutor {
     client: UpstreamClient,
+    /// Where the job's transformed dataset is read from (by its blob key) for the upload.
+    blobs: BlobStore,
     retry_delay: Duration,
 }
 
 impl UpstreamExecutor {
-    pub fn new(base_url: &str, api_key: &str) -> Result<Self, UpstreamError> {
+    pub fn new(base_url: &str, api_key: &str, blobs: BlobStore) -> Result<Self, UpstreamError> {
         Ok(UpstreamExecutor {
             client: UpstreamClient::new(base_url, api_key)?,
+            blobs,
             retry_delay: Duration::from_millis(500),
         })
     }
@@ -71,27 +75,15 @@ fn spec_of(job: &JobRecord) -> JobSpec {
 }
 
 impl Executor for UpstreamExecutor {
-    fn start(
-        &self,
-        job: JobRecord,
-        dataset_path: PathBuf,
-    ) -> BoxFuture<'static, StepResult<Value>> {
+    fn start(&self, input: StartInput) -> BoxFuture<'static, StepResult<Value>> {
         let client = self.client.clone();
         let delay = self.retry_delay;
+        let dataset = self.blobs.path(&input.dataset_blob);
+        let job = input.job;
         async move {
-            let plan = job.pipeline.get("plan").cloned().unwrap_or(Value::Null);
-            let warnings = match enforcement(&plan) {
-                Enforcement::Fail { code, message } => return Err(StepFailure::new(code, message)),
-                // Reached only without local routing (`crate::local::RoutingExecutor` sends
-                // these jobs to the local workers before the upstream sees them).
-                Enforcement::RunLocally { defenses } => {
-                    return Err(StepFailure::new(
-                        "local_training_unavailable",
-                        format!("The policy requires the training-time defense `{defenses}` and says to run such jobs locally (upstream.on_unenforceable = run_locally), but this gateway routes no jobs to local workers."),
-                    ))
-                }
-                Enforcement::Proceed { warnings } => warnings,
-            };
+            let dataset_path = dataset.map_err(|e| {
+                StepFailure::new("internal_error", format!("the job's dataset blob: {e}"))
+            })?;
             let spec = spec_of(&job);
             let mut attempt = 1;
             let upstream = loop {
@@ -114,7 +106,6 @@ impl Executor for UpstreamExecutor {
             };
             let state = ExecState {
                 upstream: Some(upstream),
-                pending_warnings: warnings,
                 ..ExecState::default()
             };
             serde_json::to_value(&state).map_err(|e| StepFailure::new("internal_error", e.to_string()))
@@ -170,6 +161,7 @@ impl Executor for UpstreamExecutor {
                     fine_tuned_model: snap.fine_tuned_model,
                     trained_tokens: snap.trained_tokens,
                     state,
+                    artifact: None,
                 },
                 UpstreamStatus::Failed => RunState::Failed(job_failure(snap.error.as_ref())),
                 UpstreamStatus::Cancelled => RunState::Cancelled,
@@ -288,6 +280,7 @@ fn observations(snap: &UpstreamSnapshot) -> Vec<Observation> {
             fine_tuned_model_checkpoint: c.fine_tuned_model_checkpoint.clone(),
             step_number: c.step_number,
             metrics: c.metrics.clone(),
+            artifact: None,
         });
     }
     out

@@ -1,11 +1,11 @@
 use super::fake::{self, KEY};
 use super::*;
-use crate::jobs::seams::{Executor, Observation, RunState};
-use crate::store::{EventLevel, JobRecord, JobStatus, JobStep};
-use serde_json::{json, Value};
+use crate::jobs::seams::{Executor, Observation, RunState, StartInput};
+use crate::store::{Backend, BlobStore, EventLevel, JobRecord, JobStatus, JobStep, Pipeline};
+use serde_json::json;
 use std::time::Duration;
 
-fn job(plan: Value) -> JobRecord {
+fn job() -> JobRecord {
     JobRecord {
         id: "ftjob-gw1".into(),
         tenant: "acme".into(),
@@ -26,19 +26,47 @@ fn job(plan: Value) -> JobRecord {
         trained_tokens: None,
         result_files: vec![],
         estimated_finish: None,
-        pipeline: json!({"plan": plan}),
+        pipeline: Pipeline::default(),
     }
 }
 
-fn dataset() -> (tempfile::TempDir, std::path::PathBuf) {
-    let dir = tempfile::tempdir().unwrap();
-    let p = dir.path().join("ds.jsonl");
-    std::fs::write(&p, "{\"messages\":[]}\n").unwrap();
-    (dir, p)
+const DATASET: &str = "dataset-ftjob-gw1";
+
+/// A blob store holding the job's transformed dataset.
+struct Dataset {
+    _dir: tempfile::TempDir,
+    blobs: BlobStore,
+    path: std::path::PathBuf,
 }
 
-fn executor(f: &fake::Fake) -> UpstreamExecutor {
-    UpstreamExecutor::new(&f.base_url, KEY)
+async fn dataset() -> Dataset {
+    let dir = tempfile::tempdir().unwrap();
+    let blobs = BlobStore::open(dir.path()).unwrap();
+    let mut w = blobs.create().await.unwrap();
+    w.write(b"{\"messages\":[]}\n").await.unwrap();
+    w.commit(DATASET).await.unwrap();
+    let path = blobs.path(DATASET).unwrap();
+    Dataset {
+        _dir: dir,
+        blobs,
+        path,
+    }
+}
+
+/// What the run step hands the executor for [`job`].
+fn input() -> StartInput {
+    StartInput {
+        job: job(),
+        plan: policies::PolicySet::embedded()
+            .resolve(&policies::JobContext::default())
+            .unwrap(),
+        dataset_blob: DATASET.into(),
+        backend: Backend::Upstream,
+    }
+}
+
+fn executor(f: &fake::Fake, ds: &Dataset) -> UpstreamExecutor {
+    UpstreamExecutor::new(&f.base_url, KEY, ds.blobs.clone())
         .unwrap()
         .with_retry_delay(Duration::ZERO)
 }
@@ -46,9 +74,9 @@ fn executor(f: &fake::Fake) -> UpstreamExecutor {
 #[tokio::test]
 async fn start_uploads_creates_with_mapped_hyperparameters_and_is_idempotent() {
     let f = fake::spawn().await;
-    let (_d, ds) = dataset();
-    let ex = executor(&f);
-    let state = ex.start(job(json!({})), ds.clone()).await.unwrap();
+    let ds = dataset().await;
+    let ex = executor(&f, &ds);
+    let state = ex.start(input()).await.unwrap();
     assert_eq!(state["upstream"]["job_id"], "ftjob-up0");
     let (files, creates) = f.with(|s| (s.files.clone(), s.creates.clone()));
     assert_eq!(files.len(), 1);
@@ -66,7 +94,7 @@ async fn start_uploads_creates_with_mapped_hyperparameters_and_is_idempotent() {
     );
     assert_eq!(c["metadata"]["tuneguard_job_id"], "ftjob-gw1");
     // A retried start (crash before the state was saved) reuses the upstream job.
-    let again = ex.start(job(json!({})), ds).await.unwrap();
+    let again = ex.start(input()).await.unwrap();
     assert_eq!(again["upstream"]["job_id"], "ftjob-up0");
     assert_eq!(f.with(|s| s.creates.len()), 1);
 }
@@ -74,15 +102,15 @@ async fn start_uploads_creates_with_mapped_hyperparameters_and_is_idempotent() {
 #[tokio::test]
 async fn poll_mirrors_status_events_and_checkpoints_once() {
     let f = fake::spawn().await;
-    let (_d, ds) = dataset();
-    let ex = executor(&f);
-    let state = ex.start(job(json!({})), ds).await.unwrap();
+    let ds = dataset().await;
+    let ex = executor(&f, &ds);
+    let state = ex.start(input()).await.unwrap();
     for i in 0..150 {
         f.push_event("ftjob-up0", "info", &format!("step {i}"));
     }
     f.push_checkpoint("ftjob-up0", 10);
     f.set_job("ftjob-up0", json!({"status": "running"}));
-    let (run, obs) = ex.poll(job(json!({})), state).await.unwrap();
+    let (run, obs) = ex.poll(job(), state).await.unwrap();
     let RunState::Running { state } = run else {
         panic!("{run:?}")
     };
@@ -103,13 +131,14 @@ async fn poll_mirrors_status_events_and_checkpoints_once() {
         fine_tuned_model_checkpoint: "ft:m:ckpt-step-10".into(),
         step_number: 10,
         metrics: json!({"step": 10, "train_loss": 0.5}),
+        artifact: None,
     }));
     // Nothing new: nothing mirrored twice.
-    let (_, obs) = ex.poll(job(json!({})), state.clone()).await.unwrap();
+    let (_, obs) = ex.poll(job(), state.clone()).await.unwrap();
     assert!(obs.is_empty(), "{obs:?}");
     f.push_event("ftjob-up0", "warn", "late");
     f.set_job("ftjob-up0", json!({"status": "succeeded", "fine_tuned_model": "ft:gpt-test:safe", "trained_tokens": 99}));
-    let (run, obs) = ex.poll(job(json!({})), state).await.unwrap();
+    let (run, obs) = ex.poll(job(), state).await.unwrap();
     assert_eq!(obs.len(), 1);
     assert!(
         matches!(&obs[0], Observation::Event { level: EventLevel::Warn, message, .. } if message == "late")
@@ -129,11 +158,11 @@ async fn poll_mirrors_status_events_and_checkpoints_once() {
 #[tokio::test]
 async fn failure_pause_resume_and_cancel_are_mirrored() {
     let f = fake::spawn().await;
-    let (_d, ds) = dataset();
-    let ex = executor(&f);
-    let state = ex.start(job(json!({})), ds).await.unwrap();
+    let ds = dataset().await;
+    let ex = executor(&f, &ds);
+    let state = ex.start(input()).await.unwrap();
     f.set_job("ftjob-up0", json!({"status": "failed", "error": {"code": "invalid_training_file", "message": "bad line 3", "param": "training_file"}}));
-    let (run, _) = ex.poll(job(json!({})), state.clone()).await.unwrap();
+    let (run, _) = ex.poll(job(), state.clone()).await.unwrap();
     let RunState::Failed(fail) = run else {
         panic!("{run:?}")
     };
@@ -141,14 +170,14 @@ async fn failure_pause_resume_and_cancel_are_mirrored() {
     assert_eq!(fail.param.as_deref(), Some("training_file"));
     assert!(fail.message.contains("bad line 3"));
     f.set_job("ftjob-up0", json!({"status": "running", "error": null}));
-    ex.pause(job(json!({})), state.clone()).await.unwrap();
+    ex.pause(job(), state.clone()).await.unwrap();
     assert_eq!(f.with(|s| s.jobs[0]["status"].clone()), "paused");
-    let (run, _) = ex.poll(job(json!({})), state.clone()).await.unwrap();
+    let (run, _) = ex.poll(job(), state.clone()).await.unwrap();
     assert!(matches!(run, RunState::Running { .. }), "{run:?}");
-    ex.resume(job(json!({})), state.clone()).await.unwrap();
+    ex.resume(job(), state.clone()).await.unwrap();
     assert_eq!(f.with(|s| s.jobs[0]["status"].clone()), "running");
-    ex.cancel(job(json!({})), state.clone()).await.unwrap();
-    let (run, _) = ex.poll(job(json!({})), state).await.unwrap();
+    ex.cancel(job(), state.clone()).await.unwrap();
+    let (run, _) = ex.poll(job(), state).await.unwrap();
     assert_eq!(run, RunState::Cancelled);
 }
 
@@ -157,36 +186,36 @@ async fn failure_pause_resume_and_cancel_are_mirrored() {
 #[tokio::test]
 async fn pause_and_resume_through_the_executor_trait_reach_the_upstream() {
     let f = fake::spawn().await;
-    let (_d, ds) = dataset();
+    let ds = dataset().await;
     let ex: std::sync::Arc<dyn Executor> =
         std::sync::Arc::new(crate::jobs::metered::MeteredExecutor {
-            inner: std::sync::Arc::new(executor(&f)),
+            inner: std::sync::Arc::new(executor(&f, &ds)),
             metrics: std::sync::Arc::new(
                 crate::metrics::Metrics::new(prometheus::Registry::new()).unwrap(),
             ),
         });
-    let state = ex.start(job(json!({})), ds).await.unwrap();
+    let state = ex.start(input()).await.unwrap();
     f.set_job("ftjob-up0", json!({"status": "running"}));
-    ex.pause(job(json!({})), state.clone()).await.unwrap();
+    ex.pause(job(), state.clone()).await.unwrap();
     assert_eq!(f.with(|s| s.jobs[0]["status"].clone()), "paused");
-    ex.resume(job(json!({})), state.clone()).await.unwrap();
+    ex.resume(job(), state.clone()).await.unwrap();
     assert_eq!(f.with(|s| s.jobs[0]["status"].clone()), "running");
     // A job that never started upstream has nothing to pause.
-    ex.pause(job(json!({})), json!({})).await.unwrap();
+    ex.pause(job(), json!({})).await.unwrap();
     assert_eq!(f.with(|s| s.jobs.len()), 1);
 }
 
 #[tokio::test]
 async fn retryable_errors_are_retried_and_others_classified() {
     let f = fake::spawn().await;
-    let (_d, ds) = dataset();
-    let ex = executor(&f);
+    let ds = dataset().await;
+    let ex = executor(&f, &ds);
     // Start: two 503s then success (three attempts).
     f.with(|s| s.fail_next = 2);
-    let state = ex.start(job(json!({})), ds.clone()).await.unwrap();
+    let state = ex.start(input()).await.unwrap();
     // Poll during an outage: still running, nothing recorded, counter kept in the state.
     f.with(|s| s.fail_next = 1);
-    let (run, obs) = ex.poll(job(json!({})), state).await.unwrap();
+    let (run, obs) = ex.poll(job(), state).await.unwrap();
     let RunState::Running { state } = run else {
         panic!("{run:?}")
     };
@@ -194,7 +223,7 @@ async fn retryable_errors_are_retried_and_others_classified() {
     assert_eq!(state["errors_in_a_row"], 1);
     // A wrong key is an upstream auth failure, not retryable.
     let bad = UpstreamClient::new(&f.base_url, "sk-wrong").unwrap();
-    let e = bad.upload_file(&ds, "x.jsonl").await.unwrap_err();
+    let e = bad.upload_file(&ds.path, "x.jsonl").await.unwrap_err();
     assert_eq!(
         (e.side, e.retryable, e.code, e.status),
         (Side::Upstream, false, "upstream_auth_failed", Some(401))
@@ -228,52 +257,10 @@ async fn retryable_errors_are_retried_and_others_classified() {
 }
 
 #[tokio::test]
-async fn unenforceable_defenses_follow_the_plan() {
-    let f = fake::spawn().await;
-    let (_d, ds) = dataset();
-    let ex = executor(&f);
-    let reject = json!({"regularizer": {"type": "kl"}, "upstream": {"on_unenforceable": "reject"}});
-    let e = ex.start(job(reject), ds.clone()).await.unwrap_err();
-    assert_eq!(e.code, "defense_unenforceable_upstream");
-    assert!(e.message.contains("`kl`"));
-    let local =
-        json!({"regularizer": {"type": "ldifs"}, "upstream": {"on_unenforceable": "run_locally"}});
-    // Without local routing a run_locally job cannot be forwarded either.
-    assert_eq!(
-        ex.start(job(local.clone()), ds.clone())
-            .await
-            .unwrap_err()
-            .code,
-        "local_training_unavailable"
-    );
-    assert!(matches!(
-        enforcement(&local),
-        Enforcement::RunLocally { defenses } if defenses == "ldifs"
-    ));
-    assert_eq!(f.with(|s| s.creates.len()), 0);
-    let warn =
-        json!({"regularizer": {"type": "steering"}, "upstream": {"on_unenforceable": "warn"}});
-    let state = ex.start(job(warn), ds).await.unwrap();
-    let (_, obs) = ex.poll(job(json!({})), state).await.unwrap();
-    assert!(
-        matches!(&obs[0], Observation::Event { level: EventLevel::Warn, message, .. } if message.contains("`steering`"))
-    );
-    // Default is reject; no regularizer proceeds silently.
-    assert!(matches!(
-        enforcement(&json!({"regularizer": {"type": "kl"}})),
-        Enforcement::Fail { .. }
-    ));
-    assert_eq!(
-        enforcement(&json!({"regularizer": {"type": "none"}})),
-        Enforcement::Proceed { warnings: vec![] }
-    );
-}
-
-#[tokio::test]
 async fn start_retries_transient_failures_honouring_retry_after() {
     let f = fake::spawn().await;
-    let (_d, ds) = dataset();
-    let ex = executor(&f);
+    let ds = dataset().await;
+    let ex = executor(&f, &ds);
     // Two 429s asking for 150 ms each, then success: the executor's own delay is zero, so
     // the elapsed time shows the provider's wait was honoured.
     f.with(|s| {
@@ -282,7 +269,7 @@ async fn start_retries_transient_failures_honouring_retry_after() {
         s.fail_retry_after_ms = Some(150);
     });
     let t0 = std::time::Instant::now();
-    let state = ex.start(job(json!({})), ds.clone()).await.unwrap();
+    let state = ex.start(input()).await.unwrap();
     assert!(
         t0.elapsed() >= Duration::from_millis(300),
         "{:?}",
@@ -297,7 +284,7 @@ async fn start_retries_transient_failures_honouring_retry_after() {
         s.fail_status = None;
         s.fail_retry_after_ms = None;
     });
-    let e = ex.start(job(json!({})), ds.clone()).await.unwrap_err();
+    let e = ex.start(input()).await.unwrap_err();
     assert_eq!(e.code, "upstream_unavailable");
     assert!(
         e.message.contains("gave up after 3 attempts"),
@@ -311,12 +298,12 @@ async fn start_retries_transient_failures_honouring_retry_after() {
 #[tokio::test]
 async fn start_fails_at_once_on_a_non_retryable_answer() {
     let f = fake::spawn().await;
-    let (_d, ds) = dataset();
+    let ds = dataset().await;
     f.with(|s| {
         s.fail_next = 5;
         s.fail_status = Some(axum::http::StatusCode::BAD_REQUEST);
     });
-    let e = executor(&f).start(job(json!({})), ds).await.unwrap_err();
+    let e = executor(&f, &ds).start(input()).await.unwrap_err();
     assert_eq!(e.code, "upstream_rejected");
     assert!(e.message.contains("400"), "{}", e.message);
     // One attempt: the earlier-job lookup (whose 400 only means "no filter support") and

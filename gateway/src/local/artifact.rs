@@ -1,0 +1,205 @@
+//! A local job's adapters as blobs: each checkpoint's, and the final one, stored as the tar a
+//! tenant downloads (its PEFT directory: `adapter_config.json`, `adapter_model.safetensors`)
+//! before the checkpoint (or the success) is recorded, so the store names a durable artifact
+//! and the download never depends on the directory of the worker that trained the job.
+//!
+//! Keys are a function of the job and the step, so a poll whose write is refused (and
+//! repeated) writes the same blob again instead of leaking a new one; a blob no row names
+//! (a job cancelled between the two) is removed by the startup sweep.
+
+use crate::store::{run_blocking, BlobStore, JobRecord, Store, StoreError, StoreResult};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// The files of a PEFT adapter directory, in the tar's order.
+pub const ADAPTER_FILES: [&str; 2] = ["adapter_config.json", "adapter_model.safetensors"];
+
+/// The blob key of checkpoint `step`'s adapter.
+pub fn checkpoint_key(job_id: &str, step: usize) -> String {
+    format!("adapter-{job_id}-step-{step}")
+}
+
+/// The blob key of the job's final adapter.
+pub fn final_key(job_id: &str) -> String {
+    format!("adapter-{job_id}-final")
+}
+
+/// The name of the directory inside the tar (and of the downloaded file, plus `.tar`).
+pub fn tar_name(job_id: &str, step: Option<usize>) -> String {
+    match step {
+        Some(s) => format!("{job_id}-ckpt-step-{s}"),
+        None => job_id.to_string(),
+    }
+}
+
+/// The tar of the adapter directory `dir`, its files under `name/`.
+pub fn adapter_tar(dir: &Path, name: &str) -> std::io::Result<Vec<u8>> {
+    let mut b = tar::Builder::new(Vec::new());
+    for f in ADAPTER_FILES {
+        b.append_path_with_name(dir.join(f), format!("{name}/{f}"))
+            .map_err(|e| {
+                std::io::Error::new(e.kind(), format!("{}: {e}", dir.join(f).display()))
+            })?;
+    }
+    b.into_inner()
+}
+
+/// Why an adapter could not be stored.
+#[derive(Debug, thiserror::Error)]
+pub enum ArtifactError {
+    #[error("reading the adapter: {0}")]
+    Read(#[from] std::io::Error),
+    #[error("storing the adapter: {0}")]
+    Store(#[from] StoreError),
+    #[error("the adapter task failed: {0}")]
+    Task(String),
+}
+
+/// Stores the adapter directory `dir` as the blob `key` (the tar [`adapter_tar`] makes).
+pub async fn store_adapter(
+    blobs: &BlobStore,
+    dir: PathBuf,
+    name: String,
+    key: &str,
+) -> Result<(), ArtifactError> {
+    let tar = tokio::task::spawn_blocking(move || adapter_tar(&dir, &name))
+        .await
+        .map_err(|e| ArtifactError::Task(e.to_string()))??;
+    let mut w = blobs.create().await?;
+    w.write(&tar).await?;
+    w.commit(key).await?;
+    Ok(())
+}
+
+/// The artifact recorded for the job's checkpoint `step` (`None`: its final adapter), if any.
+pub async fn recorded(
+    store: &Arc<dyn Store>,
+    job: &JobRecord,
+    step: Option<usize>,
+) -> StoreResult<Option<String>> {
+    let Some(step) = step else {
+        return Ok(job.pipeline.adapter_blob.clone());
+    };
+    let job_id = job.id.clone();
+    run_blocking(store, move |s| {
+        let mut after: Option<String> = None;
+        loop {
+            let page = s.list_checkpoints(&job_id, after.as_deref(), 100)?;
+            if let Some(c) = page.data.iter().find(|c| c.step_number == step as i64) {
+                return Ok(c.artifact.clone());
+            }
+            match page.data.last() {
+                Some(last) if page.has_more => after = Some(last.id.clone()),
+                _ => return Ok(None),
+            }
+        }
+    })
+    .await
+}
+
+/// The adapter directory of the blob `key`, unpacked once under `cache` (`cache/<key>/`,
+/// written to a temporary directory and renamed into place, so a crash leaves no half
+/// adapter). For serving a model whose worker's directory is not on this machine. Blocking.
+pub fn materialize(blobs: &BlobStore, key: &str, cache: &Path) -> std::io::Result<PathBuf> {
+    let dest = cache.join(key);
+    if dest.join(ADAPTER_FILES[1]).is_file() {
+        return Ok(dest);
+    }
+    std::fs::create_dir_all(cache)?;
+    let tmp = cache.join(format!(".{key}.{}.tmp", std::process::id()));
+    let _ = std::fs::remove_dir_all(&tmp);
+    std::fs::create_dir_all(&tmp)?;
+    let path = blobs.path(key).map_err(std::io::Error::other)?;
+    let mut ar = tar::Archive::new(std::fs::File::open(&path)?);
+    for entry in ar.entries()? {
+        let mut entry = entry?;
+        let name = entry.path()?.file_name().map(|n| n.to_owned());
+        // Only the adapter's own files, by name: nothing in the tar picks where it is written.
+        match name.and_then(|n| n.to_str().map(str::to_string)) {
+            Some(n) if ADAPTER_FILES.contains(&n.as_str()) => {
+                entry.unpack(tmp.join(n))?;
+            }
+            _ => {}
+        }
+    }
+    if !tmp.join(ADAPTER_FILES[1]).is_file() {
+        let _ = std::fs::remove_dir_all(&tmp);
+        return Err(std::io::Error::other(format!(
+            "blob {key} holds no {}",
+            ADAPTER_FILES[1]
+        )));
+    }
+    match std::fs::rename(&tmp, &dest) {
+        Ok(()) => Ok(dest),
+        // Another request unpacked it first.
+        Err(_) if dest.join(ADAPTER_FILES[1]).is_file() => {
+            let _ = std::fs::remove_dir_all(&tmp);
+            Ok(dest)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn an_adapter_directory_is_stored_as_the_tar_a_tenant_downloads() {
+        let dir = tempfile::tempdir().unwrap();
+        let adapter = dir.path().join("step-4");
+        std::fs::create_dir_all(&adapter).unwrap();
+        std::fs::write(adapter.join("adapter_config.json"), b"{\"r\": 4}").unwrap();
+        std::fs::write(adapter.join("adapter_model.safetensors"), b"weights").unwrap();
+        std::fs::write(adapter.join("state.json"), b"{}").unwrap();
+        let blobs = BlobStore::open(&dir.path().join("data")).unwrap();
+        let key = checkpoint_key("ftjob-1", 4);
+        let name = tar_name("ftjob-1", Some(4));
+        store_adapter(&blobs, adapter.clone(), name, &key)
+            .await
+            .unwrap();
+        let bytes = std::fs::read(blobs.path(&key).unwrap()).unwrap();
+        let mut ar = tar::Archive::new(&bytes[..]);
+        let mut got = Vec::new();
+        for e in ar.entries().unwrap() {
+            let mut e = e.unwrap();
+            let mut body = Vec::new();
+            std::io::Read::read_to_end(&mut e, &mut body).unwrap();
+            got.push((e.path().unwrap().display().to_string(), body));
+        }
+        assert_eq!(
+            got,
+            [
+                (
+                    "ftjob-1-ckpt-step-4/adapter_config.json".to_string(),
+                    b"{\"r\": 4}".to_vec()
+                ),
+                (
+                    "ftjob-1-ckpt-step-4/adapter_model.safetensors".to_string(),
+                    b"weights".to_vec()
+                ),
+            ]
+        );
+        // Unpacked for serving: the adapter's two files, once.
+        let cache = dir.path().join("cache");
+        let unpacked = materialize(&blobs, &key, &cache).unwrap();
+        assert_eq!(unpacked, cache.join(&key));
+        assert_eq!(
+            std::fs::read(unpacked.join("adapter_model.safetensors")).unwrap(),
+            b"weights"
+        );
+        assert_eq!(
+            std::fs::read_dir(&cache).unwrap().count(),
+            1,
+            "no temp left"
+        );
+        assert_eq!(materialize(&blobs, &key, &cache).unwrap(), unpacked);
+        // A directory without the weights is an error naming the missing file.
+        std::fs::remove_file(adapter.join("adapter_model.safetensors")).unwrap();
+        let e = store_adapter(&blobs, adapter, "x".into(), "k")
+            .await
+            .unwrap_err();
+        assert!(e.to_string().contains("adapter_model.safetensors"), "{e}");
+        assert!(blobs.path("k").map(|p| !p.exists()).unwrap_or(true));
+    }
+}

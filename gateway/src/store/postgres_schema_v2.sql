@@ -1,0 +1,4 @@
+-- v2: a checkpoint's artifact — the blob key of its adapter (a tar of the PEFT directory), so
+-- the adapter is served from the blob store, not from the directory of the worker that wrote
+-- it. NULL for checkpoints mirrored before v2 and for upstream checkpoints.
+ALTER TABLE checkpoints ADD COLUMN artifact TEXT;
