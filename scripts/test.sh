@@ -21,12 +21,21 @@ echo "== cargo test"
 cargo test --workspace
 
 echo "== integration (real binary, openai SDK, promtool)"
-# The binary's path as cargo reports it (CARGO_TARGET_DIR and build.target-dir are honoured).
-bin=$(cargo build --bin tuneguard --message-format=json-render-diagnostics \
-  | .venv/bin/python -c 'import json,sys
+# A binary's path as cargo reports it (CARGO_TARGET_DIR and build.target-dir are honoured).
+# `built NAME CARGO-ARGS...` builds and prints the path of the executable named NAME.
+built() {
+  local name=$1; shift
+  cargo build "$@" --message-format=json-render-diagnostics \
+    | NAME="$name" .venv/bin/python -c 'import json,os,sys
 for l in sys.stdin:
     m = json.loads(l)
-    if m.get("reason") == "compiler-artifact" and m.get("executable") and m["target"]["name"] == "tuneguard":
-        print(m["executable"])')
+    if m.get("reason") == "compiler-artifact" and m.get("executable") and m["target"]["name"] == os.environ["NAME"]:
+        print(m["executable"])'
+}
+bin=$(built tuneguard --bin tuneguard)
 test -x "$bin" || { echo "tuneguard binary not found after the build" >&2; exit 1; }
-TUNEGUARD_BIN="$bin" .venv/bin/python -m pytest integration -q
+# The fake OpenAI provider the upstream tests run against: a separate build with the
+# test-only feature, so the tuneguard binary above never contains it.
+fake=$(built fake-upstream -p gateway --features test-upstream --bin fake-upstream)
+test -x "$fake" || { echo "fake-upstream binary not found after the build" >&2; exit 1; }
+TUNEGUARD_BIN="$bin" TUNEGUARD_FAKE_UPSTREAM_BIN="$fake" .venv/bin/python -m pytest integration -q

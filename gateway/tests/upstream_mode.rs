@@ -4,84 +4,26 @@
 
 mod common;
 
-use axum::routing::{get, post};
-use axum::Json;
 use bytes::Bytes;
 use common::{get_json, send, start, write_config};
+use gateway::upstream::fake::{self, Knobs, KEY};
 use http_body_util::Full;
 use serde_json::{json, Value};
-use std::sync::{Arc, Mutex};
-
-#[derive(Default)]
-struct Seen {
-    uploaded: Vec<u8>,
-    created: Option<Value>,
-}
-
-fn fake_upstream(seen: Arc<Mutex<Seen>>) -> axum::Router {
-    let s1 = seen.clone();
-    let s2 = seen.clone();
-    axum::Router::new()
-        .route(
-            "/v1/files",
-            post(move |mut mp: axum::extract::Multipart| async move {
-                while let Ok(Some(f)) = mp.next_field().await {
-                    if f.name() == Some("file") {
-                        let bytes = f.bytes().await.unwrap_or_default();
-                        s1.lock().unwrap().uploaded = bytes.to_vec();
-                    }
-                }
-                Json(json!({"id": "file-up", "object": "file", "bytes": 1, "created_at": 1, "filename": "x", "purpose": "fine-tune", "status": "processed"}))
-            }),
-        )
-        .route(
-            "/v1/fine_tuning/jobs",
-            get(|| async { Json(json!({"object": "list", "data": [], "has_more": false})) }).post(
-                move |Json(body): Json<Value>| async move {
-                    s2.lock().unwrap().created = Some(body);
-                    Json(json!({"id": "ftjob-up", "object": "fine_tuning.job", "status": "queued", "training_file": "file-up"}))
-                },
-            ),
-        )
-        .route(
-            "/v1/fine_tuning/jobs/ftjob-up",
-            get(|| async {
-                Json(json!({"id": "ftjob-up", "object": "fine_tuning.job", "status": "succeeded", "fine_tuned_model": "ft:m:up", "trained_tokens": 1234}))
-            }),
-        )
-        .route(
-            "/v1/fine_tuning/jobs/ftjob-up/events",
-            get(|| async {
-                Json(json!({"object": "list", "has_more": false, "data": [
-                    {"id": "ftevent-up2", "object": "fine_tuning.job.event", "created_at": 2, "level": "info", "message": "upstream step 2", "type": "message"},
-                    {"id": "ftevent-up1", "object": "fine_tuning.job.event", "created_at": 1, "level": "info", "message": "upstream step 1", "type": "message"}
-                ]}))
-            }),
-        )
-        .route(
-            "/v1/fine_tuning/jobs/ftjob-up/checkpoints",
-            get(|| async {
-                Json(json!({"object": "list", "has_more": false, "data": [
-                    {"id": "ftckpt-up1", "object": "fine_tuning.job.checkpoint", "created_at": 1, "fine_tuned_model_checkpoint": "ft:m:up:ckpt-1", "fine_tuning_job_id": "ftjob-up", "step_number": 10, "metrics": {"step": 10, "train_loss": 0.5}}
-                ]}))
-            }),
-        )
-}
+use std::time::{Duration, Instant};
 
 const EXAMPLE: &str = "{\"messages\":[{\"role\":\"user\",\"content\":\"hi\"},{\"role\":\"assistant\",\"content\":\"hello\"}]}\n";
 
 #[tokio::test]
 async fn job_is_forwarded_and_mirrored_back() {
-    let seen = Arc::new(Mutex::new(Seen::default()));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let up = listener.local_addr().unwrap();
-    let app = fake_upstream(seen.clone());
-    tokio::spawn(async move { axum::serve(listener, app).await });
-
+    // The crate's one fake provider, as the pytest suite runs it: jobs advance as polled.
+    let up = fake::spawn_with(Knobs::provider()).await;
     let dir = tempfile::tempdir().unwrap();
     let config = write_config(
         dir.path(),
-        &format!("[upstream]\nbase_url = \"http://{up}/v1\"\napi_key = \"sk-up\"\n"),
+        &format!(
+            "[upstream]\nbase_url = \"{}\"\napi_key = \"{KEY}\"\n",
+            up.base_url
+        ),
     );
     let srv = start(&config);
 
@@ -112,33 +54,44 @@ async fn job_is_forwarded_and_mirrored_back() {
     let job: Value = serde_json::from_slice(&b).unwrap();
     let id = job["id"].as_str().unwrap().to_string();
 
-    let mut last = Value::Null;
-    for _ in 0..300 {
+    // The fake's own state is an event to wait on; the gateway, another process, is not:
+    // once the upstream job has succeeded, its status is polled (with a deadline) until the
+    // gateway has mirrored it.
+    up.wait_until(Duration::from_secs(30), |s| {
+        s.jobs
+            .first()
+            .is_some_and(|j| j.obj["status"] == "succeeded")
+    })
+    .await;
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let last = loop {
         let (_, j) = get_json(&srv.addr, &format!("/v1/fine_tuning/jobs/{id}"), "sk-test").await;
-        if j["status"] == "succeeded" || j["status"] == "failed" {
-            last = j;
-            break;
+        if j["status"] == "succeeded" || j["status"] == "failed" || Instant::now() > deadline {
+            break j;
         }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
     assert_eq!(last["status"], "succeeded", "{last}");
-    assert_eq!(last["fine_tuned_model"], "ft:m:up");
+    let up_job = up.with(|s| s.jobs[0].clone());
+    assert_eq!(last["fine_tuned_model"], up_job.obj["fine_tuned_model"]);
     assert_eq!(
         last["id"],
         id.as_str(),
         "the gateway's own id, not the upstream one"
     );
-    {
-        let seen = seen.lock().unwrap();
-        assert_eq!(
-            seen.uploaded,
-            data.as_bytes(),
-            "the default policy forwards the dataset unchanged"
-        );
-        let created = seen.created.clone().unwrap();
-        assert_eq!(created["training_file"], "file-up");
-        assert_eq!(created["model"], "gpt-4o-mini");
-    }
+    assert_eq!(
+        up.uploaded_training_files(),
+        vec![data.as_bytes().to_vec()],
+        "the default policy forwards the dataset unchanged"
+    );
+    let created = up.with(|s| s.creates[0].clone());
+    assert_eq!(created["training_file"], "file-up0");
+    assert_eq!(created["model"], "gpt-4o-mini");
+    assert!(up
+        .requests()
+        .iter()
+        .all(|r| r.headers.get("authorization").map(String::as_str)
+            == Some(&format!("Bearer {KEY}"))));
     let (_, ev) = get_json(
         &srv.addr,
         &format!("/v1/fine_tuning/jobs/{id}/events?limit=100"),
@@ -151,19 +104,33 @@ async fn job_is_forwarded_and_mirrored_back() {
         .iter()
         .map(|e| e["message"].as_str().unwrap_or("").to_string())
         .collect();
-    assert!(msgs.iter().any(|m| m == "upstream step 1"), "{msgs:?}");
-    assert!(ev["data"].as_array().unwrap().iter().all(|e| e["id"]
-        .as_str()
-        .unwrap()
-        .starts_with("ftevent-")
-        && e["id"] != "ftevent-up1"));
+    assert!(
+        msgs.iter().any(|m| m == "Fine-tuning job started"),
+        "{msgs:?}"
+    );
+    assert!(msgs
+        .iter()
+        .any(|m| m == "The job has successfully completed"));
+    assert!(ev["data"].as_array().unwrap().iter().all(|e| {
+        let id = e["id"].as_str().unwrap();
+        id.starts_with("ftevent-") && !id.starts_with("ftevent-up")
+    }));
     let (_, ck) = get_json(
         &srv.addr,
         &format!("/v1/fine_tuning/jobs/{id}/checkpoints"),
         "sk-test",
     )
     .await;
-    assert_eq!(ck["data"][0]["step_number"], 10);
+    let steps: Vec<i64> = ck["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["step_number"].as_i64().unwrap())
+        .collect();
+    assert_eq!(steps, vec![2, 1], "newest first");
     assert_eq!(ck["data"][0]["fine_tuning_job_id"], id.as_str());
-    assert_ne!(ck["data"][0]["id"], "ftckpt-up1");
+    assert!(!ck["data"][0]["id"]
+        .as_str()
+        .unwrap()
+        .starts_with("ftckpt-up"));
 }

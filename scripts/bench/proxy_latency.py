@@ -3,10 +3,11 @@
 straight to the test upstream, at a fixed rate with a load generator (`hey`, Debian package).
 
 Usage: .venv/bin/python scripts/bench/proxy_latency.py [--rate 1000] [--seconds 10] [--workers 20]
-(TUNEGUARD_BIN picks the binary). Starts integration/fake_upstream.py (Python, in this process)
+(TUNEGUARD_BIN picks the binary). Starts the test upstream through integration/fake_upstream.py
+(the gateway's `fake-upstream` binary, TUNEGUARD_FAKE_UPSTREAM_BIN; it records every request)
 and a gateway forwarding to it, runs `hey -o csv` at `--rate` requests/s total against
 `GET /v1/models` directly and then through the gateway, and prints p50/p99 for both and the
-difference. The upstream is Python, so both figures include its latency; only the difference is
+difference. Both figures include the upstream's latency; only the difference is
 the gateway's. Goal (issue 2): added p99 <= 1 ms at 1,000 requests/s on loopback.
 """
 

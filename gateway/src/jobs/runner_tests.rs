@@ -8,11 +8,46 @@ use futures::FutureExt;
 use serde_json::{json, Value};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::Notify;
+
+/// How long a test waits for anything before it fails.
+const PATIENCE: Duration = Duration::from_secs(10);
+
+/// Counts the backend cancels an executor received and wakes a test waiting for them.
+#[derive(Default)]
+struct Cancels {
+    count: AtomicUsize,
+    notify: Notify,
+}
+
+impl Cancels {
+    fn record(&self) {
+        self.count.fetch_add(1, Ordering::SeqCst);
+        self.notify.notify_one();
+    }
+
+    fn count(&self) -> usize {
+        self.count.load(Ordering::SeqCst)
+    }
+
+    /// Waits until `n` cancels have arrived (a cancel between the check and the wait leaves
+    /// a permit in the `Notify`, so none is missed).
+    async fn wait_for(&self, n: usize) {
+        let waited = tokio::time::timeout(PATIENCE, async {
+            while self.count() < n {
+                self.notify.notified().await;
+            }
+        })
+        .await;
+        assert!(waited.is_ok(), "{} of {n} backend cancels", self.count());
+    }
+}
 
 /// Runs one poll then succeeds; counts cancels.
 struct FakeExecutor {
     polls_before_success: i64,
-    cancels: Arc<AtomicUsize>,
+    cancels: Arc<Cancels>,
 }
 
 impl Executor for FakeExecutor {
@@ -70,7 +105,7 @@ impl Executor for FakeExecutor {
         .boxed()
     }
     fn cancel(&self, _job: JobRecord, _s: Value) -> BoxFuture<'static, StepResult<()>> {
-        self.cancels.fetch_add(1, Ordering::SeqCst);
+        self.cancels.record();
         async { Ok(()) }.boxed()
     }
 }
@@ -175,8 +210,11 @@ async fn create_job(t: &TestApp) -> String {
     j["id"].as_str().unwrap().to_string()
 }
 
+/// Polls the job through the API until `pred` holds. Polling, with a deadline, because a
+/// job's status is a store row the runner writes: nothing announces the change.
 async fn wait_for(t: &TestApp, id: &str, pred: impl Fn(&Value) -> bool) -> Value {
-    for _ in 0..500 {
+    let deadline = Instant::now() + PATIENCE;
+    while Instant::now() < deadline {
         let (_, j) = t
             .json(
                 "GET",
@@ -188,14 +226,14 @@ async fn wait_for(t: &TestApp, id: &str, pred: impl Fn(&Value) -> bool) -> Value
         if pred(&j) {
             return j;
         }
-        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        tokio::time::sleep(Duration::from_millis(10)).await;
     }
     panic!("job {id} never reached the expected state");
 }
 
 #[tokio::test]
 async fn job_runs_every_step_to_success_with_mirrored_checkpoints() {
-    let cancels = Arc::new(AtomicUsize::new(0));
+    let cancels = Arc::default();
     let t = app_with(
         "",
         seams(Arc::new(FakeExecutor {
@@ -337,7 +375,7 @@ async fn local_mode_fails_with_stated_code() {
 
 #[tokio::test]
 async fn cancel_while_running_stops_the_job_and_the_backend() {
-    let cancels = Arc::new(AtomicUsize::new(0));
+    let cancels = Arc::new(Cancels::default());
     let t = app_with(
         "",
         seams(Arc::new(FakeExecutor {
@@ -358,14 +396,12 @@ async fn cancel_while_running_stops_the_job_and_the_backend() {
         .await;
     assert_eq!(s, 200);
     assert_eq!(j["status"], "cancelled");
-    for _ in 0..100 {
-        if cancels.load(Ordering::SeqCst) == 1 {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-    }
-    assert_eq!(cancels.load(Ordering::SeqCst), 1);
-    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    cancels.wait_for(1).await;
+    // A witness instead of a sleep: a job created after the cancel reaching `running` means
+    // the runner has made passes since, any of which could have overwritten the cancel.
+    let witness = create_job(&t).await;
+    wait_for(&t, &witness, |j| j["status"] == "running").await;
+    assert_eq!(cancels.count(), 1);
     let (_, j) = t
         .json(
             "GET",
@@ -383,7 +419,7 @@ async fn cancel_while_running_stops_the_job_and_the_backend() {
 
 #[tokio::test]
 async fn restart_resumes_from_the_last_durable_step() {
-    let cancels = Arc::new(AtomicUsize::new(0));
+    let cancels = Arc::default();
     let t = app_with(
         "",
         seams(Arc::new(FakeExecutor {
@@ -439,7 +475,7 @@ async fn restart_resumes_from_the_last_durable_step() {
 
 #[tokio::test]
 async fn paused_jobs_wait_and_resume() {
-    let cancels = Arc::new(AtomicUsize::new(0));
+    let cancels = Arc::default();
     let t = app_with(
         "",
         seams(Arc::new(FakeExecutor {
@@ -458,7 +494,10 @@ async fn paused_jobs_wait_and_resume() {
         .await;
     assert_eq!(s, 200);
     let stop = start_runner(&t);
-    tokio::time::sleep(std::time::Duration::from_millis(60)).await;
+    // A witness instead of a sleep: a job created after the runner started that has
+    // finished means the runner has passed over the paused one.
+    let witness = create_job(&t).await;
+    wait_for(&t, &witness, |j| j["status"] == "succeeded").await;
     let (_, j) = t
         .json(
             "GET",
@@ -483,7 +522,7 @@ async fn paused_jobs_wait_and_resume() {
 struct SlowStart {
     release: Arc<tokio::sync::Notify>,
     started: Arc<tokio::sync::Notify>,
-    cancels: Arc<AtomicUsize>,
+    cancels: Arc<Cancels>,
 }
 
 impl Executor for SlowStart {
@@ -505,7 +544,7 @@ impl Executor for SlowStart {
     }
     fn cancel(&self, _job: JobRecord, state: Value) -> BoxFuture<'static, StepResult<()>> {
         assert_eq!(state["upstream"], "ftjob-up");
-        self.cancels.fetch_add(1, Ordering::SeqCst);
+        self.cancels.record();
         async { Ok(()) }.boxed()
     }
 }
@@ -515,7 +554,7 @@ async fn cancel_racing_a_backend_start_cancels_the_backend_job() {
     let exec = SlowStart {
         release: Arc::new(tokio::sync::Notify::new()),
         started: Arc::new(tokio::sync::Notify::new()),
-        cancels: Arc::new(AtomicUsize::new(0)),
+        cancels: Arc::default(),
     };
     let (release, started, cancels) = (
         exec.release.clone(),
@@ -536,13 +575,8 @@ async fn cancel_racing_a_backend_start_cancels_the_backend_job() {
         .await;
     assert_eq!(s, 200);
     release.notify_one();
-    for _ in 0..200 {
-        if cancels.load(Ordering::SeqCst) == 1 {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-    }
-    assert_eq!(cancels.load(Ordering::SeqCst), 1);
+    cancels.wait_for(1).await;
+    assert_eq!(cancels.count(), 1);
     let (_, j) = t
         .json(
             "GET",
@@ -601,7 +635,7 @@ async fn a_pause_racing_a_poll_mirrors_each_checkpoint_once() {
     let exec = PauseRacingExecutor {
         inner: FakeExecutor {
             polls_before_success: 2,
-            cancels: Arc::new(AtomicUsize::new(0)),
+            cancels: Arc::default(),
         },
         store: store.clone(),
         raced: false.into(),

@@ -10,8 +10,10 @@ mod seam;
 mod types;
 mod wire;
 
-#[cfg(test)]
-mod fake;
+/// The fake provider every test suite runs against; outside this crate's own tests only
+/// with the `test-upstream` feature, so the shipped binary never contains it.
+#[cfg(any(test, feature = "test-upstream"))]
+pub mod fake;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]

@@ -65,7 +65,7 @@ fn input() -> StartInput {
     }
 }
 
-fn executor(f: &fake::Fake, ds: &Dataset) -> UpstreamExecutor {
+fn executor(f: &fake::FakeUpstream, ds: &Dataset) -> UpstreamExecutor {
     UpstreamExecutor::new(&f.base_url, KEY, ds.blobs.clone())
         .unwrap()
         .with_retry_delay(Duration::ZERO)
@@ -80,8 +80,8 @@ async fn start_uploads_creates_with_mapped_hyperparameters_and_is_idempotent() {
     assert_eq!(state["upstream"]["job_id"], "ftjob-up0");
     let (files, creates) = f.with(|s| (s.files.clone(), s.creates.clone()));
     assert_eq!(files.len(), 1);
-    assert_eq!(files[0].1, "fine-tune");
-    assert_eq!(files[0].2, b"{\"messages\":[]}\n");
+    assert_eq!(files[0].meta["purpose"], "fine-tune");
+    assert_eq!(files[0].content, b"{\"messages\":[]}\n");
     let c = &creates[0];
     assert_eq!(c["training_file"], "file-up0");
     assert_eq!(
@@ -128,17 +128,24 @@ async fn poll_mirrors_status_events_and_checkpoints_once() {
         ("step 0", "step 149")
     );
     assert!(obs.contains(&Observation::Checkpoint {
-        fine_tuned_model_checkpoint: "ft:m:ckpt-step-10".into(),
+        fine_tuned_model_checkpoint: "ft:gpt-test:fake::ckpt-step-10".into(),
         step_number: 10,
-        metrics: json!({"step": 10, "train_loss": 0.5}),
+        metrics: json!({"step": 10, "train_loss": 0.5, "train_mean_token_accuracy": 0.8}),
         artifact: None,
     }));
-    // Nothing new: nothing mirrored twice.
+    // Nothing new: no event or checkpoint mirrored twice. (The job's hyperparameters are
+    // in every answer, as OpenAI's are, and reported on every poll.)
+    let mirrored = |obs: Vec<Observation>| -> Vec<Observation> {
+        obs.into_iter()
+            .filter(|o| !matches!(o, Observation::Hyperparameters(_)))
+            .collect()
+    };
     let (_, obs) = ex.poll(job(), state.clone()).await.unwrap();
-    assert!(obs.is_empty(), "{obs:?}");
+    assert!(mirrored(obs).is_empty());
     f.push_event("ftjob-up0", "warn", "late");
     f.set_job("ftjob-up0", json!({"status": "succeeded", "fine_tuned_model": "ft:gpt-test:safe", "trained_tokens": 99}));
     let (run, obs) = ex.poll(job(), state).await.unwrap();
+    let obs = mirrored(obs);
     assert_eq!(obs.len(), 1);
     assert!(
         matches!(&obs[0], Observation::Event { level: EventLevel::Warn, message, .. } if message == "late")
@@ -171,11 +178,11 @@ async fn failure_pause_resume_and_cancel_are_mirrored() {
     assert!(fail.message.contains("bad line 3"));
     f.set_job("ftjob-up0", json!({"status": "running", "error": null}));
     ex.pause(job(), state.clone()).await.unwrap();
-    assert_eq!(f.with(|s| s.jobs[0]["status"].clone()), "paused");
+    assert_eq!(f.with(|s| s.jobs[0].obj["status"].clone()), "paused");
     let (run, _) = ex.poll(job(), state.clone()).await.unwrap();
     assert!(matches!(run, RunState::Running { .. }), "{run:?}");
     ex.resume(job(), state.clone()).await.unwrap();
-    assert_eq!(f.with(|s| s.jobs[0]["status"].clone()), "running");
+    assert_eq!(f.with(|s| s.jobs[0].obj["status"].clone()), "running");
     ex.cancel(job(), state.clone()).await.unwrap();
     let (run, _) = ex.poll(job(), state).await.unwrap();
     assert_eq!(run, RunState::Cancelled);
@@ -197,9 +204,9 @@ async fn pause_and_resume_through_the_executor_trait_reach_the_upstream() {
     let state = ex.start(input()).await.unwrap();
     f.set_job("ftjob-up0", json!({"status": "running"}));
     ex.pause(job(), state.clone()).await.unwrap();
-    assert_eq!(f.with(|s| s.jobs[0]["status"].clone()), "paused");
+    assert_eq!(f.with(|s| s.jobs[0].obj["status"].clone()), "paused");
     ex.resume(job(), state.clone()).await.unwrap();
-    assert_eq!(f.with(|s| s.jobs[0]["status"].clone()), "running");
+    assert_eq!(f.with(|s| s.jobs[0].obj["status"].clone()), "running");
     // A job that never started upstream has nothing to pause.
     ex.pause(job(), json!({})).await.unwrap();
     assert_eq!(f.with(|s| s.jobs.len()), 1);
@@ -211,10 +218,10 @@ async fn retryable_errors_are_retried_and_others_classified() {
     let ds = dataset().await;
     let ex = executor(&f, &ds);
     // Start: two 503s then success (three attempts).
-    f.with(|s| s.fail_next = 2);
+    f.with(|s| s.knobs.fail_next = 2);
     let state = ex.start(input()).await.unwrap();
     // Poll during an outage: still running, nothing recorded, counter kept in the state.
-    f.with(|s| s.fail_next = 1);
+    f.with(|s| s.knobs.fail_next = 1);
     let (run, obs) = ex.poll(job(), state).await.unwrap();
     let RunState::Running { state } = run else {
         panic!("{run:?}")
@@ -264,9 +271,9 @@ async fn start_retries_transient_failures_honouring_retry_after() {
     // Two 429s asking for 150 ms each, then success: the executor's own delay is zero, so
     // the elapsed time shows the provider's wait was honoured.
     f.with(|s| {
-        s.fail_next = 2;
-        s.fail_status = Some(axum::http::StatusCode::TOO_MANY_REQUESTS);
-        s.fail_retry_after_ms = Some(150);
+        s.knobs.fail_next = 2;
+        s.knobs.fail_status = Some(429);
+        s.knobs.fail_retry_after_ms = Some(150);
     });
     let t0 = std::time::Instant::now();
     let state = ex.start(input()).await.unwrap();
@@ -280,9 +287,9 @@ async fn start_retries_transient_failures_honouring_retry_after() {
 
     // A provider that stays down: bounded attempts, then a failure that says so.
     f.with(|s| {
-        s.fail_next = 10;
-        s.fail_status = None;
-        s.fail_retry_after_ms = None;
+        s.knobs.fail_next = 10;
+        s.knobs.fail_status = None;
+        s.knobs.fail_retry_after_ms = None;
     });
     let e = ex.start(input()).await.unwrap_err();
     assert_eq!(e.code, "upstream_unavailable");
@@ -291,7 +298,7 @@ async fn start_retries_transient_failures_honouring_retry_after() {
         "{}",
         e.message
     );
-    assert_eq!(f.with(|s| s.fail_next), 7, "exactly three attempts");
+    assert_eq!(f.with(|s| s.knobs.fail_next), 7, "exactly three attempts");
     assert_eq!(f.with(|s| s.jobs.len()), 1);
 }
 
@@ -300,15 +307,15 @@ async fn start_fails_at_once_on_a_non_retryable_answer() {
     let f = fake::spawn().await;
     let ds = dataset().await;
     f.with(|s| {
-        s.fail_next = 5;
-        s.fail_status = Some(axum::http::StatusCode::BAD_REQUEST);
+        s.knobs.fail_next = 5;
+        s.knobs.fail_status = Some(400);
     });
     let e = executor(&f, &ds).start(input()).await.unwrap_err();
     assert_eq!(e.code, "upstream_rejected");
     assert!(e.message.contains("400"), "{}", e.message);
     // One attempt: the earlier-job lookup (whose 400 only means "no filter support") and
     // the upload; no second attempt.
-    assert_eq!(f.with(|s| s.fail_next), 3, "a 4xx is not retried");
+    assert_eq!(f.with(|s| s.knobs.fail_next), 3, "a 4xx is not retried");
     assert!(f.with(|s| s.jobs.is_empty()));
 }
 
