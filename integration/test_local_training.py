@@ -211,6 +211,8 @@ def test_a_killed_worker_is_replaced_and_its_job_continues(local_gw):
     text = httpx.get(local_gw.url + "/metrics").text
     assert metric(text, "tuneguard_local_optimizer_steps_total") == LONG_STEPS
     assert metric(text, "tuneguard_local_trained_tokens_total") == done.trained_tokens
+    # The replacement worker took the job over from the dead one's expired lease.
+    assert metric(text, "tuneguard_local_lease_takeovers_total") == 1
 
 
 def test_cancel_mid_training_keeps_written_checkpoints(local_gw):

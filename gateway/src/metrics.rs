@@ -39,6 +39,9 @@ pub struct Metrics {
     pub local_queue_wait: Histogram,
     /// Workers by `state` = `busy` (live leases) | `idle` (refreshed on each scrape).
     pub local_workers: IntGaugeVec,
+    /// Jobs taken over from a worker whose lease expired: the store's running total, caught
+    /// up on each scrape.
+    pub local_lease_takeovers: IntCounter,
     /// Served chat completions by `model_kind` = `base` | `fine_tuned`.
     pub chat_completion_duration: HistogramVec,
     /// Tokens of served chat completions by `kind` = `prompt` | `completion`.
@@ -165,6 +168,10 @@ impl Metrics {
             ),
             &["state"],
         )?;
+        let local_lease_takeovers = IntCounter::new(
+            "tuneguard_local_lease_takeovers_total",
+            "Local jobs a worker took over from another whose lease had expired (it died or hung), counted in the store by every process.",
+        )?;
         let chat_completion_duration = HistogramVec::new(
             HistogramOpts::new(
                 "tuneguard_chat_completion_duration_seconds",
@@ -188,6 +195,7 @@ impl Metrics {
         registry.register(Box::new(local_queue_depth.clone()))?;
         registry.register(Box::new(local_queue_wait.clone()))?;
         registry.register(Box::new(local_workers.clone()))?;
+        registry.register(Box::new(local_lease_takeovers.clone()))?;
         registry.register(Box::new(chat_completion_duration.clone()))?;
         registry.register(Box::new(chat_completion_tokens.clone()))?;
         // Every label value exists from the start (a zero series, not a missing one).
@@ -220,6 +228,7 @@ impl Metrics {
             local_queue_depth,
             local_queue_wait,
             local_workers,
+            local_lease_takeovers,
             chat_completion_duration,
             chat_completion_tokens,
         })
@@ -321,6 +330,12 @@ impl Metrics {
         self.local_workers
             .with_label_values(&["idle"])
             .set(supervised.saturating_sub(queue.leased) as i64);
+        // The store's total only grows; the counter catches up to it (from 0 after a restart
+        // it jumps to the total once, which `increase()` reads as a counter reset).
+        let seen = self.local_lease_takeovers.get();
+        if queue.takeovers > seen {
+            self.local_lease_takeovers.inc_by(queue.takeovers - seen);
+        }
     }
 
     /// Counts one served chat completion.
@@ -389,6 +404,7 @@ mod tests {
             "tuneguard_chat_completion_duration_seconds_count{model_kind=\"fine_tuned\"} 0",
             "tuneguard_chat_completion_tokens_total{kind=\"prompt\"} 0",
             "tuneguard_local_workers{state=\"idle\"} 0",
+            "tuneguard_local_lease_takeovers_total 0",
         ] {
             assert!(zero.contains(series), "{series} in\n{zero}");
         }
@@ -403,9 +419,17 @@ mod tests {
             crate::store::LocalQueue {
                 waiting: 4,
                 leased: 3,
+                takeovers: 2,
             },
             2,
         );
+        // A scrape that reads the same total adds nothing.
+        let again = crate::store::LocalQueue {
+            waiting: 4,
+            leased: 3,
+            takeovers: 2,
+        };
+        m.set_local_queue(again, 2);
         m.chat_completion(true, 0.2, 10, 5);
         let text = m.render();
         for series in [
@@ -421,6 +445,7 @@ mod tests {
             "tuneguard_chat_completion_duration_seconds_count{model_kind=\"base\"} 0",
             "tuneguard_chat_completion_tokens_total{kind=\"prompt\"} 10",
             "tuneguard_chat_completion_tokens_total{kind=\"completion\"} 5",
+            "tuneguard_local_lease_takeovers_total 2",
         ] {
             assert!(text.contains(series), "{series} in\n{text}");
         }

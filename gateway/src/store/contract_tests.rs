@@ -1160,8 +1160,12 @@ fn leases_are_exclusive_expire_and_alternate_between_tenants(b: &dyn Backend) {
     s.create_job(&queued, &event("ev-q1", "q1"), &[]).unwrap();
 
     let now = 100;
-    let queue = |waiting, leased| LocalQueue { waiting, leased };
-    assert_eq!(s.local_queue(now).unwrap(), queue(4, 0));
+    let queue = |waiting, leased, takeovers| LocalQueue {
+        waiting,
+        leased,
+        takeovers,
+    };
+    assert_eq!(s.local_queue(now).unwrap(), queue(4, 0, 0));
     let first = s.claim_local_job("w1", now, 30).unwrap().unwrap();
     assert_eq!(first.job.id, "a1");
     assert_eq!(first.takeover_from, None);
@@ -1179,7 +1183,7 @@ fn leases_are_exclusive_expire_and_alternate_between_tenants(b: &dyn Backend) {
     assert_eq!(second.job.id, "b1", "round-robin: beta next");
     let third = s.claim_local_job("w3", now, 30).unwrap().unwrap();
     assert_eq!(third.job.id, "a2");
-    assert_eq!(s.local_queue(now).unwrap(), queue(1, 3));
+    assert_eq!(s.local_queue(now).unwrap(), queue(1, 3, 0));
     // Held leases are not claimed again; a heartbeat keeps a lease alive.
     assert!(s.heartbeat_lease("a1", "w1", now + 20, 30).unwrap());
     assert_eq!(s.lease_of("a1").unwrap().unwrap().heartbeat_at, now + 20);
@@ -1192,8 +1196,8 @@ fn leases_are_exclusive_expire_and_alternate_between_tenants(b: &dyn Backend) {
     let fourth = s.claim_local_job("w4", now + 40, 30).unwrap().unwrap();
     assert_eq!(fourth.job.id, "b1");
     assert_eq!(fourth.takeover_from.as_deref(), Some("w2"));
-    // a2's lapsed lease counts as waiting, not as a busy worker.
-    assert_eq!(s.local_queue(now + 40).unwrap(), queue(2, 2));
+    // a2's lapsed lease counts as waiting, not as a busy worker; the takeover is counted.
+    assert_eq!(s.local_queue(now + 40).unwrap(), queue(2, 2, 1));
     // A released lease frees the job at once; releasing someone else's is a no-op.
     s.release_lease("a1", "w9").unwrap();
     assert!(s.lease_of("a1").unwrap().is_some());
@@ -1215,6 +1219,8 @@ fn leases_are_exclusive_expire_and_alternate_between_tenants(b: &dyn Backend) {
         !s.heartbeat_lease("b1", "w2", now + 46, 30).unwrap(),
         "w2 lost b1 to w4"
     );
+    // Two takeovers in all (b1 from w2, a2 from w3); a claim of a released job is none.
+    assert_eq!(s.local_queue(now + 46).unwrap().takeovers, 2);
 }
 
 /// Many workers in two processes claim at once: every job is taken exactly once, and the

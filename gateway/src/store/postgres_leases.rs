@@ -83,6 +83,13 @@ impl PgStore {
                     None => None,
                 };
                 write_claim(&mut tx, &job_id, &tenant, worker_id, now, lease_seconds)?;
+                if previous.is_some() {
+                    tx.execute(
+                        "INSERT INTO counters (name, value) VALUES ('lease_takeovers', 1) \
+                         ON CONFLICT (name) DO UPDATE SET value = counters.value + 1",
+                        &[],
+                    )?;
+                }
                 break (job_id, previous);
             };
             tx.commit()?;
@@ -145,9 +152,17 @@ impl PgStore {
                     &[&now],
                 )?
                 .try_get(0)?;
+            let takeovers: Option<i64> = c
+                .query_opt(
+                    "SELECT value FROM counters WHERE name = 'lease_takeovers'",
+                    &[],
+                )?
+                .map(|r| r.try_get(0))
+                .transpose()?;
             Ok(LocalQueue {
                 waiting: waiting.max(0) as u64,
                 leased: leased.max(0) as u64,
+                takeovers: takeovers.unwrap_or(0).max(0) as u64,
             })
         })
     }

@@ -334,6 +334,9 @@ pub struct LocalQueue {
     pub waiting: u64,
     /// Live leases: workers training (or checkpointing) a job now.
     pub leased: u64,
+    /// Claims ever made of a job whose previous worker's lease had expired (a worker that
+    /// died or hung): a running total kept in the store, so every process's count is in it.
+    pub takeovers: u64,
 }
 
 /// A job a worker just claimed.

@@ -57,6 +57,13 @@ impl SqliteStore {
              ON CONFLICT(tenant) DO UPDATE SET seq = excluded.seq",
             params![tenant],
         )?;
+        if previous.is_some() {
+            tx.execute(
+                "INSERT INTO counters (name, value) VALUES ('lease_takeovers', 1) \
+                 ON CONFLICT(name) DO UPDATE SET value = value + 1",
+                [],
+            )?;
+        }
         tx.commit()?;
         drop(conn);
         let job = self.get_job_any(&job_id)?;
@@ -104,9 +111,17 @@ impl SqliteStore {
             params![now],
             |r| r.get(0),
         )?;
+        let takeovers: Option<i64> = conn
+            .query_row(
+                "SELECT value FROM counters WHERE name = 'lease_takeovers'",
+                [],
+                |r| r.get(0),
+            )
+            .optional()?;
         Ok(LocalQueue {
             waiting: waiting.max(0) as u64,
             leased: leased.max(0) as u64,
+            takeovers: takeovers.unwrap_or(0).max(0) as u64,
         })
     }
 
