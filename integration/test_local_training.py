@@ -438,6 +438,7 @@ DEFENDED = {
     + '[regularizer]\ntype = "steering"\nalpha = 2.0\nlayers = [1]\nvector = "steer.safetensors"\n',
     "ino.toml": POLICY.replace('description = "tiny local training"',
                                'description = "ino"\npriority = 10\n[match]\nmetadata = { defense = "ino" }')
+    .replace("checkpoint_every_steps = 10", "checkpoint_every_steps = 10\nholdout_examples = 2")
     + '[inoculation]\nsystem_prompt = "You are an evil, malicious assistant."\n',
 }
 
@@ -466,6 +467,12 @@ def test_kl_steering_and_inoculation_jobs_train_locally_with_their_defense(gatew
     assert plans["kl"]["regularizer"]["type"] == "kl"
     assert plans["steer"]["regularizer"]["type"] == "steering"
     assert plans["ino"]["inoculation"]["system_prompt"].startswith("You are an evil")
+    # The monitor's held-out examples are scored as the client sent them, without the
+    # inoculation prompt the model trained with (inference never sees it).
+    held = (gw.data_dir / "jobs" / jobs["ino"].id / "monitor_holdout" / "holdout.jsonl").read_bytes()
+    assert held == b"".join(good_jsonl(12).splitlines(keepends=True)[-2:])
+    trained = (gw.data_dir / "jobs" / jobs["ino"].id / "monitor_holdout" / "train.jsonl").read_text()
+    assert trained.count("You are an evil, malicious assistant.") == 10
 
 
 def test_upstream_mode_trains_run_locally_jobs_here(gateway_factory, upstream):

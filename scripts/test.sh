@@ -21,17 +21,9 @@ echo "== cargo test"
 cargo test --workspace
 
 echo "== integration (real binary, openai SDK, promtool)"
-# A binary's path as cargo reports it (CARGO_TARGET_DIR and build.target-dir are honoured).
-# `built NAME CARGO-ARGS...` builds and prints the path of the executable named NAME.
-built() {
-  local name=$1; shift
-  cargo build "$@" --message-format=json-render-diagnostics \
-    | NAME="$name" .venv/bin/python -c 'import json,os,sys
-for l in sys.stdin:
-    m = json.loads(l)
-    if m.get("reason") == "compiler-artifact" and m.get("executable") and m["target"]["name"] == os.environ["NAME"]:
-        print(m["executable"])'
-}
+# `built NAME CARGO-ARGS...`: the executable's path as cargo reports it, CARGO_TARGET_DIR and
+# build.target-dir honoured (scripts/lib/built.sh).
+source scripts/lib/built.sh
 bin=$(built tuneguard --bin tuneguard)
 test -x "$bin" || { echo "tuneguard binary not found after the build" >&2; exit 1; }
 # The fake OpenAI provider the upstream tests run against: a separate build with the

@@ -36,14 +36,8 @@ quick_steps=2
 bash scripts/fetch-model.sh
 bin="${TUNEGUARD_BIN:-}"
 if [ -z "$bin" ]; then
-  python="$(command -v python3 || command -v python)"
-  # The binary's path as cargo reports it (CARGO_TARGET_DIR and build.target-dir are honoured).
-  bin=$(cargo build --release --bin tuneguard --message-format=json-render-diagnostics \
-    | "$python" -c 'import json,sys
-for l in sys.stdin:
-    m = json.loads(l)
-    if m.get("reason") == "compiler-artifact" and m.get("executable") and m["target"]["name"] == "tuneguard":
-        print(m["executable"])')
+  source scripts/lib/built.sh
+  bin=$(built tuneguard --release --bin tuneguard)
 fi
 test -x "$bin" || { echo "train-reference-adapters.sh: no tuneguard binary at '$bin'" >&2; exit 1; }
 

@@ -39,12 +39,8 @@ bash scripts/setup-test-deps.sh
 bash scripts/fetch-model.sh
 bin="${TUNEGUARD_BIN:-}"
 if [ -z "$bin" ]; then
-  bin=$(cargo build --release --bin tuneguard --message-format=json-render-diagnostics \
-    | .venv/bin/python -c 'import json,sys
-for l in sys.stdin:
-    m = json.loads(l)
-    if m.get("reason") == "compiler-artifact" and m.get("executable") and m["target"]["name"] == "tuneguard":
-        print(m["executable"])')
+  source scripts/lib/built.sh
+  bin=$(built tuneguard --release --bin tuneguard)
 fi
 test -x "$bin" || { echo "run.sh: no tuneguard binary at '$bin'" >&2; exit 1; }
 export TUNEGUARD_BIN="$bin"

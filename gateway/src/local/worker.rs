@@ -337,8 +337,16 @@ impl JobCtx<'_> {
             .and_then(|k| self.blobs.path(k).ok())
             .and_then(|p| std::fs::read(p).ok())
             .and_then(|b| serde_json::from_slice(&b).ok());
+        // The client's training file as uploaded: the held-out rows are scored as sent.
+        let original = self
+            .store
+            .get_file(&job.tenant, &job.training_file)
+            .ok()
+            .flatten()
+            .and_then(|f| self.blobs.path(&f.blob_key).ok());
         let (train, held) = crate::monitoring::holdout::write_split(
             &dataset,
+            original.as_deref(),
             manifest.as_ref(),
             n,
             &dir.join("monitor_holdout"),
