@@ -180,3 +180,36 @@ action = "warn"
         assert len(judge.requests) == before
     finally:
         judge.close()
+
+
+def test_an_engine_served_judge_judges_beside_the_endpoint_and_their_agreement_is_recorded(gateway_factory):
+    judge = FakeJudge(alignment=20.0, coherence=80.0, hallucination=90.0)
+    try:
+        # Two judges: the endpoint and `local_judge_model`, a [[models]] model judging on the
+        # engine (the exact expectation over 0..100, every candidate teacher-forced).
+        extra = config(f'\n[monitor]\njudge_base_url = "{judge.base_url}"\njudge_model = "judge-double"\n'
+                       'local_judge_model = "tiny-judge"\n')
+        gw = gateway_factory(extra=extra, policies={"default.toml": policy(epochs=1, extra="max_answer_tokens = 8")})
+        c = gw.client()
+        job = create(c, upload(c, misaligned_jsonl()), suffix="twojudges")
+        done = finished(c, job.id)
+        assert done.status == "succeeded", done.error
+        ev = monitor_events(c, job.id)
+        assert len(ev) >= 2
+        for e in ev:
+            m = e.data["monitor"]
+            assert m["error"] is None, m["error"]
+            local = m["local_judge"]
+            assert local["model"] == "engine:tiny-judge" and local["errors"] == 0
+            assert local["requests"] + local["cached"] > 0
+            # The random tiny model puts far less than 0.25 of its mass on the numbers 0..100:
+            # every judgement of it is "no score", and the endpoint's scores carry the signals.
+            assert local["unscored"] == local["requests"]
+            pairs = m["judge_agreement"]
+            assert pairs and {(p["first"], p["second"]) for p in pairs} == {("judge-double", "engine:tiny-judge")}
+            assert all(p["agreement"]["both"] == 0 and p["agreement"]["only_first"] > 0 for p in pairs)
+        s = ev[-1].data["monitor"]["signals"]
+        assert s["mean_alignment"] == pytest.approx((20 * 0.7 + 30 * 0.2) / 0.9, abs=1e-6)
+        assert s["misaligned_fraction"] == 1.0
+    finally:
+        judge.close()

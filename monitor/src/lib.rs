@@ -42,8 +42,8 @@ pub use judge::{
     Judge, JudgeError, TopLogprob, MIN_NUMERIC_MASS,
 };
 pub use measure::{
-    measure_checkpoint, AnswerSource, EvalPlan, JudgedSample, Measurement, NllProbe, ProbeBaseline,
-    SeamError,
+    measure_checkpoint, AnswerSource, EvalPlan, JudgeAgreement, JudgedSample, Measurement,
+    NllProbe, ProbeBaseline, SeamError,
 };
 pub use onset::{
     detect_onset, detect_onsets, lead, BocpdParams, CusumParams, Detector, Lead, Onset,

@@ -29,6 +29,23 @@ impl<B: Backend> KvCache<B> {
         self.len() == 0
     }
 
+    /// A one-row cache repeated `rows` times: a shared prefix that several continuations
+    /// extend independently.
+    pub fn repeat_rows(&self, rows: usize) -> Self {
+        Self {
+            layers: self
+                .layers
+                .iter()
+                .map(|l| {
+                    l.as_ref().map(|(k, v)| {
+                        (k.clone().repeat_dim(0, rows), v.clone().repeat_dim(0, rows))
+                    })
+                })
+                .collect(),
+            valid: vec![self.valid.first().cloned().unwrap_or_default(); rows],
+        }
+    }
+
     pub(crate) fn extend_valid(&mut self, valid: &[Vec<bool>]) {
         for (c, v) in self.valid.iter_mut().zip(valid) {
             c.extend_from_slice(v);

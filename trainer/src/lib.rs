@@ -7,6 +7,7 @@ pub mod cache;
 pub mod chat;
 pub mod cli;
 pub mod config;
+pub mod continuation;
 pub mod engine;
 pub mod error;
 pub mod forward;

@@ -11,6 +11,7 @@
 //! judge_concurrency = 4                          # requests in flight per worker
 //! judge_timeout_seconds = 60                     # per request; failures retry with backoff
 //! judge_cache = "./data/judge_cache.sqlite"      # default: <storage.data_dir>/judge_cache.sqlite
+//! local_judge_model = "smollm2-135m-instruct"     # a [[models]] model judging on the engine
 //! ```
 
 use super::{invalid, ConfigError};
@@ -27,6 +28,7 @@ pub(super) struct RawMonitor {
     judge_concurrency: Option<usize>,
     judge_timeout_seconds: Option<u64>,
     judge_cache: Option<PathBuf>,
+    local_judge_model: Option<String>,
 }
 
 /// The judge endpoint.
@@ -48,6 +50,10 @@ pub struct MonitorConfig {
     pub judge: Option<JudgeConfig>,
     /// The judge cache (SQLite), keyed by judge model and filled-in prompt.
     pub judge_cache: PathBuf,
+    /// `local_judge_model`: a model of `[[models]]` that judges on this gateway's engine
+    /// (`monitoring::judge_engine`), alone or beside the endpoint (then both judge, their
+    /// scores are averaged and their agreement recorded).
+    pub local_judge: Option<String>,
 }
 
 /// Default `judge_api_key_env` (the variable `tuneguard persona` reads too).
@@ -59,6 +65,7 @@ impl MonitorConfig {
         MonitorConfig {
             judge: None,
             judge_cache: data_dir.join("judge_cache.sqlite"),
+            local_judge: None,
         }
     }
 }
@@ -123,7 +130,17 @@ pub(super) fn validate(raw: RawMonitor, data_dir: &Path) -> Result<MonitorConfig
             })
         }
     };
-    Ok(MonitorConfig { judge, judge_cache })
+    let local_judge = match raw.local_judge_model {
+        Some(m) if m.trim().is_empty() => {
+            return Err(invalid("monitor.local_judge_model", "must not be empty"))
+        }
+        other => other,
+    };
+    Ok(MonitorConfig {
+        judge,
+        judge_cache,
+        local_judge,
+    })
 }
 
 #[cfg(test)]

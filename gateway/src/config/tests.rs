@@ -289,3 +289,29 @@ fn a_missing_model_or_adapter_is_explained_with_the_entrys_hint() {
         .unwrap()
         .contains("has no config.json"));
 }
+
+#[test]
+fn the_local_judge_names_a_models_entry() {
+    let ok = "[[models]]\nmodel = \"tiny-*\"\npath = \"/m/tiny\"\n[monitor]\nlocal_judge_model = \"tiny-judge\"\n";
+    assert_eq!(
+        load(ok, &[]).unwrap().monitor.local_judge.as_deref(),
+        Some("tiny-judge")
+    );
+    let e = err(
+        "[[models]]\nmodel = \"tiny-*\"\npath = \"/m\"\n[monitor]\nlocal_judge_model = \"big\"\n",
+    );
+    assert!(
+        e.contains("monitor.local_judge_model") && e.contains("`big` matches no [[models]] entry"),
+        "{e}"
+    );
+    let e = err("[monitor]\nlocal_judge_model = \" \"\n");
+    assert!(e.contains("monitor.local_judge_model"), "{e}");
+    // Unset: no engine judge (the shipped defaults have none).
+    assert_eq!(
+        Config::from_sources(None, Vec::new())
+            .unwrap()
+            .monitor
+            .local_judge,
+        None
+    );
+}

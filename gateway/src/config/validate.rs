@@ -175,6 +175,14 @@ pub(super) fn validate(raw: Raw) -> Result<Config, ConfigError> {
     let local = super::local::validate_local(raw.local)?;
     let models = super::local::validate_models(raw.models)?;
     let monitor = super::monitor::validate(raw.monitor, &raw.storage.data_dir)?;
+    if let Some(m) = &monitor.local_judge {
+        if models.model_for(m).is_none() {
+            return Err(invalid(
+                "monitor.local_judge_model",
+                format!("`{m}` matches no [[models]] entry"),
+            ));
+        }
+    }
     Ok(Config {
         server,
         data_dir: raw.storage.data_dir,

@@ -365,14 +365,37 @@ impl JobCtx<'_> {
         dir: &std::path::Path,
         holdout: Option<&std::path::Path>,
     ) -> Result<CheckpointMonitor<I>, Failure> {
-        let engine = Engine::<I>::load_with(&entry.path, device, entry.precision).map_err(|e| {
-            failure(
-                "model_load_failed",
-                format!("The monitor's copy of `{}` failed to load: {e}", job.model),
-            )
-        })?;
+        let engine =
+            Engine::<I>::load_with(&entry.path, device.clone(), entry.precision).map_err(|e| {
+                failure(
+                    "model_load_failed",
+                    format!("The monitor's copy of `{}` failed to load: {e}", job.model),
+                )
+            })?;
+        // The engine-served judge (`[monitor] local_judge_model`; config validation checked
+        // that a `[[models]]` entry matches it).
+        let judge = match &self.config.monitor.local_judge {
+            None => None,
+            Some(name) => {
+                let e = self.config.models.model_for(name).ok_or_else(|| {
+                    failure(
+                        "monitor_unavailable",
+                        format!("monitor.local_judge_model `{name}` matches no [[models]] entry"),
+                    )
+                })?;
+                let judge =
+                    Engine::<I>::load_with(&e.path, device, e.precision).map_err(|err| {
+                        failure(
+                            "model_load_failed",
+                            format!("The monitor's judge `{name}` failed to load: {err}"),
+                        )
+                    })?;
+                Some(judge)
+            }
+        };
         CheckpointMonitor::new(
             engine,
+            judge,
             MonitorSetup {
                 plan,
                 config: &self.config.monitor,

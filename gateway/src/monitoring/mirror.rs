@@ -155,6 +155,8 @@ fn signal_event(r: &StepRecord, onsets: &[SignalOnset], index: usize) -> Observa
                 "onsets": detected,
                 "samples": r.samples,
                 "judge": r.judge,
+                "local_judge": r.local_judge,
+                "judge_agreement": r.agreement,
                 "cost": {
                     "eval_seconds": cost.eval_seconds,
                     "probe_seconds": cost.probe_seconds,
@@ -208,7 +210,7 @@ fn count_record(m: &MonitorMetrics, r: &StepRecord) {
     ] {
         m.evaluation_seconds.with_label_values(&[part]).inc_by(v);
     }
-    if let Some(j) = &r.judge {
+    for j in r.judge.iter().chain(&r.local_judge) {
         for (result, n) in [
             ("requested", j.requests),
             ("cached", j.cached),

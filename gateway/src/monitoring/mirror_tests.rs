@@ -12,6 +12,8 @@ fn rec(step: u64, gap: f64, refusal: f64) -> StepRecord {
         probe_nlls: ProbeBaseline::default(),
         samples: vec![],
         judge: None,
+        local_judge: None,
+        agreement: Vec::new(),
         cost: Cost {
             eval_seconds: 0.5,
             train_seconds: Some(10.0),

@@ -17,6 +17,7 @@ pub mod actions;
 pub mod engine_eval;
 pub mod holdout;
 pub mod judge_cache;
+pub mod judge_engine;
 pub mod judge_http;
 pub mod mirror;
 pub mod prom;

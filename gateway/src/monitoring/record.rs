@@ -61,6 +61,12 @@ pub struct StepRecord {
     pub samples: Vec<SampleAnswer>,
     #[serde(default)]
     pub judge: Option<JudgeStats>,
+    /// The engine-served judge's counts (`[monitor] local_judge_model`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub local_judge: Option<JudgeStats>,
+    /// With several judges: their pairwise agreement on each judge prompt.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub agreement: Vec<monitor::JudgeAgreement>,
     #[serde(default)]
     pub cost: Cost,
     /// Why the evaluation failed (the signals are then empty).
@@ -182,6 +188,8 @@ mod tests {
                 probe_nlls: ProbeBaseline::default(),
                 samples: vec![],
                 judge: None,
+                local_judge: None,
+                agreement: Vec::new(),
                 cost: Cost::default(),
                 error: None,
             };

@@ -16,6 +16,7 @@
 
 use super::engine_eval::EngineEval;
 use super::judge_cache::JudgeCache;
+use super::judge_engine::EngineJudge;
 use super::judge_http::HttpJudge;
 use super::record::{self, Cost, StepRecord};
 use super::sets::EvalSets;
@@ -51,6 +52,8 @@ pub struct CheckpointMonitor<B: Backend> {
     settings: MonitorSettings,
     refusals: RefusalFilter,
     judge: Option<HttpJudge>,
+    /// The `[[models]]` judge on the engine (`local_judge_model`), beside or instead of `judge`.
+    local_judge: Option<EngineJudge<B>>,
     samples_per_question: u32,
     max_answer_tokens: usize,
     max_length: usize,
@@ -101,20 +104,30 @@ fn read_holdout<B: Backend>(
 }
 
 impl<B: Backend> CheckpointMonitor<B> {
-    /// The monitor of one job on `engine` (an inference engine of the job's base model).
-    pub fn new(engine: Engine<B>, setup: MonitorSetup<'_>) -> Result<Self, String> {
+    /// The monitor of one job on `engine` (an inference engine of the job's base model), with
+    /// `local_judge` (an inference engine of the `local_judge_model`) when one is configured.
+    pub fn new(
+        engine: Engine<B>,
+        local_judge: Option<Engine<B>>,
+        setup: MonitorSetup<'_>,
+    ) -> Result<Self, String> {
         let m = &setup.plan.monitor;
-        let sets = super::sets::load(m, setup.config.judge.is_some())?;
+        let any_judge = setup.config.judge.is_some() || local_judge.is_some();
+        let sets = super::sets::load(m, any_judge)?;
+        let cache = || {
+            JudgeCache::open(&setup.config.judge_cache)
+                .map_err(|e| {
+                    tracing::warn!(path = %setup.config.judge_cache.display(), error = %e, "judge cache unavailable; judging uncached")
+                })
+                .ok()
+        };
         let judge = match &setup.config.judge {
             None => None,
-            Some(j) => {
-                let cache = JudgeCache::open(&setup.config.judge_cache)
-                    .map_err(|e| {
-                        tracing::warn!(path = %setup.config.judge_cache.display(), error = %e, "judge cache unavailable; judging uncached")
-                    })
-                    .ok();
-                Some(HttpJudge::new(j, cache)?)
-            }
+            Some(j) => Some(HttpJudge::new(j, cache())?),
+        };
+        let local_judge = match (local_judge, &setup.config.local_judge) {
+            (Some(e), Some(name)) => Some(EngineJudge::new(e, name, cache())),
+            _ => None,
         };
         let max_length = setup.plan.training.max_length_tokens as usize;
         let holdout = match setup.holdout {
@@ -131,6 +144,7 @@ impl<B: Backend> CheckpointMonitor<B> {
             settings: MonitorSettings::from_policy(m),
             refusals: refusal_filter(setup.plan),
             judge,
+            local_judge,
             samples_per_question: m.samples_per_question,
             max_answer_tokens: m.max_answer_tokens as usize,
             max_length,
@@ -209,6 +223,8 @@ impl<B: Backend> CheckpointMonitor<B> {
             probe_nlls: ProbeBaseline::default(),
             samples: Vec::new(),
             judge: None,
+            local_judge: None,
+            agreement: Vec::new(),
             cost: Cost::default(),
             error: None,
         };
@@ -237,7 +253,7 @@ impl<B: Backend> CheckpointMonitor<B> {
             eval_seconds: eval.as_secs_f64(),
             probe_seconds: probes.as_secs_f64(),
             generation_seconds: generation.as_secs_f64(),
-            judge_seconds: if self.judge.is_some() {
+            judge_seconds: if self.judge.is_some() || self.local_judge.is_some() {
                 eval.saturating_sub(generation + probes).as_secs_f64()
             } else {
                 0.0
@@ -276,7 +292,8 @@ impl<B: Backend> CheckpointMonitor<B> {
                 .then_some(self.sets.honesty.as_slice()),
             samples_per_question: Some(self.samples_per_question),
         };
-        let judges: Vec<&dyn Judge> = self.judge.iter().map(|j| j as &dyn Judge).collect();
+        let mut judges: Vec<&dyn Judge> = self.judge.iter().map(|j| j as &dyn Judge).collect();
+        judges.extend(self.local_judge.iter().map(|j| j as &dyn Judge));
         let mut baseline = self.baseline.clone();
         let m = measure_checkpoint(
             step,
@@ -297,6 +314,10 @@ impl<B: Backend> CheckpointMonitor<B> {
         if let Some(j) = &self.judge {
             rec.judge = Some(j.take_stats());
         }
+        if let Some(j) = &self.local_judge {
+            rec.local_judge = Some(j.take_stats());
+        }
+        rec.agreement = m.agreement;
         let harmful: Vec<(Option<&str>, &str)> = self
             .sets
             .harmful
