@@ -162,7 +162,10 @@ fn score_on<B: Backend>(args: ScoreArgs, device: B::Device) -> anyhow::Result<()
     let precision = args
         .precision
         .unwrap_or_else(|| args.device.default_precision());
+    let started = std::time::Instant::now();
     let engine = load_engine::<B>(&args.model, &args.adapters, device, precision)?;
+    let loaded = started.elapsed();
+    let mut tokens = 0usize;
     let names: Vec<String> = std::iter::once("base".to_string())
         .chain(args.adapters.iter().map(|(n, _)| n.clone()))
         .collect();
@@ -189,9 +192,10 @@ fn score_on<B: Backend>(args: ScoreArgs, device: B::Device) -> anyhow::Result<()
         max_batch_rows: args.batch_rows,
     };
     let mut pending: Vec<(usize, EncodedChat)> = Vec::new();
-    let flush =
+    let mut flush =
         |pending: &mut Vec<(usize, EncodedChat)>, out: &mut Box<dyn Write>| -> anyhow::Result<()> {
             let encs: Vec<EncodedChat> = pending.iter().map(|(_, e)| e.clone()).collect();
+            tokens += encs.iter().map(|e| e.ids.len()).sum::<usize>() * models.len();
             let scores = engine.score(&encs, &models, &opts)?;
             for (k, (index, enc)) in pending.iter().enumerate() {
                 for (m, name) in names.iter().enumerate() {
@@ -232,6 +236,13 @@ fn score_on<B: Backend>(args: ScoreArgs, device: B::Device) -> anyhow::Result<()
     }
     bar.finish();
     out.flush()?;
+    let work = started.elapsed() - loaded;
+    eprintln!(
+        "loaded in {:.3} s; scored {tokens} tokens in {:.3} s ({:.1} tokens/s)",
+        loaded.as_secs_f64(),
+        work.as_secs_f64(),
+        tokens as f64 / work.as_secs_f64().max(1e-9)
+    );
     Ok(())
 }
 
@@ -247,7 +258,9 @@ fn generate_on<B: Backend>(args: GenerateArgs, device: B::Device) -> anyhow::Res
     let precision = args
         .precision
         .unwrap_or_else(|| args.device.default_precision());
+    let started = std::time::Instant::now();
     let engine = load_engine::<B>(&args.model, &args.adapters, device, precision)?;
+    eprintln!("loaded in {:.3} s", started.elapsed().as_secs_f64());
     let prompts = args
         .prompts
         .iter()
@@ -283,7 +296,15 @@ fn generate_on<B: Backend>(args: GenerateArgs, device: B::Device) -> anyhow::Res
         )
         .collect();
     for (label, adapter) in models {
+        let t = std::time::Instant::now();
         let outs = engine.generate(&prompts, adapter, &opts)?;
+        let secs = t.elapsed().as_secs_f64();
+        let n: usize = outs.iter().map(Vec::len).sum();
+        eprintln!(
+            "{label}: generated {n} tokens for {} prompts in {secs:.3} s ({:.1} tokens/s)",
+            prompts.len(),
+            n as f64 / secs.max(1e-9)
+        );
         for (prompt, toks) in args.prompts.iter().zip(outs) {
             let text_ids: Vec<u32> = toks
                 .iter()
