@@ -32,6 +32,7 @@ impl<B: Backend> KvCache<B> {
     /// A one-row cache repeated `rows` times: a shared prefix that several continuations
     /// extend independently.
     pub fn repeat_rows(&self, rows: usize) -> Self {
+        debug_assert!(self.valid.len() == 1, "repeat_rows takes a one-row cache");
         Self {
             layers: self
                 .layers

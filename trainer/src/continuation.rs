@@ -12,6 +12,10 @@ use crate::engine::Engine;
 use crate::error::{EngineError, Result};
 use crate::score::{target_logprobs, LOGIT_ROWS};
 
+/// Continuations per batched pass: each row holds a copy of the prefix's KV cache, so memory
+/// grows with rows × prefix length.
+pub const CONTINUATION_ROWS: usize = 32;
+
 impl<B: Backend> Engine<B> {
     /// For each continuation, the sum of its tokens' log-probs, each conditioned on `prefix`
     /// and the continuation's earlier tokens, under `adapter` (`None` = base). Equal, up to
@@ -22,6 +26,35 @@ impl<B: Backend> Engine<B> {
         continuations: &[Vec<u32>],
         adapter: Option<&str>,
     ) -> Result<Vec<f64>> {
+        self.validate_continuations(prefix, continuations)?;
+        if continuations.is_empty() {
+            return Ok(Vec::new());
+        }
+        // The prefix once: its cache, and the hidden state that predicts every
+        // continuation's first token.
+        let layers = self.weights.config.num_layers;
+        let mut cache = KvCache::new(layers, 1);
+        let batch = TokenBatch::right_padded(&[prefix.to_vec()], self.tokenizer.pad_id);
+        let opts = self.options_for(&[adapter])?;
+        let out = self
+            .weights
+            .forward(&batch, &opts, Some(&mut cache), &self.device);
+        let hs = self.weights.config.hidden_size;
+        let last = out.hidden.narrow(1, prefix.len() - 1, 1).reshape([1, hs]);
+        let mut total = Vec::with_capacity(continuations.len());
+        for chunk in continuations.chunks(CONTINUATION_ROWS) {
+            total.extend(self.continue_chunk(
+                prefix.len(),
+                &cache,
+                last.clone(),
+                chunk,
+                adapter,
+            )?);
+        }
+        Ok(total)
+    }
+
+    fn validate_continuations(&self, prefix: &[u32], continuations: &[Vec<u32>]) -> Result<()> {
         if prefix.is_empty() {
             return Err(EngineError::Invalid("continuations: empty prefix".into()));
         }
@@ -37,26 +70,27 @@ impl<B: Backend> Engine<B> {
                 "token id {bad} is outside the vocabulary ({vocab})"
             )));
         }
+        Ok(())
+    }
+
+    /// log P of each continuation of `chunk` after the cached prefix (`prefix_len` tokens;
+    /// `last` is its final hidden state).
+    fn continue_chunk(
+        &self,
+        prefix_len: usize,
+        cache: &KvCache<B>,
+        last: Tensor<B, 2>,
+        continuations: &[Vec<u32>],
+        adapter: Option<&str>,
+    ) -> Result<Vec<f64>> {
         let k = continuations.len();
-        if k == 0 {
-            return Ok(Vec::new());
-        }
-        let layers = self.weights.config.num_layers;
         let hs = self.weights.config.hidden_size;
-        // The prefix once: its cache, and the distribution of every continuation's first token.
-        let mut cache = KvCache::new(layers, 1);
-        let batch = TokenBatch::right_padded(&[prefix.to_vec()], self.tokenizer.pad_id);
-        let opts = self.options_for(&[adapter])?;
-        let out = self
-            .weights
-            .forward(&batch, &opts, Some(&mut cache), &self.device);
-        let last = out
-            .hidden
-            .narrow(1, prefix.len() - 1, 1)
-            .reshape([1, hs])
-            .repeat_dim(0, k);
         let firsts: Vec<i64> = continuations.iter().map(|c| i64::from(c[0])).collect();
-        let first = target_logprobs(self.weights.logits_rows(last), firsts, &self.device)?;
+        let first = target_logprobs(
+            self.weights.logits_rows(last.repeat_dim(0, k)),
+            firsts,
+            &self.device,
+        )?;
         let mut total: Vec<f64> = first.into_iter().map(f64::from).collect();
         // The rest: each continuation's tokens but the last, fed after the prefix (right
         // padded, positions continuing the prefix's), predicting its next token.
@@ -64,7 +98,7 @@ impl<B: Backend> Engine<B> {
         if t == 0 {
             return Ok(total);
         }
-        let n = prefix.len();
+        let n = prefix_len;
         let mut feed = TokenBatch {
             ids: Vec::with_capacity(k),
             valid: Vec::with_capacity(k),

@@ -73,6 +73,19 @@ pub async fn download(
             ))
         }
     };
+    // An artifact whose blob is missing (swept, say) is served from the job directory when
+    // that is still here.
+    let source = match source {
+        Source::Blob(key) if !state.blobs.path(&key).is_ok_and(|p| p.is_file()) => {
+            tracing::warn!(job = %job.id, key = %key, "adapter artifact missing; serving the job directory");
+            let run = layout::run_dir(&layout::job_dir(&state.config.data_dir, &job.id));
+            Source::Dir(match q.get("checkpoint") {
+                Some(n) => run.join("checkpoints").join(format!("step-{n}")),
+                None => run,
+            })
+        }
+        other => other,
+    };
     let body = match source {
         Source::Blob(key) => {
             let file = state.blobs.open_read(&key).await?;

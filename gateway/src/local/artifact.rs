@@ -105,14 +105,20 @@ pub fn materialize(blobs: &BlobStore, key: &str, cache: &Path) -> std::io::Resul
     if dest.join(ADAPTER_FILES[1]).is_file() {
         return Ok(dest);
     }
-    std::fs::create_dir_all(cache)?;
-    let tmp = cache.join(format!(".{key}.{}.tmp", std::process::id()));
-    let _ = std::fs::remove_dir_all(&tmp);
-    std::fs::create_dir_all(&tmp)?;
     let path = blobs.path(key).map_err(std::io::Error::other)?;
+    std::fs::create_dir_all(cache)?;
+    // A temporary directory of this call's own: two requests unpacking the same adapter never
+    // write into one another's.
+    static CALLS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let call = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let tmp = cache.join(format!(".{key}.{}.{call}.tmp", std::process::id()));
+    std::fs::create_dir_all(&tmp)?;
     let mut ar = tar::Archive::new(std::fs::File::open(&path)?);
     for entry in ar.entries()? {
         let mut entry = entry?;
+        if !entry.header().entry_type().is_file() {
+            continue; // links and directories are not an adapter's files
+        }
         let name = entry.path()?.file_name().map(|n| n.to_owned());
         // Only the adapter's own files, by name: nothing in the tar picks where it is written.
         match name.and_then(|n| n.to_str().map(str::to_string)) {

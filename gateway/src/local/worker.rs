@@ -373,26 +373,18 @@ impl JobCtx<'_> {
                 )
             })?;
         // The engine-served judge (`[monitor] local_judge_model`; config validation checked
-        // that a `[[models]]` entry matches it).
-        let judge = match &self.config.monitor.local_judge {
-            None => None,
-            Some(name) => {
-                let e = self.config.models.model_for(name).ok_or_else(|| {
-                    failure(
-                        "monitor_unavailable",
-                        format!("monitor.local_judge_model `{name}` matches no [[models]] entry"),
-                    )
-                })?;
-                let judge =
-                    Engine::<I>::load_with(&e.path, device, e.precision).map_err(|err| {
-                        failure(
-                            "model_load_failed",
-                            format!("The monitor's judge `{name}` failed to load: {err}"),
-                        )
-                    })?;
-                Some(judge)
+        // that a `[[models]]` entry matches it). A judge that fails to load costs the judged
+        // signals, not the job: the evaluation goes on with the other judges, if any.
+        let judge = self.config.monitor.local_judge.as_ref().and_then(|name| {
+            let e = self.config.models.model_for(name)?;
+            match Engine::<I>::load_with(&e.path, device, e.precision) {
+                Ok(judge) => Some(judge),
+                Err(err) => {
+                    tracing::warn!(job = %job.id, judge = %name, error = %err, "the monitor's local judge failed to load; judging without it");
+                    None
+                }
             }
-        };
+        });
         CheckpointMonitor::new(
             engine,
             judge,

@@ -79,10 +79,20 @@ pub fn write_split(
         ));
     }
     let (train, mut held) = split(&lines, &inserted, n);
-    let original_text = original.map(read).transpose()?;
+    // The client's file, when it can still be read (a client may delete it mid-job); else
+    // the rows an earlier start of this job held out from it, so a resumed job keeps scoring
+    // the same rows; else the transformed rows.
+    let original_text = original.and_then(|p| read(p).ok());
+    let earlier = std::fs::read_to_string(dir.join("holdout.jsonl")).ok();
     if let Some(rows) = original_text
         .as_deref()
         .and_then(|t| original_rows(&non_empty_lines(t), client, n))
+    {
+        held = rows;
+    } else if let Some(rows) = earlier
+        .as_deref()
+        .map(non_empty_lines)
+        .filter(|rows| rows.len() == n)
     {
         held = rows;
     }
@@ -137,9 +147,15 @@ mod tests {
         let (t, h) = write_split(&data, Some(&original), Some(&m), 2, &dir).unwrap();
         assert_eq!(std::fs::read_to_string(h).unwrap(), "c\nd\n");
         assert_eq!(std::fs::read_to_string(t).unwrap(), "A\nB\nS\nT\n");
+        // Gone (a client deleted it) or unreadable before a resume: the rows held out at the
+        // first start are kept.
+        std::fs::remove_file(&original).unwrap();
+        let (_, h) = write_split(&data, Some(&original), Some(&m), 2, &dir).unwrap();
+        assert_eq!(std::fs::read_to_string(h).unwrap(), "c\nd\n");
         // A file that does not line up with the dataset's client rows is not guessed at.
         std::fs::write(&original, "a\nb\nc\n").unwrap();
-        let (_, h) = write_split(&data, Some(&original), Some(&m), 2, &dir).unwrap();
+        let fresh = d.path().join("fresh");
+        let (_, h) = write_split(&data, Some(&original), Some(&m), 2, &fresh).unwrap();
         assert_eq!(std::fs::read_to_string(h).unwrap(), "C\nD\n");
         assert_eq!(original_rows(&["a", "b"], 2, 1), Some(vec!["b"]));
         assert_eq!(original_rows(&["a"], 2, 1), None);

@@ -27,7 +27,7 @@ pub(crate) mod pg_test_server;
 
 pub use blob::{BlobStore, BlobWriter, WrittenBlob};
 pub use open::{open_store, OpenStoreError};
-pub use pipeline::{Backend, Pipeline, PolicyRef, RecordedPlan, LOCAL_BACKEND};
+pub use pipeline::{Backend, Pipeline, PipelineBlobKeys, PolicyRef, RecordedPlan, LOCAL_BACKEND};
 pub use postgres::PgStore;
 pub use records::*;
 pub use sqlite::SqliteStore;

@@ -75,18 +75,21 @@ impl Backend {
     }
 }
 
-/// A job's recorded plan: decoded, or kept as written when this build cannot read it.
+/// A job's recorded plan: decoded, or kept as written when this build cannot read it. Either
+/// way the JSON is written back exactly as it was read (a plan is never changed once
+/// recorded), so keys of a newer build inside it survive a write by this one.
 #[derive(Debug, Clone, PartialEq)]
 pub enum RecordedPlan {
-    Valid(Box<Plan>),
+    Valid { plan: Box<Plan>, raw: Value },
     Unreadable { raw: Value, error: String },
 }
 
 impl Serialize for RecordedPlan {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         match self {
-            RecordedPlan::Valid(p) => p.serialize(s),
-            RecordedPlan::Unreadable { raw, .. } => raw.serialize(s),
+            RecordedPlan::Valid { raw, .. } | RecordedPlan::Unreadable { raw, .. } => {
+                raw.serialize(s)
+            }
         }
     }
 }
@@ -95,7 +98,10 @@ impl<'de> Deserialize<'de> for RecordedPlan {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let raw = Value::deserialize(d)?;
         Ok(match Plan::deserialize(&raw) {
-            Ok(p) => RecordedPlan::Valid(Box::new(p)),
+            Ok(p) => RecordedPlan::Valid {
+                plan: Box::new(p),
+                raw,
+            },
             Err(e) => RecordedPlan::Unreadable {
                 raw,
                 error: e.to_string(),
@@ -106,7 +112,37 @@ impl<'de> Deserialize<'de> for RecordedPlan {
 
 impl From<Plan> for RecordedPlan {
     fn from(p: Plan) -> Self {
-        RecordedPlan::Valid(Box::new(p))
+        let raw = p.to_json();
+        RecordedPlan::Valid {
+            plan: Box::new(p),
+            raw,
+        }
+    }
+}
+
+/// Only the blob keys of a pipeline, read leniently: the blob sweep reads every job's, and
+/// one odd row must not stop it (nor make it drop that row's blobs).
+#[derive(Debug, Default, Deserialize)]
+pub struct PipelineBlobKeys {
+    #[serde(default)]
+    dataset_blob: Option<Value>,
+    #[serde(default)]
+    manifest_blob: Option<Value>,
+    #[serde(default)]
+    adapter_blob: Option<Value>,
+}
+
+impl PipelineBlobKeys {
+    /// The keys of the stored pipeline text `json`. Text that is not JSON at all is an error
+    /// (its keys are unknown, so nothing may be swept); JSON of another shape has none.
+    pub fn of(json: &str) -> Result<Vec<String>, serde_json::Error> {
+        let v: Value = serde_json::from_str(json)?;
+        let k: PipelineBlobKeys = serde_json::from_value(v).unwrap_or_default();
+        Ok([k.dataset_blob, k.manifest_blob, k.adapter_blob]
+            .into_iter()
+            .flatten()
+            .filter_map(|v| v.as_str().map(str::to_string))
+            .collect())
     }
 }
 
@@ -114,7 +150,7 @@ impl Pipeline {
     /// The job's plan, or why there is none to use (a message for the job's error).
     pub fn plan(&self) -> Result<&Plan, String> {
         match &self.plan {
-            Some(RecordedPlan::Valid(p)) => Ok(p),
+            Some(RecordedPlan::Valid { plan, .. }) => Ok(plan),
             Some(RecordedPlan::Unreadable { error, .. }) => {
                 Err(format!("The job's recorded plan is unreadable: {error}"))
             }
@@ -145,9 +181,12 @@ impl Pipeline {
         serde_json::from_value(v).expect("a pipeline's JSON")
     }
 
-    /// The stored JSON text.
+    /// The stored JSON text. Every part is a JSON value or a string, which always
+    /// serialise; were one ever not to, the text says so instead of silently writing `{}`
+    /// (which would lose the blob keys).
     pub fn to_json_string(&self) -> String {
-        serde_json::to_string(self).unwrap_or_else(|_| "{}".into())
+        serde_json::to_string(self)
+            .unwrap_or_else(|e| serde_json::json!({ "unserialisable": e.to_string() }).to_string())
     }
 }
 
@@ -184,6 +223,25 @@ mod tests {
         );
         assert_eq!(serde_json::to_value(&p).unwrap(), raw);
         assert_eq!(Pipeline::default().to_json_string(), "{}");
+        // A newer build's key inside the plan survives a write by this one.
+        let mut newer = raw.clone();
+        newer["plan"]["training"]["from_the_future"] = serde_json::json!(1);
+        let p: Pipeline = serde_json::from_value(newer.clone()).unwrap();
+        assert_eq!(p.plan().unwrap(), &plan);
+        assert_eq!(serde_json::to_value(&p).unwrap(), newer);
+    }
+
+    #[test]
+    fn the_sweep_reads_blob_keys_from_any_row() {
+        let keys = PipelineBlobKeys::of(
+            r#"{"dataset_blob": "d", "adapter_blob": "a", "plan": {"broken": true}, "exec_state": 3}"#,
+        );
+        assert_eq!(keys.unwrap(), ["d", "a"]);
+        assert!(PipelineBlobKeys::of("[1, 2]").unwrap().is_empty());
+        assert!(PipelineBlobKeys::of(r#"{"manifest_blob": 7}"#)
+            .unwrap()
+            .is_empty());
+        assert!(PipelineBlobKeys::of("{not json").is_err());
     }
 
     #[test]

@@ -234,9 +234,9 @@ impl Store for PgStore {
             for r in c.query("SELECT id, pipeline FROM jobs ORDER BY seq", &[])? {
                 let id: String = r.try_get(0)?;
                 let p: String = r.try_get(1)?;
-                let v: Pipeline =
-                    serde_json::from_str(&p).map_err(|e| corrupt("jobs", "pipeline", &id, e))?;
-                keys.extend(v.blob_keys().map(str::to_string));
+                keys.extend(
+                    PipelineBlobKeys::of(&p).map_err(|e| corrupt("jobs", "pipeline", &id, e))?,
+                );
             }
             Ok(keys)
         })

@@ -214,9 +214,7 @@ impl Store for SqliteStore {
         let mut stmt = conn.prepare("SELECT id, pipeline FROM jobs")?;
         for row in stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))? {
             let (id, p) = row?;
-            let v: Pipeline =
-                serde_json::from_str(&p).map_err(|e| corrupt("jobs", "pipeline", &id, e))?;
-            keys.extend(v.blob_keys().map(str::to_string));
+            keys.extend(PipelineBlobKeys::of(&p).map_err(|e| corrupt("jobs", "pipeline", &id, e))?);
         }
         Ok(keys)
     }

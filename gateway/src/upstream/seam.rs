@@ -8,7 +8,7 @@ use super::types::*;
 use crate::jobs::seams::{
     Executor, Observation, Proxy, RunState, StartInput, StepFailure, StepResult,
 };
-use crate::store::{BlobStore, EventLevel, JobRecord};
+use crate::store::{Backend, BlobStore, EventLevel, JobRecord};
 use futures::future::BoxFuture;
 use futures::FutureExt;
 use serde::{Deserialize, Serialize};
@@ -79,8 +79,17 @@ impl Executor for UpstreamExecutor {
         let client = self.client.clone();
         let delay = self.retry_delay;
         let dataset = self.blobs.path(&input.dataset_blob);
+        let local = input.backend == Backend::Local;
         let job = input.job;
         async move {
+            if local {
+                // Reached only without local routing (`crate::local::RoutingExecutor` hands
+                // such jobs to the local workers): never forward one without its defense.
+                return Err(StepFailure::new(
+                    "local_training_unavailable",
+                    "The job's plan routes it to local workers (a training-time defense with upstream.on_unenforceable = run_locally), but this gateway runs none.",
+                ));
+            }
             let dataset_path = dataset.map_err(|e| {
                 StepFailure::new("internal_error", format!("the job's dataset blob: {e}"))
             })?;

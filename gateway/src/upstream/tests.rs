@@ -338,3 +338,14 @@ fn retry_after_headers_are_parsed_and_bad_values_ignored() {
     assert_eq!(h(&[("retry-after", "-1")]), None);
     assert_eq!(h(&[]), None);
 }
+
+#[tokio::test]
+async fn a_job_routed_to_local_workers_is_never_forwarded() {
+    let f = fake::spawn().await;
+    let ds = dataset().await;
+    let mut local = input();
+    local.backend = Backend::Local;
+    let e = executor(&f, &ds).start(local).await.unwrap_err();
+    assert_eq!(e.code, "local_training_unavailable");
+    assert_eq!(f.with(|s| (s.files.len(), s.creates.len())), (0, 0));
+}
