@@ -3,12 +3,13 @@
 //! tenant that owns the job. The final adapter once the job succeeded (after a monitor
 //! rollback, the checkpoint it rolled back to); checkpoint N once it is listed.
 //!
-//! Served from the blob the runner stored when it recorded the checkpoint or the success
-//! (`local::artifact`); a job recorded before artifacts existed is served from its directory.
+//! Served from the worker's job directory when it is on this machine, else from the blob the
+//! runner stored when it recorded the checkpoint or the success (`local::artifact::locate`).
 
 use super::jobs::get_job;
 use crate::error::ApiError;
-use crate::local::{artifact, layout};
+use crate::local::artifact::{self, AdapterSource};
+use crate::local::layout;
 use crate::state::AppState;
 use crate::store::JobStatus;
 use axum::body::Body;
@@ -18,12 +19,6 @@ use axum::response::{IntoResponse, Response};
 use std::collections::HashMap;
 
 use crate::auth::Caller;
-
-/// Where the requested adapter is.
-enum Source {
-    Blob(String),
-    Dir(std::path::PathBuf),
-}
 
 pub async fn download(
     State(state): State<AppState>,
@@ -39,30 +34,11 @@ pub async fn download(
         ));
     }
     let run = layout::run_dir(&layout::job_dir(&state.config.data_dir, &job.id));
-    let (source, name) = match q.get("checkpoint") {
-        Some(n) => {
-            let step: usize = n.parse().map_err(|_| {
-                ApiError::invalid("checkpoint", format!("'checkpoint' must be a step number, got '{n}'."))
-            })?;
-            let source = match artifact::recorded(&state.store, &job, Some(step)).await? {
-                Some(key) => Source::Blob(key),
-                None => {
-                    let dir = run.join("checkpoints").join(format!("step-{step}"));
-                    if !dir.join("state.json").is_file() {
-                        return Err(ApiError::not_found("checkpoint", &format!("step-{step}")));
-                    }
-                    Source::Dir(dir)
-                }
-            };
-            (source, artifact::tar_name(&job.id, Some(step)))
-        }
-        None if job.status == JobStatus::Succeeded => {
-            let source = match artifact::recorded(&state.store, &job, None).await? {
-                Some(key) => Source::Blob(key),
-                None => Source::Dir(run),
-            };
-            (source, job.id.clone())
-        }
+    let step = match q.get("checkpoint") {
+        Some(n) => Some(n.parse::<usize>().map_err(|_| {
+            ApiError::invalid("checkpoint", format!("'checkpoint' must be a step number, got '{n}'."))
+        })?),
+        None if job.status == JobStatus::Succeeded => None,
         None => {
             return Err(ApiError::invalid(
                 "fine_tuning_job_id",
@@ -73,25 +49,19 @@ pub async fn download(
             ))
         }
     };
-    // An artifact whose blob is missing (swept, say) is served from the job directory when
-    // that is still here.
-    let source = match source {
-        Source::Blob(key) if !state.blobs.path(&key).is_ok_and(|p| p.is_file()) => {
-            tracing::warn!(job = %job.id, key = %key, "adapter artifact missing; serving the job directory");
-            let run = layout::run_dir(&layout::job_dir(&state.config.data_dir, &job.id));
-            Source::Dir(match q.get("checkpoint") {
-                Some(n) => run.join("checkpoints").join(format!("step-{n}")),
-                None => run,
-            })
-        }
-        other => other,
-    };
+    let name = artifact::tar_name(&job.id, step);
+    let source = artifact::locate(&state.store, &state.blobs, &job, &run, step)
+        .await?
+        .ok_or_else(|| match step {
+            Some(s) => ApiError::not_found("checkpoint", &format!("step-{s}")),
+            None => ApiError::internal(format!("Job {id} succeeded but its adapter is missing.")),
+        })?;
     let body = match source {
-        Source::Blob(key) => {
+        AdapterSource::Blob(key) => {
             let file = state.blobs.open_read(&key).await?;
             Body::from_stream(tokio_util::io::ReaderStream::new(file))
         }
-        Source::Dir(dir) => {
+        AdapterSource::Dir(dir) => {
             let prefix = name.clone();
             let tar = tokio::task::spawn_blocking(move || artifact::adapter_tar(&dir, &prefix))
                 .await

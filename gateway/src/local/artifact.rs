@@ -71,6 +71,43 @@ pub async fn store_adapter(
     Ok(())
 }
 
+/// Where a job's adapter (checkpoint `step`, or the final one) is on this machine.
+#[derive(Debug, Clone, PartialEq)]
+pub enum AdapterSource {
+    /// The worker's directory, here: a checkpoint with its `state.json` (written last), or the
+    /// run directory with its adapter.
+    Dir(PathBuf),
+    /// The stored artifact (the worker's directory is elsewhere, or gone).
+    Blob(String),
+}
+
+/// The adapter of the job's checkpoint `step` (`None`: the final one): the worker's directory
+/// when it is on this machine, else the recorded artifact whose blob is there; `None` when
+/// neither is. Downloads and chat serving both resolve through here.
+pub async fn locate(
+    store: &Arc<dyn Store>,
+    blobs: &BlobStore,
+    job: &JobRecord,
+    run_dir: &Path,
+    step: Option<usize>,
+) -> StoreResult<Option<AdapterSource>> {
+    let (dir, done) = match step {
+        Some(s) => {
+            let d = run_dir.join("checkpoints").join(format!("step-{s}"));
+            let done = d.join("state.json");
+            (d, done)
+        }
+        None => (run_dir.to_path_buf(), run_dir.join(ADAPTER_FILES[1])),
+    };
+    if done.is_file() {
+        return Ok(Some(AdapterSource::Dir(dir)));
+    }
+    Ok(recorded(store, job, step)
+        .await?
+        .filter(|key| blobs.path(key).is_ok_and(|p| p.is_file()))
+        .map(AdapterSource::Blob))
+}
+
 /// The artifact recorded for the job's checkpoint `step` (`None`: its final adapter), if any.
 pub async fn recorded(
     store: &Arc<dyn Store>,

@@ -43,12 +43,7 @@ impl<B: Backend> EngineJudge<B> {
 
     /// The counts since the last call (and resets them).
     pub fn take_stats(&self) -> JudgeStats {
-        let mut s = self.stats.borrow_mut();
-        let fresh = JudgeStats {
-            model: s.model.clone(),
-            ..JudgeStats::default()
-        };
-        std::mem::replace(&mut *s, fresh)
+        JudgeStats::take(&self.stats)
     }
 
     /// Each candidate answer's log-probability after `prompt` (see the module doc).

@@ -73,12 +73,7 @@ impl HttpJudge {
 
     /// The counts since the last call (and resets them).
     pub fn take_stats(&self) -> JudgeStats {
-        let mut s = self.stats.borrow_mut();
-        let fresh = JudgeStats {
-            model: s.model.clone(),
-            ..JudgeStats::default()
-        };
-        std::mem::replace(&mut *s, fresh)
+        JudgeStats::take(&self.stats)
     }
 
     fn body(&self, prompt: &str) -> Value {

@@ -26,6 +26,18 @@ pub struct JudgeStats {
     pub first_error: Option<String>,
 }
 
+impl JudgeStats {
+    /// The counts gathered in `cell` since the last take (and resets them, keeping the model).
+    pub fn take(cell: &std::cell::RefCell<JudgeStats>) -> JudgeStats {
+        let mut s = cell.borrow_mut();
+        let fresh = JudgeStats {
+            model: s.model.clone(),
+            ..JudgeStats::default()
+        };
+        std::mem::replace(&mut *s, fresh)
+    }
+}
+
 /// What evaluating the checkpoint cost, against the training time since the previous one.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Cost {

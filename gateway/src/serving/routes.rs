@@ -6,7 +6,8 @@ use super::names::parse_fine_tuned;
 use crate::config::ModelEntry;
 use crate::error::ApiError;
 use crate::ids::{new_id, now_unix, IdKind};
-use crate::local::{artifact, layout};
+use crate::local::artifact::{self, AdapterSource};
+use crate::local::layout;
 use crate::state::AppState;
 use crate::store::{run_blocking, JobStatus};
 use axum::body::Body;
@@ -60,24 +61,21 @@ async fn resolve(state: &AppState, tenant: &str, model: &str) -> Result<Target, 
     if !same {
         return Err(model_not_found(model));
     }
+    if ft.checkpoint.is_none() && job.status != JobStatus::Succeeded {
+        return Err(model_not_found(model));
+    }
     let run = layout::run_dir(&layout::job_dir(&state.config.data_dir, &job.id));
-    let dir = match ft.checkpoint {
-        Some(n) => run.join("checkpoints").join(format!("step-{n}")),
-        None if job.status == JobStatus::Succeeded => run,
+    let dir = match artifact::locate(&state.store, &state.blobs, &job, &run, ft.checkpoint).await? {
         None => return Err(model_not_found(model)),
-    };
-    let dir = if dir.join(artifact::ADAPTER_FILES[1]).is_file() {
-        dir
-    } else {
-        // The worker's directory is not here: the adapter's artifact, unpacked once.
-        let key = artifact::recorded(&state.store, &job, ft.checkpoint)
-            .await?
-            .ok_or_else(|| model_not_found(model))?;
-        let (blobs, cache) = (state.blobs.clone(), state.config.data_dir.join("adapters"));
-        tokio::task::spawn_blocking(move || artifact::materialize(&blobs, &key, &cache))
-            .await
-            .map_err(|e| ApiError::internal(e.to_string()))?
-            .map_err(|e| ApiError::internal(format!("unpacking the adapter: {e}")))?
+        Some(AdapterSource::Dir(dir)) => dir,
+        Some(AdapterSource::Blob(key)) => {
+            // The worker's directory is not here: the adapter's artifact, unpacked once.
+            let (blobs, cache) = (state.blobs.clone(), state.config.data_dir.join("adapters"));
+            tokio::task::spawn_blocking(move || artifact::materialize(&blobs, &key, &cache))
+                .await
+                .map_err(|e| ApiError::internal(e.to_string()))?
+                .map_err(|e| ApiError::internal(format!("unpacking the adapter: {e}")))?
+        }
     };
     let entry = state
         .config

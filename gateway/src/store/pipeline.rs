@@ -168,13 +168,6 @@ impl Pipeline {
         self.backend() == Some(Backend::Local)
     }
 
-    /// The blob keys this job holds on to (kept by the blob sweep).
-    pub fn blob_keys(&self) -> impl Iterator<Item = &str> {
-        [&self.dataset_blob, &self.manifest_blob, &self.adapter_blob]
-            .into_iter()
-            .filter_map(|k| k.as_deref())
-    }
-
     /// A pipeline from its JSON (tests write the stored shape directly).
     #[cfg(test)]
     pub(crate) fn of(v: Value) -> Pipeline {
@@ -218,7 +211,7 @@ mod tests {
         assert_eq!(p.plan().unwrap(), &plan);
         assert_eq!(p.backend(), Some(Backend::Local));
         assert_eq!(
-            p.blob_keys().collect::<Vec<_>>(),
+            PipelineBlobKeys::of(&p.to_json_string()).unwrap(),
             ["dataset-1", "manifest-1", "adapter-1"]
         );
         assert_eq!(serde_json::to_value(&p).unwrap(), raw);
