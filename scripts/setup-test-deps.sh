@@ -3,7 +3,8 @@
 # (Debian's prometheus package), chromium (headless rendering of the monitor's report),
 # openssl (the TLS test makes a self-signed certificate), PostgreSQL's server binaries
 # (Debian's postgresql package, for the store contract suite and the PostgreSQL end-to-end
-# test) and a Python virtualenv with the openai SDK and pytest (integration/requirements.txt).
+# test), a Python virtualenv with the openai SDK and pytest (integration/requirements.txt), and
+# one with moto's S3 server (integration/s3-requirements.txt).
 # Idempotent and quiet: a second run does nothing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -29,4 +30,12 @@ if [ ! -x .venv/bin/python ] || ! cmp -s integration/requirements.txt .venv/.req
   python3 -m venv --clear .venv
   .venv/bin/pip install -q --disable-pip-version-check -r integration/requirements.txt
   cp integration/requirements.txt .venv/.requirements
+fi
+# moto's S3 server, the S3-wire server the blob-store tests and the multi-machine end-to-end
+# test run against: its own venv, its pins would clash with the SDK's.
+if [ ! -x .s3venv/bin/moto_server ] || ! cmp -s integration/s3-requirements.txt .s3venv/.requirements; then
+  echo "== creating .s3venv from integration/s3-requirements.txt"
+  python3 -m venv --clear .s3venv
+  .s3venv/bin/pip install -q --disable-pip-version-check -r integration/s3-requirements.txt
+  cp integration/s3-requirements.txt .s3venv/.requirements
 fi

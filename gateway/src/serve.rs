@@ -72,7 +72,8 @@ pub fn build(config: Config) -> Result<Gateway, ServeError> {
     let models = state.config.models.clone();
     state.seams.screener = Arc::new(StreamingScreener::new(screening, models.clone()));
     state.seams.transformer = Arc::new(crate::transform::EngineTransformer::new(
-        crate::transform::InterleaveEngine::new(interleave, models, Some(Arc::clone(&metrics))),
+        crate::transform::InterleaveEngine::new(interleave, models, Some(Arc::clone(&metrics)))
+            .with_store_cache(state.store.score_cache()),
     ));
     let policy_watcher = if uses_policy_dir(&policy_dir)? {
         // A directory without policy files is refused here too (the error names the path).
@@ -220,7 +221,7 @@ pub fn build_state_with(mut config: Config, seams: Seams) -> Result<AppState, Se
         });
     }
     let store: Arc<dyn Store> = open_store(&config)?;
-    let blobs = BlobStore::open(&data_dir).map_err(store_err)?;
+    let blobs = BlobStore::open_with(&data_dir, &config.storage.blobs).map_err(store_err)?;
     let metrics = Arc::new(Metrics::new(prometheus::Registry::new())?);
     let auth = Arc::new(Auth::new(&config.tenants, &config.admin_key_hashes));
     Ok(AppState::new(

@@ -64,10 +64,7 @@ pub async fn startup(state: &AppState) -> StoreResult<SweepReport> {
     }
     let keys = run_blocking(&state.store, |s| s.referenced_blob_keys()).await?;
     let referenced = keys.into_iter().collect();
-    let blobs = state.blobs.clone();
-    let blobs_removed = tokio::task::spawn_blocking(move || blobs.sweep(&referenced))
-        .await
-        .map_err(|e| crate::store::StoreError::Task(e.to_string()))??;
+    let blobs_removed = state.blobs.sweep(&referenced).await?;
     let jobs = run_blocking(&state.store, |s| s.active_jobs()).await?;
     let mut jobs_resumed = 0;
     for job in jobs {

@@ -5,8 +5,8 @@
 use crate::compat::{check_adapter, ModelDims};
 use crate::fingerprint::{adapter_fingerprint, model_fingerprint};
 use crate::{
-    parse_pool, rank_order, score_pool, AdapterSpec, NllScorer, RefusalFilter, ScoredItem,
-    ScoringSetup, ScoringStats, SqliteCache, DEFAULT_EPSILON, DEFAULT_REFUSAL_KEYWORDS,
+    parse_pool, rank_order, score_pool, AdapterSpec, NllScorer, RefusalFilter, ScoreCache,
+    ScoredItem, ScoringSetup, ScoringStats, SqliteCache, DEFAULT_EPSILON, DEFAULT_REFUSAL_KEYWORDS,
     DEFAULT_WINDOW_WORDS,
 };
 use anyhow::{bail, Context};
@@ -85,9 +85,29 @@ fn base_fingerprint(model_fp: &str, max_length: usize) -> String {
     hex::encode(h.finalize())
 }
 
-/// Checks, loads the engine through `make_scorer`, scores (with the cache) and writes the
-/// ranked output. Returns the scoring counts.
+/// Checks, loads the engine through `make_scorer`, scores (with the SQLite cache at
+/// `args.cache`, default the pool's path + `.scores.sqlite`) and writes the ranked output.
+/// Returns the scoring counts.
 pub fn run_select_with<F>(args: &SelectArgs, make_scorer: F) -> anyhow::Result<ScoringStats>
+where
+    F: FnOnce(&EngineOptions) -> anyhow::Result<Box<dyn NllScorer>>,
+{
+    let cache_path = args.cache.clone().unwrap_or_else(|| {
+        let mut p = args.pool.clone().into_os_string();
+        p.push(".scores.sqlite");
+        PathBuf::from(p)
+    });
+    let cache = SqliteCache::open(&cache_path)?;
+    run_select_cached(args, &cache, make_scorer)
+}
+
+/// As [`run_select_with`], with a score cache the caller opened (the gateway's shared one on
+/// its PostgreSQL store); `args.cache` is not read.
+pub fn run_select_cached<F>(
+    args: &SelectArgs,
+    cache: &dyn ScoreCache,
+    make_scorer: F,
+) -> anyhow::Result<ScoringStats>
 where
     F: FnOnce(&EngineOptions) -> anyhow::Result<Box<dyn NllScorer>>,
 {
@@ -136,12 +156,6 @@ where
         Some(k) => RefusalFilter::new(k, DEFAULT_WINDOW_WORDS),
         None => RefusalFilter::new(DEFAULT_REFUSAL_KEYWORDS, DEFAULT_WINDOW_WORDS),
     };
-    let cache_path = args.cache.clone().unwrap_or_else(|| {
-        let mut p = args.pool.clone().into_os_string();
-        p.push(".scores.sqlite");
-        PathBuf::from(p)
-    });
-    let cache = SqliteCache::open(&cache_path)?;
 
     let options = EngineOptions {
         model_dir: args.model.clone(),
@@ -170,7 +184,7 @@ where
         &pool,
         &setup,
         &refusal,
-        &cache,
+        cache,
         &mut lazy,
         args.batch_size.max(1) * REQUESTS_PER_CALL,
         &mut |p| {

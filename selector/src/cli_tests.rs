@@ -115,6 +115,26 @@ fn writes_ranked_lines_and_reuses_the_cache() {
     assert_eq!(fs::read_to_string(f.path("out.jsonl")).unwrap(), out);
 }
 
+#[test]
+fn a_ready_cache_is_used_instead_of_the_sqlite_file() {
+    let f = Fixture::new();
+    let mut args = f.args(&["evil", "rude"]);
+    // Ignored by `run_select_cached`: no file is opened there.
+    args.cache = Some(f.path("never.sqlite"));
+    let cache: std::sync::Arc<dyn ScoreCache> = std::sync::Arc::new(crate::MemoryCache::new());
+    let loads = Rc::new(Cell::new(0));
+    let stats = run_select_cached(&args, &*cache, fake(loads.clone())).unwrap();
+    assert_eq!((stats.scored, stats.cache_hits), (9, 0));
+    let out = fs::read_to_string(f.path("out.jsonl")).unwrap();
+    assert!(!f.path("never.sqlite").exists());
+    assert!(!f.path("pool.jsonl.scores.sqlite").exists());
+    // A second run on the same cache (another replica sharing it): all hits, no engine.
+    let stats = run_select_cached(&args, &*cache, fake(loads.clone())).unwrap();
+    assert_eq!((stats.scored, stats.cache_hits), (0, 9));
+    assert_eq!(loads.get(), 1);
+    assert_eq!(fs::read_to_string(f.path("out.jsonl")).unwrap(), out);
+}
+
 fn err_of(args: &SelectArgs) -> String {
     let loads = Rc::new(Cell::new(0));
     format!("{:#}", run_select_with(args, fake(loads)).unwrap_err())

@@ -9,8 +9,10 @@
 //!   on-policy driver [`on_policy`] over the [`NllScorer`] / [`ReplyGenerator`] /
 //!   [`ScoreCache`] seams, with [`MemoryCache`].
 //! - `sqlite` — `SqliteCache`, the durable score cache.
-//! - `cli` — `sqlite` + `cli::SelectArgs` / `cli::run_select_with`, model and adapter
-//!   fingerprints (`fingerprint`) and the adapter/base compatibility check (`compat`).
+//! - `cli` — `sqlite` + `cli::SelectArgs` / `cli::run_select_with` (the SQLite cache file) /
+//!   `cli::run_select_cached` (any ready [`ScoreCache`]: the gateway's on PostgreSQL), model
+//!   and adapter fingerprints (`fingerprint`) and the adapter/base compatibility check
+//!   (`compat`).
 //! - `engine` — `cli` + the trainer's burn engine behind the seams (`EngineScorer`,
 //!   `EngineGenerator`) and `cli::run_select`, the `tuneguard select` command.
 //!

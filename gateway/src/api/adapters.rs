@@ -9,7 +9,7 @@
 use super::jobs::get_job;
 use crate::error::ApiError;
 use crate::local::artifact::{self, AdapterSource};
-use crate::local::layout;
+use crate::local::{jobfiles, layout};
 use crate::state::AppState;
 use crate::store::JobStatus;
 use axum::body::Body;
@@ -33,7 +33,11 @@ pub async fn download(
             format!("Job {id} was not trained by this gateway; it has no adapter to download."),
         ));
     }
-    let run = layout::run_dir(&layout::job_dir(&state.config.data_dir, &job.id));
+    let run = layout::run_dir(&jobfiles::runner_dir(
+        &state.config.data_dir,
+        &state.blobs,
+        &job.id,
+    ));
     let step = match q.get("checkpoint") {
         Some(n) => Some(n.parse::<usize>().map_err(|_| {
             ApiError::invalid("checkpoint", format!("'checkpoint' must be a step number, got '{n}'."))

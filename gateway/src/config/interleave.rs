@@ -3,9 +3,14 @@
 //! model, its `adapters` the misaligned references) — the durable score cache and the engine's
 //! batch settings.
 //!
+//! The score cache: with `[storage] backend = "postgres"` and `score_cache` not set, the
+//! store's database (table `score_cache`), shared by every replica on it; otherwise the SQLite
+//! file `score_cache` names (default `<storage.data_dir>/score_cache.sqlite`). A `score_cache`
+//! set explicitly is always that file, on either backend.
+//!
 //! ```toml
 //! [interleave]
-//! score_cache = "./data/score_cache.sqlite"   # default: <storage.data_dir>/score_cache.sqlite
+//! score_cache = "./data/score_cache.sqlite"   # default: see above
 //! batch_size = 16          # sequences per engine forward pass
 //! max_length = 2048        # tokens per scored sequence (longer ones are truncated)
 //! max_new_tokens = 256     # on_policy reply length
@@ -31,8 +36,12 @@ pub(super) struct RawInterleave {
 /// Validated `[interleave]`.
 #[derive(Debug, Clone)]
 pub struct InterleaveConfig {
-    /// The durable score cache (SQLite).
+    /// The durable score cache's SQLite file: `interleave.score_cache`, or
+    /// `<data_dir>/score_cache.sqlite`.
     pub score_cache: PathBuf,
+    /// Whether `interleave.score_cache` was set. When not, a store that has a shared score
+    /// cache (PostgreSQL, `Store::score_cache`) is used instead of the file.
+    pub score_cache_explicit: bool,
     pub batch_size: usize,
     pub max_length: usize,
     pub max_new_tokens: usize,
@@ -59,6 +68,7 @@ pub(super) fn validate(
         ));
     }
     Ok(InterleaveConfig {
+        score_cache_explicit: raw.score_cache.is_some(),
         score_cache: raw
             .score_cache
             .unwrap_or_else(|| data_dir.join("score_cache.sqlite")),
@@ -84,12 +94,18 @@ mod tests {
             c.score_cache,
             std::path::Path::new("/srv/tg/score_cache.sqlite")
         );
+        assert!(!c.score_cache_explicit);
         assert_eq!(
             (c.batch_size, c.max_length, c.max_new_tokens),
             (16, 2048, 256)
         );
         let c = load("[interleave]\nbatch_size = 2\n").unwrap().interleave;
         assert_eq!(c.batch_size, 2);
+        let c = load("[interleave]\nscore_cache = \"/c/s.sqlite\"\n")
+            .unwrap()
+            .interleave;
+        assert_eq!(c.score_cache, std::path::Path::new("/c/s.sqlite"));
+        assert!(c.score_cache_explicit);
     }
 
     #[test]

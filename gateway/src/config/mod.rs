@@ -71,10 +71,41 @@ pub struct ServerConfig {
 /// postgres_url_env = "TUNEGUARD_PG"    # names an environment variable holding the URL…
 /// # postgres_url = "postgresql://tuneguard@db.internal/tuneguard"   # …or the URL itself
 /// postgres_pool_size = 8               # connections per process
+///
+/// blobs = "s3"                         # default "local" (data_dir/blobs)
+/// s3_bucket = "tuneguard"
+/// s3_prefix = "prod/"                  # default "": keys at the bucket's root
+/// s3_endpoint = "http://127.0.0.1:9000"  # default: AWS for s3_region
+/// s3_region = "eu-west-1"              # default: AWS_REGION / AWS_DEFAULT_REGION, else us-east-1
+/// s3_allow_http = true                 # default false: only https endpoints
 /// ```
+/// S3 credentials come from the environment only (`AWS_ACCESS_KEY_ID`,
+/// `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`), never from the file.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StorageConfig {
     pub backend: StorageBackend,
+    pub blobs: BlobBackend,
+}
+
+/// Where blobs (files, upload parts, datasets, manifests, adapters, job directories of remote
+/// workers) live.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub enum BlobBackend {
+    /// `data_dir/blobs` on this machine.
+    #[default]
+    Local,
+    /// An S3-compatible object store shared by every process; `data_dir/blobs` caches it.
+    S3(S3Config),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct S3Config {
+    pub bucket: String,
+    /// Prepended to every key; empty or ending in `/`.
+    pub prefix: String,
+    pub endpoint: Option<String>,
+    pub region: Option<String>,
+    pub allow_http: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -47,6 +47,13 @@ pub(super) struct RawStorage {
     pub(super) postgres_url: Option<String>,
     pub(super) postgres_url_env: Option<String>,
     pub(super) postgres_pool_size: Option<u64>,
+    /// "local" (default: data_dir/blobs) or "s3".
+    pub(super) blobs: Option<String>,
+    pub(super) s3_bucket: Option<String>,
+    pub(super) s3_prefix: Option<String>,
+    pub(super) s3_endpoint: Option<String>,
+    pub(super) s3_region: Option<String>,
+    pub(super) s3_allow_http: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -285,5 +285,93 @@ fn validate_storage(raw: &super::raw::RawStorage) -> Result<StorageConfig, Confi
             ))
         }
     };
-    Ok(StorageConfig { backend })
+    Ok(StorageConfig {
+        backend,
+        blobs: validate_blobs(raw)?,
+    })
+}
+
+/// `[storage] blobs` and its S3 keys.
+fn validate_blobs(raw: &super::raw::RawStorage) -> Result<BlobBackend, ConfigError> {
+    let s3_key_set = [
+        ("storage.s3_bucket", raw.s3_bucket.is_some()),
+        ("storage.s3_prefix", raw.s3_prefix.is_some()),
+        ("storage.s3_endpoint", raw.s3_endpoint.is_some()),
+        ("storage.s3_region", raw.s3_region.is_some()),
+        ("storage.s3_allow_http", raw.s3_allow_http.is_some()),
+    ]
+    .into_iter()
+    .find(|(_, set)| *set)
+    .map(|(k, _)| k);
+    match raw.blobs.as_deref() {
+        None | Some("local") => match s3_key_set {
+            Some(key) => Err(invalid(key, "only applies with storage.blobs = \"s3\"")),
+            None => Ok(BlobBackend::Local),
+        },
+        Some("s3") => {
+            let bucket = raw.s3_bucket.clone().unwrap_or_default();
+            // S3's bucket naming rules: 3–63 of [a-z0-9.-], starting and ending alphanumeric.
+            let ok = (3..=63).contains(&bucket.len())
+                && bucket.bytes().all(|b| {
+                    b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'.' || b == b'-'
+                })
+                && bucket
+                    .bytes()
+                    .next()
+                    .is_some_and(|b| b.is_ascii_alphanumeric())
+                && bucket
+                    .bytes()
+                    .last()
+                    .is_some_and(|b| b.is_ascii_alphanumeric());
+            if raw.s3_bucket.is_none() {
+                return Err(invalid(
+                    "storage.s3_bucket",
+                    "storage.blobs = \"s3\" needs a bucket",
+                ));
+            }
+            if !ok {
+                return Err(invalid(
+                    "storage.s3_bucket",
+                    "not an S3 bucket name (3-63 characters: a-z, 0-9, '.', '-')",
+                ));
+            }
+            let prefix = raw.s3_prefix.clone().unwrap_or_default();
+            if prefix.starts_with('/')
+                || (!prefix.is_empty() && !prefix.ends_with('/'))
+                || prefix.contains("//")
+            {
+                return Err(invalid(
+                    "storage.s3_prefix",
+                    "must be empty or a path ending in '/' (e.g. \"prod/\"), not starting with '/'",
+                ));
+            }
+            let allow_http = raw.s3_allow_http.unwrap_or(false);
+            if let Some(e) = &raw.s3_endpoint {
+                let http = e.starts_with("http://");
+                if !http && !e.starts_with("https://") {
+                    return Err(invalid(
+                        "storage.s3_endpoint",
+                        "must be an http:// or https:// URL",
+                    ));
+                }
+                if http && !allow_http {
+                    return Err(invalid(
+                        "storage.s3_endpoint",
+                        "is plain http: set storage.s3_allow_http = true to allow it",
+                    ));
+                }
+            }
+            Ok(BlobBackend::S3(S3Config {
+                bucket,
+                prefix,
+                endpoint: raw.s3_endpoint.clone(),
+                region: raw.s3_region.clone(),
+                allow_http,
+            }))
+        }
+        Some(other) => Err(invalid(
+            "storage.blobs",
+            format!("`{other}` is not one of \"local\", \"s3\""),
+        )),
+    }
 }

@@ -125,7 +125,10 @@ pub(super) async fn commit_observed(
 async fn file_path(ctx: &Ctx, tenant: &str, id: &str) -> StoreResult<Option<std::path::PathBuf>> {
     let (t, i) = (tenant.to_string(), id.to_string());
     let rec = run_blocking(&ctx.store, move |s| s.get_file(&t, &i)).await?;
-    rec.map(|r| ctx.blobs.path(&r.blob_key)).transpose()
+    match rec {
+        Some(r) => ctx.blobs.local_file(&r.blob_key).await.map(Some),
+        None => Ok(None),
+    }
 }
 
 /// Runs the job's current step once.

@@ -102,10 +102,12 @@ pub async fn locate(
     if done.is_file() {
         return Ok(Some(AdapterSource::Dir(dir)));
     }
-    Ok(recorded(store, job, step)
-        .await?
-        .filter(|key| blobs.path(key).is_ok_and(|p| p.is_file()))
-        .map(AdapterSource::Blob))
+    match recorded(store, job, step).await? {
+        Some(key) if blobs.exists(&key).await.unwrap_or(false) => {
+            Ok(Some(AdapterSource::Blob(key)))
+        }
+        _ => Ok(None),
+    }
 }
 
 /// The artifact recorded for the job's checkpoint `step` (`None`: its final adapter), if any.
@@ -142,7 +144,9 @@ pub fn materialize(blobs: &BlobStore, key: &str, cache: &Path) -> std::io::Resul
     if dest.join(ADAPTER_FILES[1]).is_file() {
         return Ok(dest);
     }
-    let path = blobs.path(key).map_err(std::io::Error::other)?;
+    let path = blobs
+        .local_file_blocking(key)
+        .map_err(std::io::Error::other)?;
     std::fs::create_dir_all(cache)?;
     // A temporary directory of this call's own: two requests unpacking the same adapter never
     // write into one another's.
@@ -201,7 +205,7 @@ mod tests {
         store_adapter(&blobs, adapter.clone(), name, &key)
             .await
             .unwrap();
-        let bytes = std::fs::read(blobs.path(&key).unwrap()).unwrap();
+        let bytes = std::fs::read(blobs.local_file(&key).await.unwrap()).unwrap();
         let mut ar = tar::Archive::new(&bytes[..]);
         let mut got = Vec::new();
         for e in ar.entries().unwrap() {
@@ -243,6 +247,6 @@ mod tests {
             .await
             .unwrap_err();
         assert!(e.to_string().contains("adapter_model.safetensors"), "{e}");
-        assert!(blobs.path("k").map(|p| !p.exists()).unwrap_or(true));
+        assert!(!blobs.exists("k").await.unwrap());
     }
 }

@@ -7,6 +7,7 @@
 //! session, and the steps it mirrored for the first time (counted on the metrics once).
 
 use super::artifact;
+use super::jobfiles;
 use super::layout::{self, Outcome, Resolved};
 use super::progress::{self, MetricsTail, Pace};
 use crate::config::ModelRegistry;
@@ -337,9 +338,16 @@ impl Executor for LocalExecutor {
         job: JobRecord,
         state: Value,
     ) -> BoxFuture<'static, StepResult<(RunState, Vec<Observation>)>> {
-        let dir = layout::job_dir(&self.data_dir, &job.id);
+        let dir = jobfiles::runner_dir(&self.data_dir, &self.blobs, &job.id);
         let this = self.clone();
         async move {
+            if let Some(remote) = this.blobs.remote() {
+                // The worker is on another machine: its directory comes through the bucket.
+                // A failed pull leaves the mirror as it was; the next poll tries again.
+                if let Err(e) = jobfiles::pull(remote, &job.id, &dir).await {
+                    tracing::warn!(job = %job.id, error = %e, "pulling the job directory failed");
+                }
+            }
             let mut cur: Cursor = serde_json::from_value(state).unwrap_or_default();
             let run = layout::run_dir(&dir);
             let gauged = this

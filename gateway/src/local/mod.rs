@@ -14,6 +14,7 @@
 pub mod artifact;
 pub mod executor;
 pub mod hyper;
+pub mod jobfiles;
 pub mod layout;
 pub mod lease_keeper;
 pub mod progress;

@@ -5,6 +5,7 @@
 //! expires; the next worker resumes the job from its newest checkpoint.
 
 use super::hyper::job_config;
+use super::jobfiles::Pusher;
 use super::layout::{self, Outcome, Resolved};
 use crate::config::{Config, ModelEntry};
 use crate::ids::now_unix;
@@ -35,7 +36,8 @@ pub fn supervisor_pid() -> Option<u32> {
 /// Runs until `stop` is set, or the process's parent is no longer `supervisor` (when given).
 pub fn run(config: &Config, stop: Arc<AtomicBool>, supervisor: Option<u32>) -> anyhow::Result<()> {
     let store: Arc<dyn Store> = open_store(config).context("opening the store")?;
-    let blobs = BlobStore::open(&config.data_dir).context("opening the blob store")?;
+    let blobs = BlobStore::open_with(&config.data_dir, &config.storage.blobs)
+        .context("opening the blob store")?;
     let worker_id = format!(
         "worker-{}-{}",
         std::process::id(),
@@ -84,9 +86,16 @@ struct JobCtx<'a> {
     orphaned: &'a dyn Fn() -> bool,
 }
 
+/// How often a worker on its own machine (remote blobs) pushes its job directory between
+/// optimizer steps; it always pushes when it stops.
+const PUSH_EVERY: Duration = Duration::from_secs(1);
+
 /// Between optimizer steps: renew the lease (a lost lease stops at once: another worker owns
-/// the job now), then follow the job's status and the process's own stop request.
-struct JobControl<'a> {
+/// the job now), push the job directory when blobs are remote, then follow the job's status
+/// and the process's own stop request.
+struct JobControl<'a, 'p> {
+    pusher: Option<&'p mut Pusher>,
+    last_push: Instant,
     store: Arc<dyn Store>,
     job_id: String,
     worker_id: &'a str,
@@ -97,8 +106,22 @@ struct JobControl<'a> {
     lost: bool,
 }
 
-impl Control for JobControl<'_> {
+/// Pushes the job directory's changes; a failed push is retried at the next one.
+fn push(pusher: &mut Pusher, job_id: &str) {
+    match crate::store::block_on_io(pusher.push()) {
+        Ok(n) => tracing::debug!(job = %job_id, files = n, "job directory pushed"),
+        Err(e) => tracing::warn!(job = %job_id, error = %e, "pushing the job directory failed"),
+    }
+}
+
+impl Control for JobControl<'_, '_> {
     fn check(&mut self) -> Directive {
+        if let Some(p) = self.pusher.as_deref_mut() {
+            if self.last_push.elapsed() >= PUSH_EVERY {
+                push(p, &self.job_id);
+                self.last_push = Instant::now();
+            }
+        }
         if self.last_heartbeat.elapsed()
             >= Duration::from_secs((self.lease_seconds / 3).max(1) as u64)
         {
@@ -153,15 +176,27 @@ impl JobCtx<'_> {
         }
         tracing::info!(job = %job.id, worker = %self.worker_id, "training");
         let dir = layout::job_dir(&self.config.data_dir, &job.id);
+        // On its own machine (remote blobs) the worker starts from the bucket's copy of the
+        // job directory: whatever the previous holder of the lease pushed.
+        let mut pusher = match self.blobs.remote() {
+            None => None,
+            Some(r) => match crate::store::block_on_io(Pusher::claim(r.clone(), &job.id, &dir)) {
+                Ok(p) => Some(p),
+                Err(e) => {
+                    tracing::error!(job = %job.id, error = %e, "fetching the job directory failed; leaving the job to the next claim");
+                    return;
+                }
+            },
+        };
         let result = match self.config.models.model_for(&job.model) {
             None => Err(failure(
                 "model_not_available",
                 format!("No [[models]] entry of this gateway matches the model `{}`.", job.model),
             )),
             Some(entry) => match entry.device {
-                DeviceKind::Cpu => self.train::<Autodiff<trainer::CpuBackend>>(&job, entry, Default::default()),
+                DeviceKind::Cpu => self.train::<Autodiff<trainer::CpuBackend>>(&job, entry, Default::default(), pusher.as_mut()),
                 #[cfg(feature = "cuda")]
-                DeviceKind::Cuda => self.train::<Autodiff<burn::backend::Cuda>>(&job, entry, Default::default()),
+                DeviceKind::Cuda => self.train::<Autodiff<burn::backend::Cuda>>(&job, entry, Default::default(), pusher.as_mut()),
                 #[cfg(not(feature = "cuda"))]
                 DeviceKind::Cuda => Err(failure(
                     "device_unavailable",
@@ -169,6 +204,10 @@ impl JobCtx<'_> {
                 )),
             },
         };
+        // What the run wrote (its last checkpoint when it paused or stopped) goes up first…
+        if let Some(p) = pusher.as_mut() {
+            push(p, &job.id);
+        }
         let outcome = match result {
             Ok(Some(o)) => o,
             Ok(None) => return,
@@ -180,6 +219,10 @@ impl JobCtx<'_> {
         if let Err(e) = layout::write_json_atomic(&dir.join("outcome.json"), &outcome) {
             tracing::error!(job = %job.id, error = %e, "writing the outcome failed");
         }
+        // …and the outcome last, as on disk.
+        if let Some(p) = pusher.as_mut() {
+            push(p, &job.id);
+        }
     }
 
     /// Trains the job; `Ok(None)` when it stopped without an outcome (paused, cancelled,
@@ -189,6 +232,7 @@ impl JobCtx<'_> {
         job: &JobRecord,
         entry: &ModelEntry,
         device: B::Device,
+        pusher: Option<&mut Pusher>,
     ) -> Result<Option<Outcome>, Failure> {
         let dir = layout::job_dir(&self.config.data_dir, &job.id);
         let plan = job
@@ -208,7 +252,7 @@ impl JobCtx<'_> {
             })
             .and_then(|k| {
                 self.blobs
-                    .path(k)
+                    .local_file_blocking(k)
                     .map_err(|e| failure("invalid_training_file", e.to_string()))
             })?;
         let validation: Option<PathBuf> = match &job.validation_file {
@@ -226,7 +270,7 @@ impl JobCtx<'_> {
                     })?;
                 Some(
                     self.blobs
-                        .path(&rec.blob_key)
+                        .local_file_blocking(&rec.blob_key)
                         .map_err(|e| failure("invalid_validation_file", e.to_string()))?,
                 )
             }
@@ -277,6 +321,8 @@ impl JobCtx<'_> {
         layout::write_json_atomic(&dir.join("resolved.json"), &resolved)
             .map_err(|e| failure("internal_error", e.to_string()))?;
         let mut control = JobControl {
+            pusher,
+            last_push: Instant::now(),
             store: Arc::clone(&self.store),
             job_id: job.id.clone(),
             worker_id: self.worker_id,
@@ -334,7 +380,7 @@ impl JobCtx<'_> {
             .pipeline
             .manifest_blob
             .as_deref()
-            .and_then(|k| self.blobs.path(k).ok())
+            .and_then(|k| self.blobs.local_file_blocking(k).ok())
             .and_then(|p| std::fs::read(p).ok())
             .and_then(|b| serde_json::from_slice(&b).ok());
         // The client's training file as uploaded: the held-out rows are scored as sent.
@@ -343,7 +389,7 @@ impl JobCtx<'_> {
             .get_file(&job.tenant, &job.training_file)
             .ok()
             .flatten()
-            .and_then(|f| self.blobs.path(&f.blob_key).ok());
+            .and_then(|f| self.blobs.local_file_blocking(&f.blob_key).ok());
         let (train, held) = crate::monitoring::holdout::write_split(
             &dataset,
             original.as_deref(),

@@ -179,7 +179,7 @@ pub fn policy_summary(plan: Option<&policies::Plan>, manifest: Option<&Value>) -
 
 async fn manifest(state: &AppState, job: &JobRecord) -> Option<Value> {
     let key = job.pipeline.manifest_blob.as_deref()?;
-    let path = state.blobs.path(key).ok()?;
+    let path = state.blobs.local_file(key).await.ok()?;
     let bytes = tokio::fs::read(path).await.ok()?;
     serde_json::from_slice(&bytes).ok()
 }

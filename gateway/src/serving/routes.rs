@@ -7,7 +7,7 @@ use crate::config::ModelEntry;
 use crate::error::ApiError;
 use crate::ids::{new_id, now_unix, IdKind};
 use crate::local::artifact::{self, AdapterSource};
-use crate::local::layout;
+use crate::local::{jobfiles, layout};
 use crate::state::AppState;
 use crate::store::{run_blocking, JobStatus};
 use axum::body::Body;
@@ -64,7 +64,11 @@ async fn resolve(state: &AppState, tenant: &str, model: &str) -> Result<Target, 
     if ft.checkpoint.is_none() && job.status != JobStatus::Succeeded {
         return Err(model_not_found(model));
     }
-    let run = layout::run_dir(&layout::job_dir(&state.config.data_dir, &job.id));
+    let run = layout::run_dir(&jobfiles::runner_dir(
+        &state.config.data_dir,
+        &state.blobs,
+        &job.id,
+    ));
     let dir = match artifact::locate(&state.store, &state.blobs, &job, &run, ft.checkpoint).await? {
         None => return Err(model_not_found(model)),
         Some(AdapterSource::Dir(dir)) => dir,

@@ -1,6 +1,12 @@
-//! Blobs on local disk, written atomically: stream into a temp file in the same directory,
-//! fsync it, rename it into place, fsync the directory. Nothing is ever held whole in memory.
+//! Blobs, written atomically: stream into a temp file in `data_dir/blobs`, fsync it, then
+//! either rename it into place and fsync the directory (`[storage] blobs = "local"`, the
+//! default), or upload it to an S3-compatible bucket ([`Remote`], `blobs = "s3"`) and keep the
+//! file as this machine's cached copy. Nothing is ever held whole in memory.
+//!
+//! Blob keys are generated ids and a key is written once, so a cached copy never goes stale:
+//! reading a remote blob that is cached here reads the file.
 
+use super::blob_remote::{Remote, RemoteError};
 use super::{StoreError, StoreResult};
 use md5::{Digest, Md5};
 use std::path::{Path, PathBuf};
@@ -15,10 +21,34 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
     }
 }
 
-/// Local-disk blob store rooted at `data_dir/blobs`.
+/// The blob store: `data_dir/blobs` (the store itself, or the remote's cache).
 #[derive(Debug, Clone)]
 pub struct BlobStore {
     root: PathBuf,
+    remote: Option<Remote>,
+}
+
+/// Remote blobs live under this folder of the bucket's prefix (job directories under `jobs/`).
+const REMOTE_DIR: &str = "blobs/";
+
+/// A remote object no record names yet may be one another process is about to record: the
+/// startup sweep leaves remote objects younger than this alone.
+pub const REMOTE_SWEEP_GRACE_SECS: i64 = 3600;
+
+/// A blob opened for reading: a local file, or a remote object's byte stream.
+pub type BlobReader = std::pin::Pin<Box<dyn tokio::io::AsyncRead + Send>>;
+
+fn remote_err(key: &str) -> impl FnOnce(RemoteError) -> StoreError + '_ {
+    move |e| StoreError::Io {
+        path: key.to_string(),
+        source: match e {
+            RemoteError::NotFound(what) => {
+                std::io::Error::new(std::io::ErrorKind::NotFound, format!("{what} not found"))
+            }
+            RemoteError::Io { source, .. } => source,
+            e => std::io::Error::other(e.to_string()),
+        },
+    }
 }
 
 /// A blob that is durable on disk under `key`; `md5_hex` is the md5 of the bytes written
@@ -36,15 +66,68 @@ pub struct BlobWriter {
     file: tokio::fs::File,
     temp: PathBuf,
     root: PathBuf,
+    remote: Option<Remote>,
     bytes: u64,
     md5: Md5,
+}
+
+/// Runs `fut` to completion from synchronous code: on the current runtime's handle from a
+/// blocking task, else on a small runtime of the process's own (a worker has none).
+fn block_on<T>(fut: impl std::future::Future<Output = T>) -> T {
+    if let Ok(h) = tokio::runtime::Handle::try_current() {
+        return tokio::task::block_in_place(|| h.block_on(fut));
+    }
+    static RT: std::sync::OnceLock<tokio::runtime::Runtime> = std::sync::OnceLock::new();
+    RT.get_or_init(|| {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("blob-io")
+            .enable_all()
+            .build()
+            .expect("starting the blob store's I/O runtime")
+    })
+    .block_on(fut)
+}
+
+/// [`block_on`] for other synchronous callers of the remote (job directories).
+pub fn block_on_io<T>(fut: impl std::future::Future<Output = T>) -> T {
+    block_on(fut)
 }
 
 impl BlobStore {
     pub fn open(data_dir: &Path) -> StoreResult<BlobStore> {
         let root = data_dir.join("blobs");
         std::fs::create_dir_all(&root).map_err(io_err(&root))?;
-        Ok(BlobStore { root })
+        Ok(BlobStore { root, remote: None })
+    }
+
+    /// The store `backend` names (`data_dir/blobs` caches a remote one).
+    pub fn open_with(
+        data_dir: &Path,
+        backend: &crate::config::BlobBackend,
+    ) -> StoreResult<BlobStore> {
+        let mut store = Self::open(data_dir)?;
+        if let crate::config::BlobBackend::S3(s3) = backend {
+            store.remote = Some(Remote::open(s3).map_err(remote_err("storage.blobs (s3)"))?);
+        }
+        Ok(store)
+    }
+
+    /// A store over the test server's bucket `s3` (tests).
+    #[cfg(test)]
+    pub(crate) fn open_s3_for_test(
+        data_dir: &Path,
+        s3: &crate::config::S3Config,
+    ) -> StoreResult<BlobStore> {
+        let (id, secret) = super::s3_test_server::ACCESS_KEY;
+        let mut store = Self::open(data_dir)?;
+        store.remote = Some(Remote::open_with_keys(s3, id, secret).map_err(remote_err("s3"))?);
+        Ok(store)
+    }
+
+    /// The bucket, when blobs are remote (job directories of remote workers travel there too).
+    pub fn remote(&self) -> Option<&Remote> {
+        self.remote.as_ref()
     }
 
     fn check_key(key: &str) -> bool {
@@ -56,8 +139,9 @@ impl BlobStore {
             && !key.starts_with('.')
     }
 
-    /// Path of a committed blob. Keys are generated ids; anything else is refused.
-    pub fn path(&self, key: &str) -> StoreResult<PathBuf> {
+    /// Where `key` is (or is cached) on this machine. Keys are generated ids; anything else is
+    /// refused.
+    fn cache_path(&self, key: &str) -> StoreResult<PathBuf> {
         if !Self::check_key(key) {
             return Err(StoreError::Io {
                 path: key.to_string(),
@@ -65,6 +149,47 @@ impl BlobStore {
             });
         }
         Ok(self.root.join(key))
+    }
+
+    /// A local file holding the committed blob `key`, for readers that need a path (the
+    /// screener, the transform, the trainer): the blob itself, or a remote one downloaded once
+    /// into the cache.
+    pub async fn local_file(&self, key: &str) -> StoreResult<PathBuf> {
+        let path = self.cache_path(key)?;
+        let Some(remote) = &self.remote else {
+            return Ok(path);
+        };
+        if tokio::fs::try_exists(&path).await.unwrap_or(false) {
+            return Ok(path);
+        }
+        remote
+            .get_to_file(&format!("{REMOTE_DIR}{key}"), &path)
+            .await
+            .map_err(remote_err(key))?;
+        Ok(path)
+    }
+
+    /// [`BlobStore::local_file`] from synchronous code (a worker's thread, a blocking task).
+    pub fn local_file_blocking(&self, key: &str) -> StoreResult<PathBuf> {
+        if self.remote.is_none() {
+            return self.cache_path(key);
+        }
+        block_on(self.local_file(key))
+    }
+
+    /// Whether the committed blob `key` exists.
+    pub async fn exists(&self, key: &str) -> StoreResult<bool> {
+        let path = self.cache_path(key)?;
+        if tokio::fs::try_exists(&path).await.unwrap_or(false) {
+            return Ok(true);
+        }
+        match &self.remote {
+            None => Ok(false),
+            Some(r) => r
+                .exists(&format!("{REMOTE_DIR}{key}"))
+                .await
+                .map_err(remote_err(key)),
+        }
     }
 
     pub async fn create(&self) -> StoreResult<BlobWriter> {
@@ -79,6 +204,7 @@ impl BlobStore {
             file,
             temp,
             root: self.root.clone(),
+            remote: self.remote.clone(),
             bytes: 0,
             md5: Md5::new(),
         })
@@ -106,6 +232,7 @@ impl BlobStore {
             file,
             temp: temp.to_path_buf(),
             root: self.root.clone(),
+            remote: self.remote.clone(),
             bytes,
             md5: Md5::new(),
         };
@@ -114,14 +241,29 @@ impl BlobStore {
         Ok(written)
     }
 
-    pub async fn open_read(&self, key: &str) -> StoreResult<tokio::fs::File> {
-        let path = self.path(key)?;
-        tokio::fs::File::open(&path).await.map_err(io_err(&path))
+    /// The blob's bytes as a stream: the local file (or cached copy), else the remote object,
+    /// streamed as it arrives.
+    pub async fn open_read(&self, key: &str) -> StoreResult<BlobReader> {
+        let path = self.cache_path(key)?;
+        match (tokio::fs::File::open(&path).await, &self.remote) {
+            (Ok(f), _) => Ok(Box::pin(f)),
+            (Err(e), None) => Err(io_err(&path)(e)),
+            (Err(_), Some(r)) => Ok(Box::pin(
+                r.stream(&format!("{REMOTE_DIR}{key}"))
+                    .await
+                    .map_err(remote_err(key))?,
+            )),
+        }
     }
 
-    /// Removes a committed blob; a missing blob is not an error.
+    /// Removes a committed blob (and its remote object); a missing blob is not an error.
     pub async fn remove(&self, key: &str) -> StoreResult<()> {
-        let path = self.path(key)?;
+        let path = self.cache_path(key)?;
+        if let Some(r) = &self.remote {
+            r.delete(&format!("{REMOTE_DIR}{key}"))
+                .await
+                .map_err(remote_err(key))?;
+        }
         match tokio::fs::remove_file(&path).await {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
@@ -129,9 +271,46 @@ impl BlobStore {
         }
     }
 
-    /// Startup sweep: removes temp files and committed blobs no record references.
-    /// Returns how many files were removed.
-    pub fn sweep(&self, referenced: &std::collections::HashSet<String>) -> StoreResult<usize> {
+    /// Startup sweep: removes temp files and committed blobs no record references — local
+    /// files (or cached copies), and remote objects older than [`REMOTE_SWEEP_GRACE_SECS`]
+    /// (a younger one may be another replica's write whose record is on its way).
+    /// Returns how many were removed.
+    pub async fn sweep(
+        &self,
+        referenced: &std::collections::HashSet<String>,
+    ) -> StoreResult<usize> {
+        self.sweep_with_grace(referenced, REMOTE_SWEEP_GRACE_SECS)
+            .await
+    }
+
+    async fn sweep_with_grace(
+        &self,
+        referenced: &std::collections::HashSet<String>,
+        grace_secs: i64,
+    ) -> StoreResult<usize> {
+        let local = {
+            let this = self.clone();
+            let referenced = referenced.clone();
+            tokio::task::spawn_blocking(move || this.sweep_local(&referenced))
+                .await
+                .map_err(|e| StoreError::Task(e.to_string()))??
+        };
+        let Some(r) = &self.remote else {
+            return Ok(local);
+        };
+        let cutoff = crate::ids::now_unix() - grace_secs;
+        let mut removed = local;
+        for obj in r.list(REMOTE_DIR).await.map_err(remote_err(REMOTE_DIR))? {
+            let key = obj.name.strip_prefix(REMOTE_DIR).unwrap_or(&obj.name);
+            if !referenced.contains(key) && obj.last_modified <= cutoff {
+                r.delete(&obj.name).await.map_err(remote_err(key))?;
+                removed += 1;
+            }
+        }
+        Ok(removed)
+    }
+
+    fn sweep_local(&self, referenced: &std::collections::HashSet<String>) -> StoreResult<usize> {
         let mut removed = 0;
         let entries = std::fs::read_dir(&self.root).map_err(io_err(&self.root))?;
         for entry in entries {
@@ -183,6 +362,12 @@ impl BlobWriter {
         }
         self.file.flush().await.map_err(io_err(&self.temp))?;
         self.file.sync_all().await.map_err(io_err(&self.temp))?;
+        if let Some(r) = &self.remote {
+            // Durable once the upload completes; the file stays as this machine's copy.
+            r.put_file(&format!("{REMOTE_DIR}{key}"), &self.temp)
+                .await
+                .map_err(remote_err(key))?;
+        }
         let dest = self.root.join(key);
         tokio::fs::rename(&self.temp, &dest)
             .await
@@ -248,7 +433,7 @@ mod tests {
         orphan.commit("file-orphan").await.unwrap();
 
         let referenced = ["file-a".to_string()].into_iter().collect();
-        assert_eq!(blobs.sweep(&referenced).unwrap(), 2);
+        assert_eq!(blobs.sweep(&referenced).await.unwrap(), 2);
         let names: Vec<_> = std::fs::read_dir(dir.path().join("blobs"))
             .unwrap()
             .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
@@ -260,9 +445,117 @@ mod tests {
     async fn bad_keys_are_refused() {
         let dir = tempfile::tempdir().unwrap();
         let blobs = BlobStore::open(dir.path()).unwrap();
-        assert!(blobs.path("../etc/passwd").is_err());
-        assert!(blobs.path("tmp-x").is_err());
+        assert!(blobs.local_file("../etc/passwd").await.is_err());
+        assert!(blobs.local_file("tmp-x").await.is_err());
         let w = blobs.create().await.unwrap();
         assert!(w.commit("a/b").await.is_err());
+    }
+
+    /// Two machines (two data dirs) over one bucket, as two replicas are.
+    fn two_machines(s3: &crate::config::S3Config) -> (tempfile::TempDir, BlobStore, BlobStore) {
+        let dir = tempfile::tempdir().unwrap();
+        let a = BlobStore::open_s3_for_test(&dir.path().join("a"), s3).unwrap();
+        let b = BlobStore::open_s3_for_test(&dir.path().join("b"), s3).unwrap();
+        (dir, a, b)
+    }
+
+    async fn read_all(blobs: &BlobStore, key: &str) -> Vec<u8> {
+        let mut out = Vec::new();
+        blobs
+            .open_read(key)
+            .await
+            .unwrap()
+            .read_to_end(&mut out)
+            .await
+            .unwrap();
+        out
+    }
+
+    #[tokio::test]
+    async fn s3_blobs_written_on_one_machine_are_read_on_another() {
+        let Some(s3) = crate::store::s3_test_server::fresh_bucket() else {
+            return;
+        };
+        let (_dir, a, b) = two_machines(&s3);
+        let mut w = a.create().await.unwrap();
+        w.write(b"hello ").await.unwrap();
+        w.write(b"world").await.unwrap();
+        let written = w.commit("file-a").await.unwrap();
+        assert_eq!(written.md5_hex, "5eb63bbbe01eeed093cb22bb8f5acdc3");
+        // b has no copy: it streams the object, then downloads it once for path readers.
+        assert!(!b.root.join("file-a").exists());
+        assert!(b.exists("file-a").await.unwrap());
+        assert_eq!(read_all(&b, "file-a").await, b"hello world");
+        assert!(!b.root.join("file-a").exists());
+        let path = b.local_file("file-a").await.unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), b"hello world");
+        // From synchronous code (a worker's thread) too.
+        let b2 = b.clone();
+        let p2 = tokio::task::spawn_blocking(move || b2.local_file_blocking("file-a"))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(p2, path);
+        // A key nobody wrote is a NotFound error naming it.
+        let e = b.local_file("file-none").await.unwrap_err().to_string();
+        assert!(e.contains("file-none") && e.contains("not found"), "{e}");
+        assert!(!b.exists("file-none").await.unwrap());
+        assert!(b.open_read("file-none").await.is_err());
+        // Removed (by the machine holding the copy): gone for both.
+        b.remove("file-a").await.unwrap();
+        assert!(!a.remote().unwrap().exists("blobs/file-a").await.unwrap());
+        assert!(!b.exists("file-a").await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn s3_large_blobs_go_up_in_parts_and_come_back_byte_for_byte() {
+        let Some(s3) = crate::store::s3_test_server::fresh_bucket() else {
+            return;
+        };
+        let (_dir, a, b) = two_machines(&s3);
+        let len = super::super::blob_remote::MULTIPART_FROM as usize + (3 << 20) + 17;
+        let data: Vec<u8> = (0..len).map(|i| (i * 7 % 251) as u8).collect();
+        let mut w = a.create().await.unwrap();
+        for chunk in data.chunks(1 << 20) {
+            w.write(chunk).await.unwrap();
+        }
+        w.commit("big").await.unwrap();
+        let listed = a.remote().unwrap().list(REMOTE_DIR).await.unwrap();
+        assert_eq!(listed.len(), 1);
+        assert_eq!(listed[0].size, len as u64);
+        // S3 marks a multipart object's ETag with its part count.
+        assert!(listed[0].tag.contains('-'), "{:?}", listed[0].tag);
+        assert!(read_all(&b, "big").await == data);
+        let path = b.local_file("big").await.unwrap();
+        assert!(std::fs::read(path).unwrap() == data);
+    }
+
+    #[tokio::test]
+    async fn s3_sweep_keeps_referenced_and_young_objects() {
+        let Some(s3) = crate::store::s3_test_server::fresh_bucket() else {
+            return;
+        };
+        let (_dir, a, b) = two_machines(&s3);
+        for key in ["kept", "orphan"] {
+            let mut w = a.create().await.unwrap();
+            w.write(key.as_bytes()).await.unwrap();
+            w.commit(key).await.unwrap();
+        }
+        let referenced = ["kept".to_string()].into_iter().collect();
+        // With the real grace period a fresh orphan may be another replica's write: kept.
+        assert_eq!(b.sweep(&referenced).await.unwrap(), 0);
+        assert!(b.exists("orphan").await.unwrap());
+        // Past the grace period it goes; the referenced one stays.
+        assert_eq!(b.sweep_with_grace(&referenced, -1).await.unwrap(), 1);
+        let names: Vec<String> = a
+            .remote()
+            .unwrap()
+            .list(REMOTE_DIR)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|l| l.name)
+            .collect();
+        assert_eq!(names, vec![format!("{REMOTE_DIR}kept")]);
     }
 }

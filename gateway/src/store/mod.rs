@@ -5,6 +5,7 @@
 //! [`run_blocking`].
 
 mod blob;
+pub mod blob_remote;
 mod codec;
 mod open;
 mod pipeline;
@@ -13,8 +14,11 @@ mod postgres_jobs;
 mod postgres_leases;
 mod postgres_migrate;
 mod postgres_pool;
+mod postgres_score_cache;
 mod postgres_uploads;
 mod records;
+#[cfg(test)]
+pub(crate) mod s3_test_server;
 mod sqlite;
 mod sqlite_jobs;
 mod sqlite_leases;
@@ -25,10 +29,11 @@ mod contract_tests;
 #[cfg(test)]
 pub(crate) mod pg_test_server;
 
-pub use blob::{BlobStore, BlobWriter, WrittenBlob};
+pub use blob::{block_on_io, BlobReader, BlobStore, BlobWriter, WrittenBlob};
 pub use open::{open_store, OpenStoreError};
 pub use pipeline::{Backend, Pipeline, PipelineBlobKeys, PolicyRef, RecordedPlan, LOCAL_BACKEND};
-pub use postgres::PgStore;
+pub use postgres::{PgOptions, PgStore};
+pub use postgres_score_cache::PgScoreCache;
 pub use records::*;
 pub use sqlite::SqliteStore;
 
@@ -188,6 +193,13 @@ pub trait Store: Send + Sync + 'static {
     // policy snapshots
     fn save_policy_snapshot(&self, snap: &PolicySnapshot) -> StoreResult<()>;
     fn get_policy_snapshot(&self, version_hash: &str) -> StoreResult<Option<PolicySnapshot>>;
+
+    /// The selector's score cache in this store's database, shared by every process on it
+    /// (PostgreSQL: [`PgScoreCache`]); `None` where the store has none (SQLite: Interleaving
+    /// keeps its own cache file, `interleave.score_cache`).
+    fn score_cache(&self) -> Option<Arc<dyn selector::ScoreCache>> {
+        None
+    }
 }
 
 /// Runs a blocking store call on tokio's blocking pool.

@@ -52,7 +52,8 @@ impl std::fmt::Debug for PgOptions {
 }
 
 pub struct PgStore {
-    pool: Pool,
+    /// Shared with the store's [`super::PgScoreCache`].
+    pool: Arc<Pool>,
 }
 
 impl PgStore {
@@ -68,7 +69,7 @@ impl PgStore {
         if config.get_application_name().is_none() {
             config.application_name("tuneguard");
         }
-        let pool = Pool::new(config, options.pool_size);
+        let pool = Arc::new(Pool::new(config, options.pool_size));
         let store = PgStore { pool };
         store.with(|c| super::postgres_migrate::migrate(c).map(|_| ()))?;
         Ok(store)
@@ -394,5 +395,9 @@ impl Store for PgStore {
                 body,
             }))
         })
+    }
+
+    fn score_cache(&self) -> Option<Arc<dyn selector::ScoreCache>> {
+        Some(Arc::new(super::PgScoreCache::new(Arc::clone(&self.pool))))
     }
 }

@@ -78,7 +78,8 @@ impl Executor for UpstreamExecutor {
     fn start(&self, input: StartInput) -> BoxFuture<'static, StepResult<Value>> {
         let client = self.client.clone();
         let delay = self.retry_delay;
-        let dataset = self.blobs.path(&input.dataset_blob);
+        let blobs = self.blobs.clone();
+        let dataset_blob = input.dataset_blob.clone();
         let local = input.backend == Backend::Local;
         let job = input.job;
         async move {
@@ -90,7 +91,7 @@ impl Executor for UpstreamExecutor {
                     "The job's plan routes it to local workers (a training-time defense with upstream.on_unenforceable = run_locally), but this gateway runs none.",
                 ));
             }
-            let dataset_path = dataset.map_err(|e| {
+            let dataset_path = blobs.local_file(&dataset_blob).await.map_err(|e| {
                 StepFailure::new("internal_error", format!("the job's dataset blob: {e}"))
             })?;
             let spec = spec_of(&job);

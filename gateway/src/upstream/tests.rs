@@ -45,7 +45,7 @@ async fn dataset() -> Dataset {
     let mut w = blobs.create().await.unwrap();
     w.write(b"{\"messages\":[]}\n").await.unwrap();
     w.commit(DATASET).await.unwrap();
-    let path = blobs.path(DATASET).unwrap();
+    let path = blobs.local_file(DATASET).await.unwrap();
     Dataset {
         _dir: dir,
         blobs,
