@@ -76,6 +76,7 @@ pub async fn create(
     }
     let id = new_id(IdKind::Job);
     let job = JobRecord {
+        revision: 0,
         id: id.clone(),
         tenant: caller.tenant.clone(),
         created_at: now,

@@ -169,6 +169,7 @@ mod tests {
     fn job() -> crate::store::JobRecord {
         use crate::store::{JobRecord, JobStatus, JobStep};
         JobRecord {
+            revision: 0,
             id: "ftjob-s".into(),
             tenant: "acme".into(),
             created_at: 1,

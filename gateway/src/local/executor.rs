@@ -294,9 +294,15 @@ impl LocalExecutor {
             expires_at: None,
             blob_key: key,
         };
-        run_blocking(&store, move |s| s.insert_file(&rec))
-            .await
-            .map_err(io)?;
+        let inserted = run_blocking(&store, move |s| s.insert_file(&rec)).await;
+        if let Err(e) = inserted {
+            // Another replica polling the same job may have recorded it first.
+            let (tenant, fid) = (job.tenant.clone(), id.clone());
+            match run_blocking(&store, move |s| s.get_file(&tenant, &fid)).await {
+                Ok(Some(_)) => {}
+                _ => return Err(io(e)),
+            }
+        }
         Ok(id)
     }
 }

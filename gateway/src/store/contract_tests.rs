@@ -74,6 +74,7 @@ contract!(
     a_refused_poll_stores_no_checkpoint,
     a_status_change_decided_on_an_old_step_does_not_rewind_the_job,
     a_status_change_clears_the_estimated_finish,
+    two_runners_that_read_one_revision_record_it_once,
     racing_status_changes_apply_once,
     policy_snapshots_are_write_once,
     leases_are_exclusive_expire_and_alternate_between_tenants,
@@ -96,6 +97,7 @@ fn file(id: &str, tenant: &str, purpose: &str) -> FileRecord {
 
 fn job(id: &str, tenant: &str, meta: &[(&str, &str)]) -> JobRecord {
     JobRecord {
+        revision: 0,
         id: id.into(),
         tenant: tenant.into(),
         created_at: 10,
@@ -1014,6 +1016,49 @@ fn a_status_change_decided_on_an_old_step_does_not_rewind_the_job(b: &dyn Backen
 
 /// The runner writes `estimated_finish` with its polls; a client's pause, resume or cancel
 /// clears it (the run it was measured on ended).
+/// Two gateway replicas drive the same job: both read it, both poll the backend, both try to
+/// record the same observations. Only the first write applies; the second (and a write made
+/// on a job read before a client's pause) is refused, its events and checkpoints with it.
+fn two_runners_that_read_one_revision_record_it_once(b: &dyn Backend) {
+    let s = b.open();
+    let mut j = job("ftjob-1", "a", &[]);
+    j.status = JobStatus::Running;
+    j.step = JobStep::Run;
+    s.create_job(&j, &event("ev-0", "ftjob-1"), &[]).unwrap();
+    let read = s.get_job_any("ftjob-1").unwrap().unwrap();
+    let (mut first, mut second) = (read.clone(), read.clone());
+    first.trained_tokens = Some(1);
+    second.trained_tokens = Some(2);
+    assert!(s
+        .update_job(&first, JobStatus::Running, &[event("ev-a", "ftjob-1")])
+        .unwrap());
+    assert!(!s
+        .update_job(&second, JobStatus::Running, &[event("ev-b", "ftjob-1")])
+        .unwrap());
+    let now = s.get_job_any("ftjob-1").unwrap().unwrap();
+    assert_eq!(now.trained_tokens, Some(1));
+    assert_eq!(now.revision, read.revision + 1);
+    let ids: Vec<String> = s
+        .list_events("ftjob-1", None, 10)
+        .unwrap()
+        .data
+        .into_iter()
+        .map(|e| e.id)
+        .collect();
+    assert!(ids.contains(&"ev-a".to_string()) && !ids.contains(&"ev-b".to_string()));
+    // A status change advances the revision too: a write read before it is refused.
+    let pause = StatusChange {
+        job_id: "ftjob-1".into(),
+        expected: JobStatus::Running,
+        expected_step: JobStep::Run,
+        status: JobStatus::Running,
+        step: JobStep::Run,
+        finished_at: None,
+    };
+    assert!(s.set_job_status(&pause, &event("ev-c", "ftjob-1")).unwrap());
+    assert!(!s.update_job(&now, JobStatus::Running, &[]).unwrap());
+}
+
 fn a_status_change_clears_the_estimated_finish(b: &dyn Backend) {
     let s = b.open();
     let mut j = job("ftjob-1", "a", &[]);
@@ -1037,6 +1082,7 @@ fn a_status_change_clears_the_estimated_finish(b: &dyn Backend) {
         .unwrap());
     assert_eq!(read(&*s), None);
     // A refused change leaves it as it is.
+    let mut j = s.get_job_any("ftjob-1").unwrap().unwrap();
     j.status = JobStatus::Paused;
     j.estimated_finish = Some(2_000);
     assert!(s.update_job(&j, JobStatus::Paused, &[]).unwrap());

@@ -7,7 +7,7 @@ use ::postgres::{GenericClient, Row};
 
 const JOB_COLS: &str = "id, tenant, created_at, model, training_file, validation_file, \
     hyperparameters, method, suffix, seed, metadata, status, step, error, fine_tuned_model, \
-    finished_at, trained_tokens, result_files, estimated_finish, pipeline";
+    finished_at, trained_tokens, result_files, estimated_finish, pipeline, revision";
 
 /// How many rows a metadata-filtered job list reads per round trip.
 const JOB_SCAN_BATCH: i64 = 256;
@@ -45,6 +45,7 @@ fn job_row_at(r: &Row, o: usize) -> StoreResult<RawJob> {
             result_files: Vec::new(),
             estimated_finish: r.try_get(o + 18)?,
             pipeline: Pipeline::default(),
+            revision: r.try_get(o + 20)?,
         },
         hyperparameters: r.try_get(o + 6)?,
         method: r.try_get(o + 7)?,
@@ -62,7 +63,7 @@ fn insert_job(c: &mut impl GenericClient, j: &JobRecord) -> StoreResult<()> {
     c.execute(
         format!(
             "INSERT INTO jobs ({JOB_COLS}) VALUES \
-             ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18,$19,$20)"
+             ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18,$19,$20,$21)"
         )
         .as_str(),
         &[
@@ -86,6 +87,7 @@ fn insert_job(c: &mut impl GenericClient, j: &JobRecord) -> StoreResult<()> {
             &t.result_files,
             &j.estimated_finish,
             &t.pipeline,
+            &j.revision,
         ],
     )?;
     Ok(())
@@ -294,7 +296,8 @@ impl PgStore {
             let changed = tx.execute(
                 "UPDATE jobs SET status = $2, step = $3, error = $4, fine_tuned_model = $5, \
                  finished_at = $6, trained_tokens = $7, result_files = $8, estimated_finish = $9, \
-                 pipeline = $10, hyperparameters = $11, method = $13 WHERE id = $1 AND status = $12",
+                 pipeline = $10, hyperparameters = $11, method = $13, revision = revision + 1 \
+                 WHERE id = $1 AND status = $12 AND revision = $14",
                 &[
                     &j.id,
                     &j.status.as_str(),
@@ -309,6 +312,7 @@ impl PgStore {
                     &t.hyperparameters,
                     &expected.as_str(),
                     &t.method,
+                    &j.revision,
                 ],
             )?;
             if changed == 1 {
@@ -333,7 +337,8 @@ impl PgStore {
             let mut tx = c.transaction()?;
             let changed = tx.execute(
                 "UPDATE jobs SET status = $2, step = $3, finished_at = COALESCE($4, finished_at), \
-                 estimated_finish = NULL WHERE id = $1 AND status = $5 AND step = $6",
+                 estimated_finish = NULL, revision = revision + 1 \
+                 WHERE id = $1 AND status = $5 AND step = $6",
                 &[
                     &s.job_id,
                     &s.status.as_str(),

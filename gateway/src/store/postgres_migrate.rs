@@ -11,6 +11,7 @@ const POSTGRES_MIGRATIONS: &[&str] = &[
     include_str!("postgres_schema_v1.sql"),
     include_str!("postgres_schema_v2.sql"),
     include_str!("postgres_schema_v3.sql"),
+    include_str!("postgres_schema_v4.sql"),
 ];
 
 /// The advisory lock key every tuneguard process migrates under ("tuneguar" as ASCII).
@@ -75,7 +76,7 @@ mod tests {
     use selector::{CacheKey, CachedNll};
 
     #[test]
-    fn a_v2_database_migrates_to_v3_keeping_its_rows() {
+    fn a_v2_database_migrates_to_the_newest_keeping_its_rows() {
         let Some(url) = fresh_database() else { return };
         {
             // What a v2 binary left: its migrations, a file and a counter.
@@ -124,7 +125,7 @@ mod tests {
             .iter()
             .map(|r| r.get(0))
             .collect();
-        assert_eq!(versions, [1, 2, 3]);
+        assert_eq!(versions, [1, 2, 3, 4]);
         let takeovers: i64 = client
             .query_one(
                 "SELECT value FROM counters WHERE name = 'lease_takeovers'",
@@ -134,6 +135,6 @@ mod tests {
             .get(0);
         assert_eq!(takeovers, 2);
         // Opening again finds nothing to do.
-        assert_eq!(migrate(&mut client).unwrap(), 3);
+        assert_eq!(migrate(&mut client).unwrap(), 4);
     }
 }

@@ -223,6 +223,9 @@ pub struct JobRecord {
     pub estimated_finish: Option<i64>,
     /// What the pipeline's steps recorded (plan, screening stats, blobs, backend state).
     pub pipeline: Pipeline,
+    /// Advanced by every write of the job row; [`super::Store::update_job`] applies only to
+    /// the revision it was read at (two replicas driving one job never both record a poll).
+    pub revision: i64,
 }
 
 /// A status-only job transition (cancel, pause, resume).

@@ -13,6 +13,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("schema_v2.sql"),
     include_str!("schema_v3.sql"),
     include_str!("schema_v4.sql"),
+    include_str!("schema_v5.sql"),
 ];
 
 pub struct SqliteStore {
@@ -307,7 +308,7 @@ impl Store for SqliteStore {
             rusqlite::Transaction::new_unchecked(&conn, rusqlite::TransactionBehavior::Immediate)?;
         let changed = tx.execute(
             "UPDATE jobs SET status = ?2, step = ?3, finished_at = COALESCE(?4, finished_at), \
-             estimated_finish = NULL WHERE id = ?1 AND status = ?5 AND step = ?6",
+             estimated_finish = NULL, revision = revision + 1 WHERE id = ?1 AND status = ?5 AND step = ?6",
             params![
                 c.job_id,
                 c.status.as_str(),

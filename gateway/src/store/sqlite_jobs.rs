@@ -7,7 +7,7 @@ use rusqlite::{params, Connection, OptionalExtension, Row};
 
 pub(super) const JOB_COLS: &str = "id, tenant, created_at, model, training_file, validation_file, \
     hyperparameters, method, suffix, seed, metadata, status, step, error, fine_tuned_model, \
-    finished_at, trained_tokens, result_files, estimated_finish, pipeline";
+    finished_at, trained_tokens, result_files, estimated_finish, pipeline, revision";
 
 fn job_row(r: &Row<'_>) -> rusqlite::Result<RawJob> {
     Ok(RawJob {
@@ -32,6 +32,7 @@ fn job_row(r: &Row<'_>) -> rusqlite::Result<RawJob> {
             result_files: Vec::new(),
             estimated_finish: r.get(18)?,
             pipeline: Pipeline::default(),
+            revision: r.get(20)?,
         },
         hyperparameters: r.get(6)?,
         method: r.get(7)?,
@@ -46,7 +47,7 @@ fn job_row(r: &Row<'_>) -> rusqlite::Result<RawJob> {
 
 fn insert_job(conn: &Connection, j: &JobRecord) -> StoreResult<()> {
     conn.execute(
-        &format!("INSERT INTO jobs ({JOB_COLS}) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,?18,?19,?20)"),
+        &format!("INSERT INTO jobs ({JOB_COLS}) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,?18,?19,?20,?21)"),
         params![
             j.id, j.tenant, j.created_at, j.model, j.training_file, j.validation_file,
             j.hyperparameters.to_string(), j.method.to_string(), j.suffix, j.seed,
@@ -55,7 +56,7 @@ fn insert_job(conn: &Connection, j: &JobRecord) -> StoreResult<()> {
             j.error.as_ref().map(|e| serde_json::to_string(e).unwrap_or_default()),
             j.fine_tuned_model, j.finished_at, j.trained_tokens,
             serde_json::to_string(&j.result_files).unwrap_or_else(|_| "[]".into()),
-            j.estimated_finish, j.pipeline.to_json_string()
+            j.estimated_finish, j.pipeline.to_json_string(), j.revision
         ],
     )?;
     Ok(())
@@ -199,14 +200,14 @@ impl SqliteStore {
         let changed = tx.execute(
             "UPDATE jobs SET status = ?2, step = ?3, error = ?4, fine_tuned_model = ?5, finished_at = ?6, \
              trained_tokens = ?7, result_files = ?8, estimated_finish = ?9, pipeline = ?10, hyperparameters = ?11, \
-             method = ?13 WHERE id = ?1 AND status = ?12",
+             method = ?13, revision = revision + 1 WHERE id = ?1 AND status = ?12 AND revision = ?14",
             params![
                 j.id, j.status.as_str(), j.step.as_str(),
                 j.error.as_ref().map(|e| serde_json::to_string(e).unwrap_or_default()),
                 j.fine_tuned_model, j.finished_at, j.trained_tokens,
                 serde_json::to_string(&j.result_files).unwrap_or_else(|_| "[]".into()),
                 j.estimated_finish, j.pipeline.to_json_string(), j.hyperparameters.to_string(),
-                expected.as_str(), j.method.to_string()
+                expected.as_str(), j.method.to_string(), j.revision
             ],
         )?;
         if changed == 1 {

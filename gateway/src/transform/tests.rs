@@ -274,6 +274,7 @@ fn no_defenses_copies_examples() {
 fn job_record() -> crate::store::JobRecord {
     use crate::store::{JobRecord, JobStatus, JobStep};
     JobRecord {
+        revision: 0,
         id: "ftjob-t".into(),
         tenant: "acme".into(),
         created_at: 1,

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 fn job() -> JobRecord {
     JobRecord {
+        revision: 0,
         id: "ftjob-gw1".into(),
         tenant: "acme".into(),
         created_at: 1,

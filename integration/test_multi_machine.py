@@ -1,0 +1,153 @@
+"""Past one machine (issue 13): two `tuneguard serve` replicas with no workers of their own and
+two `tuneguard worker` processes, each in its own data folder — as on four machines — sharing
+only a real PostgreSQL server (state, leases) and a real S3-wire server (moto: blobs and the job
+directories that travel between worker and replicas). The openai SDK alternates between the
+replicas: every object is visible from both, a job created on one is trained by some worker
+and paused, resumed and cancelled from the other, a worker and then a replica are killed -9
+mid-job, and every job ends with the adapter of an uninterrupted run, each step mirrored once.
+"""
+
+import os
+import signal
+import subprocess
+
+import httpx2 as httpx
+
+from conftest import BIN, KEYS, render_config, wait_for
+from datasets import good_jsonl, upload
+from pg_server import pg_server  # noqa: F401  (fixture)
+from s3_server import s3_server  # noqa: F401  (fixture)
+from test_local_training import LONG, LONG_STEPS, POLICY, TINY, create, finished, metric, metric_steps
+from test_postgres import pg_env
+
+MODELS = f"""
+[local]
+workers = {{workers}}
+lease_seconds = 3
+poll_interval_ms = 100
+
+[[models]]
+model = "tiny-*"
+path = "{TINY}"
+"""
+
+
+class Worker:
+    """`tuneguard worker` on a machine of its own: its own config and data folder."""
+
+    def __init__(self, workdir, env):
+        self.workdir = workdir
+        self.data_dir = workdir / "data"
+        policies = workdir / "policies"
+        policies.mkdir(parents=True)
+        (policies / "default.toml").write_text(POLICY)
+        self.config = workdir / "tuneguard.toml"
+        self.config.write_text(render_config(self.data_dir, policies, None, MODELS.format(workers=1)))
+        self.env = {**os.environ, **env}
+        self.log = open(workdir / "worker.log", "wb")
+        self.proc = subprocess.Popen([BIN, "worker", "--config", str(self.config)], cwd=workdir,
+                                     env=self.env, stdout=self.log, stderr=subprocess.STDOUT)
+
+    def kill(self):
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait()
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            assert self.proc.wait(60) == 0, (self.workdir / "worker.log").read_text()
+        self.log.close()
+
+
+def adapter(gw, job_id, checkpoint=None):
+    q = f"?checkpoint={checkpoint}" if checkpoint else ""
+    r = httpx.get(f"{gw.base_url}/tuneguard/jobs/{job_id}/adapter{q}",
+                  headers={"Authorization": f"Bearer {KEYS['acme']}"}, timeout=60)
+    assert r.status_code == 200, r.text
+    import io
+    import tarfile
+    with tarfile.open(fileobj=io.BytesIO(r.content)) as t:
+        return {m.name.split("/")[-1]: t.extractfile(m).read() for m in t.getmembers() if m.isfile()}
+
+
+def lease_holder(pg, db, job_id):
+    return pg.psql(f"SELECT worker_id FROM job_leases WHERE job_id = '{job_id}'", db=db)
+
+
+def test_replicas_and_remote_workers_share_only_postgres_and_a_bucket(
+        gateway_factory, pg_server, s3_server, tmp_path):  # noqa: F811
+    db, bucket = pg_server.new_database(), s3_server.new_bucket()
+    env = {**pg_env(pg_server, db), **s3_server.env(bucket)}
+    policies = {"default.toml": POLICY}
+    a = gateway_factory(extra=MODELS.format(workers=0), policies=policies, env=env, name="replica-a")
+    b = gateway_factory(extra=MODELS.format(workers=0), policies=policies, env=env, name="replica-b")
+    workers = [Worker(tmp_path / f"worker-{i}", env) for i in (1, 2)]
+    try:
+        ca, cb = a.client(), b.client()
+
+        # A file uploaded through one replica is listed and read back byte for byte by the other.
+        data = good_jsonl(48)
+        f = upload(ca, data)
+        assert cb.files.retrieve(f.id).bytes == len(data)
+        assert cb.files.content(f.id).read() == data
+        assert f.id in [x.id for x in cb.files.list()]
+
+        # A job created on b, trained by some worker, followed and downloaded on a.
+        ref = create(cb, f, n_epochs=LONG, suffix="ref")
+        done = finished(ca, ref.id)
+        assert done.status == "succeeded", done.error
+        want = adapter(a, ref.id)
+        assert adapter(b, ref.id) == want
+        assert metric_steps(cb, ref.id) == list(range(1, LONG_STEPS + 1))
+        assert [c.step_number for c in ca.fine_tuning.jobs.checkpoints.list(ref.id, limit=100)]
+
+        # Created on a, paused from b, resumed from a; the worker training it is killed -9
+        # past a checkpoint: the other worker takes it over from the bucket's copy.
+        job = create(ca, f, n_epochs=LONG, suffix="moved")
+        wait_for(lambda: len(metric_steps(cb, job.id)) >= 3, timeout_s=120, what="training to start")
+        assert cb.fine_tuning.jobs.pause(job.id).status == "paused"
+        wait_for(lambda: lease_holder(pg_server, db, job.id) == "", timeout_s=60,
+                 what="the worker to let go of the paused job")
+        assert ca.fine_tuning.jobs.retrieve(job.id).status == "paused"
+        assert ca.fine_tuning.jobs.resume(job.id).status in ("running", "queued")
+        wait_for(lambda: len(metric_steps(cb, job.id)) >= 15, timeout_s=120, what="a checkpoint after resuming")
+        holder = wait_for(lambda: lease_holder(pg_server, db, job.id), what="the job's lease")
+        [victim] = [w for w in workers if holder.startswith(f"worker-{w.proc.pid}-")]
+        victim.kill()
+        done = finished(cb, job.id)
+        assert done.status == "succeeded", done.error
+        assert adapter(a, job.id) == want
+        assert metric_steps(ca, job.id) == list(range(1, LONG_STEPS + 1)), "every step once"
+        text = httpx.get(a.url + "/metrics").text
+        assert metric(text, "tuneguard_local_lease_takeovers_total") == 1
+
+        # Replica a is killed -9 mid-job: b drives the job to the same adapter.
+        job = create(ca, f, n_epochs=LONG, suffix="orphaned")
+        wait_for(lambda: len(metric_steps(cb, job.id)) >= 3, timeout_s=120, what="training to start")
+        a.kill()
+        done = finished(cb, job.id)
+        assert done.status == "succeeded", done.error
+        assert adapter(b, job.id) == want
+        assert metric_steps(cb, job.id) == list(range(1, LONG_STEPS + 1))
+
+        # Cancelled from b: stays cancelled, its checkpoints listed.
+        a.start()
+        ca = a.client()
+        job = create(ca, f, n_epochs=LONG, suffix="cancelled")
+        wait_for(lambda: list(cb.fine_tuning.jobs.checkpoints.list(job.id)), timeout_s=120,
+                 what="a first checkpoint")
+        cb.fine_tuning.jobs.cancel(job.id)
+        done = finished(ca, job.id)
+        assert done.status == "cancelled" and done.fine_tuned_model is None
+
+        # Nothing was shared through a folder: the replicas never held a worker's directory,
+        # the bucket holds the blobs and the job directories.
+        for gw in (a, b):
+            assert not (gw.data_dir / "jobs").exists()
+        keys = s3_server.keys(bucket, "tg/")
+        assert any(k.startswith("tg/blobs/") for k in keys)
+        assert f"tg/jobs/{ref.id}/outcome.json" in keys
+    finally:
+        for w in workers:
+            if w.proc.poll() is None:
+                w.stop()
