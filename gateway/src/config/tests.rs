@@ -176,6 +176,194 @@ fn storage_rejections_name_the_key() {
 }
 
 #[test]
+fn blobs_are_local_by_default_and_s3_by_config() {
+    let c = Config::from_sources(None, Vec::new()).unwrap();
+    assert_eq!(c.storage.blobs, BlobBackend::Local);
+    let c = load("[storage]\nblobs = \"local\"\n", &[]).unwrap();
+    assert_eq!(c.storage.blobs, BlobBackend::Local);
+
+    let c = load(
+        "[storage]\nblobs = \"s3\"\ns3_bucket = \"tuneguard-blobs.eu\"\ns3_prefix = \"prod/a/\"\ns3_endpoint = \"http://127.0.0.1:9000\"\ns3_region = \"eu-west-1\"\ns3_allow_http = true\n",
+        &[],
+    )
+    .unwrap();
+    assert_eq!(
+        c.storage.blobs,
+        BlobBackend::S3(S3Config {
+            bucket: "tuneguard-blobs.eu".into(),
+            prefix: "prod/a/".into(),
+            endpoint: Some("http://127.0.0.1:9000".into()),
+            region: Some("eu-west-1".into()),
+            allow_http: true,
+        })
+    );
+    // The state backend is independent of the blobs'.
+    assert_eq!(c.storage.backend, StorageBackend::Sqlite);
+
+    // Only the bucket: no prefix, AWS's endpoint and the environment's region, https only.
+    let c = load("[storage]\nblobs = \"s3\"\ns3_bucket = \"tg1\"\n", &[]).unwrap();
+    assert_eq!(
+        c.storage.blobs,
+        BlobBackend::S3(S3Config {
+            bucket: "tg1".into(),
+            prefix: String::new(),
+            endpoint: None,
+            region: None,
+            allow_http: false,
+        })
+    );
+    // An https endpoint needs no s3_allow_http.
+    let c = load(
+        "[storage]\nblobs = \"s3\"\ns3_bucket = \"tg1\"\ns3_endpoint = \"https://s3.internal\"\n",
+        &[],
+    )
+    .unwrap();
+    let BlobBackend::S3(s3) = c.storage.blobs else {
+        panic!("{:?}", c.storage.blobs)
+    };
+    assert_eq!(s3.endpoint.as_deref(), Some("https://s3.internal"));
+    assert!(!s3.allow_http);
+}
+
+#[test]
+fn s3_blobs_can_be_configured_from_the_environment_alone() {
+    let c = load(
+        "",
+        &[
+            ("TUNEGUARD__STORAGE__BLOBS", "s3"),
+            ("TUNEGUARD__STORAGE__S3_BUCKET", "tuneguard"),
+            ("TUNEGUARD__STORAGE__S3_PREFIX", "staging/"),
+            ("TUNEGUARD__STORAGE__S3_ENDPOINT", "http://minio:9000"),
+            ("TUNEGUARD__STORAGE__S3_REGION", "us-west-2"),
+            ("TUNEGUARD__STORAGE__S3_ALLOW_HTTP", "true"),
+        ],
+    )
+    .unwrap();
+    assert_eq!(
+        c.storage.blobs,
+        BlobBackend::S3(S3Config {
+            bucket: "tuneguard".into(),
+            prefix: "staging/".into(),
+            endpoint: Some("http://minio:9000".into()),
+            region: Some("us-west-2".into()),
+            allow_http: true,
+        })
+    );
+    // The environment overrides the file's keys.
+    let c = load(
+        "[storage]\nblobs = \"s3\"\ns3_bucket = \"from-file\"\n",
+        &[("TUNEGUARD__STORAGE__S3_BUCKET", "from-env")],
+    )
+    .unwrap();
+    let BlobBackend::S3(s3) = c.storage.blobs else {
+        panic!("{:?}", c.storage.blobs)
+    };
+    assert_eq!(s3.bucket, "from-env");
+    // And its rejections name the key as the file's do.
+    let e = load(
+        "",
+        &[
+            ("TUNEGUARD__STORAGE__BLOBS", "s3"),
+            ("TUNEGUARD__STORAGE__S3_BUCKET", "tuneguard"),
+            ("TUNEGUARD__STORAGE__S3_ENDPOINT", "http://minio:9000"),
+        ],
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("storage.s3_endpoint"), "{e}");
+}
+
+#[test]
+fn s3_rejections_name_the_key() {
+    let s3 = "[storage]\nblobs = \"s3\"\n";
+    let with_bucket = format!("{s3}s3_bucket = \"tuneguard\"\n");
+    let cases: Vec<(String, &str)> = vec![
+        // The bucket: missing, or not an S3 bucket name.
+        (s3.to_string(), "storage.s3_bucket"),
+        (
+            format!("{s3}s3_bucket = \"Bad_Bucket\"\n"),
+            "storage.s3_bucket",
+        ),
+        (format!("{s3}s3_bucket = \"ab\"\n"), "storage.s3_bucket"),
+        (
+            format!("{s3}s3_bucket = \"-tuneguard\"\n"),
+            "storage.s3_bucket",
+        ),
+        (
+            format!("{s3}s3_bucket = \"{}\"\n", "a".repeat(64)),
+            "storage.s3_bucket",
+        ),
+        // The prefix: empty or a relative path ending in '/'.
+        (
+            format!("{with_bucket}s3_prefix = \"/x\"\n"),
+            "storage.s3_prefix",
+        ),
+        (
+            format!("{with_bucket}s3_prefix = \"/x/\"\n"),
+            "storage.s3_prefix",
+        ),
+        (
+            format!("{with_bucket}s3_prefix = \"x\"\n"),
+            "storage.s3_prefix",
+        ),
+        (
+            format!("{with_bucket}s3_prefix = \"x//y/\"\n"),
+            "storage.s3_prefix",
+        ),
+        // The endpoint: an http(s) URL, plain http only when allowed.
+        (
+            format!("{with_bucket}s3_endpoint = \"ftp://s3.internal\"\n"),
+            "storage.s3_endpoint",
+        ),
+        (
+            format!("{with_bucket}s3_endpoint = \"http://127.0.0.1:9000\"\n"),
+            "storage.s3_endpoint",
+        ),
+        (
+            format!(
+                "{with_bucket}s3_endpoint = \"http://127.0.0.1:9000\"\ns3_allow_http = false\n"
+            ),
+            "storage.s3_endpoint",
+        ),
+        // S3 keys without blobs = "s3" are a mistake, not silently ignored.
+        (
+            "[storage]\ns3_bucket = \"tuneguard\"\n".to_string(),
+            "storage.s3_bucket",
+        ),
+        (
+            "[storage]\nblobs = \"local\"\ns3_prefix = \"prod/\"\n".to_string(),
+            "storage.s3_prefix",
+        ),
+        (
+            "[storage]\ns3_endpoint = \"https://s3.internal\"\n".to_string(),
+            "storage.s3_endpoint",
+        ),
+        (
+            "[storage]\ns3_region = \"eu-west-1\"\n".to_string(),
+            "storage.s3_region",
+        ),
+        (
+            "[storage]\ns3_allow_http = true\n".to_string(),
+            "storage.s3_allow_http",
+        ),
+        // An unknown backend.
+        ("[storage]\nblobs = \"gcs\"\n".to_string(), "storage.blobs"),
+    ];
+    for (text, key) in cases {
+        let e = err(&text);
+        assert!(e.contains(&format!("`{key}`")), "{text:?}: {e}");
+    }
+    let e = err("[storage]\ns3_bucket = \"tuneguard\"\n");
+    assert!(e.contains("storage.blobs = \"s3\""), "{e}");
+    let e = err("[storage]\nblobs = \"gcs\"\n");
+    assert!(e.contains("gcs"), "{e}");
+    let e = err(&format!(
+        "{with_bucket}s3_endpoint = \"http://127.0.0.1:9000\"\n"
+    ));
+    assert!(e.contains("storage.s3_allow_http"), "{e}");
+}
+
+#[test]
 fn the_old_screening_tokenizers_key_is_refused_naming_models() {
     let e = err("[screening.tokenizers]\n\"Qwen/Qwen2.5-*\" = \"/models/q\"\n");
     assert!(
