@@ -7,67 +7,14 @@ and paused, resumed and cancelled from the other, a worker and then a replica ar
 mid-job, and every job ends with the adapter of an uninterrupted run, each step mirrored once.
 """
 
-import os
-import signal
-import subprocess
-
 import httpx2 as httpx
 
-from conftest import BIN, KEYS, render_config, wait_for
+from conftest import wait_for
 from datasets import good_jsonl, upload
+from machines import Worker, adapter, models_toml, shared_env
 from pg_server import pg_server  # noqa: F401  (fixture)
 from s3_server import s3_server  # noqa: F401  (fixture)
 from test_local_training import LONG, LONG_STEPS, POLICY, TINY, create, finished, metric, metric_steps
-from test_postgres import pg_env
-
-MODELS = f"""
-[local]
-workers = {{workers}}
-lease_seconds = 3
-poll_interval_ms = 100
-
-[[models]]
-model = "tiny-*"
-path = "{TINY}"
-"""
-
-
-class Worker:
-    """`tuneguard worker` on a machine of its own: its own config and data folder."""
-
-    def __init__(self, workdir, env):
-        self.workdir = workdir
-        self.data_dir = workdir / "data"
-        policies = workdir / "policies"
-        policies.mkdir(parents=True)
-        (policies / "default.toml").write_text(POLICY)
-        self.config = workdir / "tuneguard.toml"
-        self.config.write_text(render_config(self.data_dir, policies, None, MODELS.format(workers=1)))
-        self.env = {**os.environ, **env}
-        self.log = open(workdir / "worker.log", "wb")
-        self.proc = subprocess.Popen([BIN, "worker", "--config", str(self.config)], cwd=workdir,
-                                     env=self.env, stdout=self.log, stderr=subprocess.STDOUT)
-
-    def kill(self):
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait()
-
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            assert self.proc.wait(60) == 0, (self.workdir / "worker.log").read_text()
-        self.log.close()
-
-
-def adapter(gw, job_id, checkpoint=None):
-    q = f"?checkpoint={checkpoint}" if checkpoint else ""
-    r = httpx.get(f"{gw.base_url}/tuneguard/jobs/{job_id}/adapter{q}",
-                  headers={"Authorization": f"Bearer {KEYS['acme']}"}, timeout=60)
-    assert r.status_code == 200, r.text
-    import io
-    import tarfile
-    with tarfile.open(fileobj=io.BytesIO(r.content)) as t:
-        return {m.name.split("/")[-1]: t.extractfile(m).read() for m in t.getmembers() if m.isfile()}
 
 
 def lease_holder(pg, db, job_id):
@@ -77,11 +24,11 @@ def lease_holder(pg, db, job_id):
 def test_replicas_and_remote_workers_share_only_postgres_and_a_bucket(
         gateway_factory, pg_server, s3_server, tmp_path):  # noqa: F811
     db, bucket = pg_server.new_database(), s3_server.new_bucket()
-    env = {**pg_env(pg_server, db), **s3_server.env(bucket)}
+    env = shared_env(pg_server, db, s3_server, bucket)
     policies = {"default.toml": POLICY}
-    a = gateway_factory(extra=MODELS.format(workers=0), policies=policies, env=env, name="replica-a")
-    b = gateway_factory(extra=MODELS.format(workers=0), policies=policies, env=env, name="replica-b")
-    workers = [Worker(tmp_path / f"worker-{i}", env) for i in (1, 2)]
+    a = gateway_factory(extra=models_toml(TINY, 0), policies=policies, env=env, name="replica-a")
+    b = gateway_factory(extra=models_toml(TINY, 0), policies=policies, env=env, name="replica-b")
+    workers = [Worker(tmp_path / f"worker-{i}", env, POLICY, TINY) for i in (1, 2)]
     try:
         ca, cb = a.client(), b.client()
 
@@ -149,5 +96,4 @@ def test_replicas_and_remote_workers_share_only_postgres_and_a_bucket(
         assert f"tg/jobs/{ref.id}/outcome.json" in keys
     finally:
         for w in workers:
-            if w.proc.poll() is None:
-                w.stop()
+            w.stop()
