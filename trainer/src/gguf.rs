@@ -125,7 +125,11 @@ pub struct TensorInfo {
 impl TensorInfo {
     /// Number of elements.
     pub fn elements(&self) -> usize {
-        self.dims.iter().product()
+        // Dimensions come from the file: a product past usize is refused by the reader.
+        self.dims
+            .iter()
+            .try_fold(1usize, |a, &d| a.checked_mul(d))
+            .unwrap_or(usize::MAX)
     }
 
     /// The shape in row-major (PyTorch) order: `dims` reversed.
@@ -157,10 +161,17 @@ const DEFAULT_ALIGNMENT: usize = 32;
 const MAX_COUNT: u64 = 1 << 28;
 const MAX_DIMS: u32 = 8;
 
+/// Most elements a reader reserves room for ahead of reading them: a count from the file
+/// decides how much is read, never how much is allocated before.
+const RESERVE_AT_MOST: usize = 1024;
+
 /// A byte reader that knows its position and names the file in errors.
 struct Cursor<R: Read> {
     inner: R,
     pos: u64,
+    /// The file's length: a count of things that each take at least a byte cannot exceed
+    /// what is left of it.
+    len: u64,
     path: PathBuf,
 }
 
@@ -199,8 +210,22 @@ impl<R: Read> Cursor<R> {
         Ok(n as usize)
     }
 
-    fn string(&mut self, what: &str) -> Result<String> {
+    /// A count of items that each take at least one byte of the file (bytes of a string,
+    /// array items, metadata entries, tensor entries).
+    fn count_items(&mut self, what: &str) -> Result<usize> {
         let n = self.count(what)?;
+        let left = self.len.saturating_sub(self.pos);
+        if n as u64 > left {
+            return Err(format_err(
+                &self.path,
+                format!("truncated GGUF file, or a corrupt count: {what} is {n}, but only {left} bytes are left"),
+            ));
+        }
+        Ok(n)
+    }
+
+    fn string(&mut self, what: &str) -> Result<String> {
+        let n = self.count_items(what)?;
         let mut b = vec![0u8; n];
         self.inner.read_exact(&mut b).map_err(|e| {
             format_err(
@@ -232,8 +257,8 @@ impl<R: Read> Cursor<R> {
                         format!("metadata `{key}`: nested arrays are not supported"),
                     ));
                 }
-                let n = self.count(&what())?;
-                let mut items = Vec::with_capacity(n);
+                let n = self.count_items(&what())?;
+                let mut items = Vec::with_capacity(n.min(RESERVE_AT_MOST));
                 for _ in 0..n {
                     items.push(self.value(elem, key)?);
                 }
@@ -270,6 +295,7 @@ impl GgufFile {
         let mut c = Cursor {
             inner: BufReader::with_capacity(1 << 20, file),
             pos: 0,
+            len: file_len,
             path: path.to_path_buf(),
         };
         let magic: [u8; 4] = c.bytes("the magic")?;
@@ -287,8 +313,8 @@ impl GgufFile {
                 format!("GGUF version {version} is not supported (2 and 3 are)"),
             ));
         }
-        let n_tensors = c.count("the tensor count")?;
-        let n_kv = c.count("the metadata count")?;
+        let n_tensors = c.count_items("the tensor count")?;
+        let n_kv = c.count_items("the metadata count")?;
         let mut metadata = BTreeMap::new();
         for _ in 0..n_kv {
             let key = c.string("a metadata key")?;
@@ -296,7 +322,7 @@ impl GgufFile {
             let v = c.value(ty, &key)?;
             metadata.insert(key, v);
         }
-        let mut tensors = Vec::with_capacity(n_tensors);
+        let mut tensors = Vec::with_capacity(n_tensors.min(RESERVE_AT_MOST));
         for _ in 0..n_tensors {
             let name = c.string("a tensor name")?;
             let n_dims = c.u32(&format!("tensor `{name}`'s dimension count"))?;
@@ -306,6 +332,17 @@ impl GgufFile {
             let mut dims = Vec::with_capacity(n_dims as usize);
             for _ in 0..n_dims {
                 dims.push(c.count(&format!("tensor `{name}`'s dimensions"))?);
+            }
+            if dims
+                .iter()
+                .try_fold(1usize, |a, &d| a.checked_mul(d))
+                .is_none()
+            {
+                return Err(tensor_err(
+                    path,
+                    &name,
+                    format!("dimensions {dims:?} overflow"),
+                ));
             }
             let ty = c.u32(&format!("tensor `{name}`'s type"))?;
             let offset = c.u64(&format!("tensor `{name}`'s offset"))? as usize;

@@ -56,6 +56,31 @@ fn version_1_and_truncated_files_are_refused() {
     assert!(err.contains("past the end of the file"), "{err}");
 }
 
+/// A count the file cannot hold (a corrupt header) is an error naming it, read before
+/// anything is allocated by it: fuzzing found a 3 GiB allocation from such a header.
+#[test]
+fn counts_larger_than_the_file_are_refused_before_allocating() {
+    let b = original();
+    // Magic, version, then the tensor count and the metadata count (u64 each).
+    for (at, what) in [(8, "the tensor count"), (16, "the metadata count")] {
+        let mut bad = b.clone();
+        bad[at..at + 8].copy_from_slice(&(1u64 << 27).to_le_bytes());
+        let err = load_err(&bad);
+        assert!(
+            err.contains(what) && err.contains("bytes are left"),
+            "{err}"
+        );
+    }
+    // The first metadata key's length.
+    let mut bad = b.clone();
+    bad[24..32].copy_from_slice(&(1u64 << 27).to_le_bytes());
+    let err = load_err(&bad);
+    assert!(
+        err.contains("a metadata key") && err.contains("left"),
+        "{err}"
+    );
+}
+
 #[test]
 fn an_unsupported_tensor_type_is_refused_naming_type_and_tensor() {
     let mut b = original();

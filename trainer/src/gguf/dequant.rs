@@ -81,7 +81,7 @@ impl GgmlType {
     /// when it is dequantized).
     pub fn byte_len(self, row_len: usize, elements: usize) -> usize {
         match self.block() {
-            Some((n, b)) if row_len.is_multiple_of(n) => elements / n * b,
+            Some((n, b)) if row_len.is_multiple_of(n) => (elements / n).saturating_mul(b),
             _ => 0,
         }
     }
