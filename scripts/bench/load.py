@@ -34,6 +34,7 @@ from pg_server import PgServer  # noqa: E402
 
 def ensure_wrk() -> str:
     if not shutil.which("wrk"):
+        subprocess.run(["apt-get", "update", "-qq"], check=True)
         subprocess.run(["apt-get", "install", "-y", "-qq", "--no-install-recommends", "wrk"],
                        check=True, stdout=subprocess.DEVNULL)
     return shutil.which("wrk")
