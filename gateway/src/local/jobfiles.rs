@@ -43,6 +43,11 @@ fn remote_dir(job_id: &str) -> String {
     format!("{REMOTE_JOBS}{job_id}/")
 }
 
+/// Sorts `(relative path, _)` pairs into push order ([`rank`], then by path).
+fn sort_in_push_order<T>(items: &mut [(String, T)]) {
+    items.sort_by(|a, b| (rank(&a.0), &a.0).cmp(&(rank(&b.0), &b.0)));
+}
+
 /// Push order: plain files, then checkpoints' `state.json`, then `outcome.json`.
 fn rank(rel: &str) -> u8 {
     if rel == "outcome.json" {
@@ -84,7 +89,7 @@ fn walk(dir: &Path) -> std::io::Result<Vec<(String, PathBuf)>> {
             }
         }
     }
-    out.sort_by(|a, b| (rank(&a.0), &a.0).cmp(&(rank(&b.0), &b.0)));
+    sort_in_push_order(&mut out);
     Ok(out)
 }
 
@@ -192,7 +197,7 @@ pub async fn pull(remote: &Remote, job_id: &str, mirror: &Path) -> Result<usize,
             Some((rel, o))
         })
         .collect();
-    objs.sort_by(|a, b| (rank(&a.0), &a.0).cmp(&(rank(&b.0), &b.0)));
+    sort_in_push_order(&mut objs);
     for (rel, obj) in objs {
         present.insert(rel.clone());
         let dest = mirror.join(&rel);

@@ -72,8 +72,10 @@ pub struct BlobWriter {
 }
 
 /// Runs `fut` to completion from synchronous code: on the current runtime's handle from a
-/// blocking task, else on a small runtime of the process's own (a worker has none).
-fn block_on<T>(fut: impl std::future::Future<Output = T>) -> T {
+/// blocking task, else on a small runtime of the process's own (a worker has none). For the
+/// blob store's own blocking calls and other synchronous callers of the remote (job
+/// directories).
+pub fn block_on_io<T>(fut: impl std::future::Future<Output = T>) -> T {
     if let Ok(h) = tokio::runtime::Handle::try_current() {
         return tokio::task::block_in_place(|| h.block_on(fut));
     }
@@ -87,11 +89,6 @@ fn block_on<T>(fut: impl std::future::Future<Output = T>) -> T {
             .expect("starting the blob store's I/O runtime")
     })
     .block_on(fut)
-}
-
-/// [`block_on`] for other synchronous callers of the remote (job directories).
-pub fn block_on_io<T>(fut: impl std::future::Future<Output = T>) -> T {
-    block_on(fut)
 }
 
 impl BlobStore {
@@ -174,7 +171,7 @@ impl BlobStore {
         if self.remote.is_none() {
             return self.cache_path(key);
         }
-        block_on(self.local_file(key))
+        block_on_io(self.local_file(key))
     }
 
     /// Whether the committed blob `key` exists.

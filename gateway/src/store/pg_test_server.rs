@@ -232,13 +232,20 @@ fn watchdog(bin: &Path, root: &Path, user: Option<&str>) -> Result<(), String> {
     let as_user = user
         .map(|u| format!("runuser -u {u} -- "))
         .unwrap_or_default();
-    let script = format!(
-        "while kill -0 {pid} 2>/dev/null; do sleep 0.5; done; \
-         {as_user}'{pg_ctl}' -D '{data}' -m immediate stop >/dev/null 2>&1; rm -rf '{root}'",
-        pid = std::process::id(),
+    after_this_process(&format!(
+        "{as_user}'{pg_ctl}' -D '{data}' -m immediate stop >/dev/null 2>&1; rm -rf '{root}'",
         pg_ctl = bin.join("pg_ctl").display(),
         data = root.join("data").display(),
         root = root.display(),
+    ))
+}
+
+/// Runs the shell command `cleanup` once this test process has exited (statics are never
+/// dropped, so nothing in-process could): the test servers' watchdog.
+pub(crate) fn after_this_process(cleanup: &str) -> Result<(), String> {
+    let script = format!(
+        "while kill -0 {pid} 2>/dev/null; do sleep 0.5; done; {cleanup}",
+        pid = std::process::id(),
     );
     Command::new("sh")
         .args(["-c", &script])

@@ -90,18 +90,7 @@ fn start() -> Result<u16, String> {
         .stderr(Stdio::null())
         .spawn()
         .map_err(|e| format!("starting {}: {e}", exe.display()))?;
-    let script = format!(
-        "while kill -0 {me} 2>/dev/null; do sleep 0.5; done; kill {child} 2>/dev/null",
-        me = std::process::id(),
-        child = child.id()
-    );
-    Command::new("sh")
-        .args(["-c", &script])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .map_err(|e| format!("starting the server's watchdog: {e}"))?;
+    super::pg_test_server::after_this_process(&format!("kill {} 2>/dev/null", child.id()))?;
     let deadline = Instant::now() + Duration::from_secs(60);
     while Instant::now() < deadline {
         if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
