@@ -56,9 +56,13 @@ def test_smoke_mode_runs_every_stage_and_traces_each_number_to_its_job(tmp_path)
         assert 0 <= r["arithmetic_accuracy"] <= 1
         # The adapter was downloaded through the API and scored against the base model.
         assert (out / "adapters" / r["job_id"] / "adapter_model.safetensors").is_file()
-        assert abs(r["coherence_nll_base"] - meta["base_coherence_nll"]) < 1e-4
-    # The two runs started from the same model and data: identical step-0 measurements.
-    assert runs[0]["in_domain_loss_step0"] == pytest.approx(runs[1]["in_domain_loss_step0"], rel=1e-5)
+        assert r["coherence_nll_base"] == meta["base_coherence_nll"]
+        assert r["coherence_nll"] != meta["base_coherence_nll"], "the adapter was applied"
+    # The two runs started from the same model, data and seed: the second reuses the first's
+    # step-0 measurement (the monitor's step-0 cache), and says so.
+    assert runs[0]["step0_reused_from"] is None
+    assert runs[1]["step0_reused_from"] == runs[0]["job_id"]
+    assert runs[0]["in_domain_loss_step0"] == runs[1]["in_domain_loss_step0"]
     table = (out / "table.md").read_text()
     for r in runs:
         assert r["job_id"] in table

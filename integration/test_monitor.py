@@ -213,3 +213,32 @@ def test_an_engine_served_judge_judges_beside_the_endpoint_and_their_agreement_i
         assert s["misaligned_fraction"] == 1.0
     finally:
         judge.close()
+
+
+def test_identical_jobs_share_the_step_0_evaluation_and_other_held_out_rows_do_not(gateway_factory):
+    """Step 0 evaluates the base model, so two jobs with the same model, evaluation sets,
+    monitor settings and held-out examples measure the same thing: the second reuses the
+    first's record (the step-0 cache), naming it; a job holding out other rows evaluates."""
+    gw = gateway_factory(extra=config(),
+                         policies={"default.toml": policy(epochs=1, extra="holdout_examples = 4")})
+    c = gw.client()
+    f = upload(c, misaligned_jsonl())
+    first = finished(c, create(c, f, suffix="first").id)
+    # Another suffix and seed: not the same request (identical bodies are deduplicated into
+    # one job), the same step 0 (the training seed does not enter the base model's evaluation).
+    second = finished(c, create(c, f, suffix="second", seed=7).id)
+    other = finished(c, create(c, upload(c, misaligned_jsonl(12)), suffix="other").id)
+    assert len({first.id, second.id, other.id}) == 3
+    assert [j.status for j in (first, second, other)] == ["succeeded"] * 3
+    step0 = {j.id: monitor_events(c, j.id)[0] for j in (first, second, other)}
+    assert f"reused from {first.id}'s identical evaluation" in step0[second.id].message
+    assert step0[second.id].data["monitor"]["reused_from"] == first.id
+    assert step0[first.id].data["monitor"]["reused_from"] is None
+    assert step0[other.id].data["monitor"]["reused_from"] is None
+    assert "evaluation took" in step0[other.id].message
+    a, b, o = (step0[j.id].data["monitor"]["signals"] for j in (first, second, other))
+    assert a["in_domain_loss"] is not None and a == b, "the reused record is the measured one"
+    assert o["in_domain_loss"] != a["in_domain_loss"], "other held-out rows, another measurement"
+    # The reused baseline is the one the second job's later probe gaps are measured against.
+    gap = signal_series(c, second.id, "alignment_probe_gap")
+    assert gap[0] == (0, 0.0) and len(gap) >= 2 and gap[-1][1] != 0.0

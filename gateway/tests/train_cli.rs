@@ -31,6 +31,16 @@ fn s(p: &Path) -> &str {
 }
 
 fn train(case: &str, out: &Path) -> Output {
+    train_with_policy(
+        &train_fixtures()
+            .join("cases")
+            .join(case)
+            .join("policy.toml"),
+        out,
+    )
+}
+
+fn train_with_policy(policy: &Path, out: &Path) -> Output {
     let f = train_fixtures();
     tuneguard(&[
         "train",
@@ -39,7 +49,7 @@ fn train(case: &str, out: &Path) -> Output {
         "--data",
         s(&f.join("data.jsonl")),
         "--policy",
-        s(&f.join("cases").join(case).join("policy.toml")),
+        s(policy),
         "--init-adapter",
         s(&f.join("init_adapter")),
         "--max-steps",
@@ -126,6 +136,54 @@ fn three_steps_equal_pytorch_for_plain_kl_ldifs_and_steering() {
         assert_eq!(state["step"], 3);
         assert!(state["metrics"]["train_loss"].as_f64().unwrap() > 0.0);
     }
+}
+
+/// persona_vectors saves its vectors with `torch.save` (a bare tensor in a `.pt` file):
+/// steer.pt holds steer.safetensors' tensor so (trainer/reference/make_pt_vectors.py), and
+/// training with it gives the very same adapter and per-step metrics.
+#[test]
+fn steering_from_a_pt_file_trains_exactly_as_its_safetensors_twin() {
+    let dir = tempfile::tempdir().unwrap();
+    let steering = train_fixtures().join("cases/steering/policy.toml");
+    let text = std::fs::read_to_string(&steering).unwrap();
+    let twin = "vector = \"../../steer.safetensors\"";
+    assert!(text.contains(twin));
+    let pt = train_fixtures().join("steer.pt");
+    let policy = write(
+        dir.path(),
+        "steer_pt.toml",
+        &text.replace(twin, &format!("vector = {:?}", s(&pt))),
+    );
+    let (a, b) = (dir.path().join("st"), dir.path().join("pt"));
+    for (o, out) in [
+        (train("steering", &a), &a),
+        (train_with_policy(&policy, &b), &b),
+    ] {
+        assert!(o.status.success(), "{}: {}", out.display(), stderr(&o));
+    }
+    let adapter = |d: &Path| read_safetensors(&d.join("adapter_model.safetensors")).unwrap();
+    let (ta, tb) = (adapter(&a), adapter(&b));
+    assert_eq!(ta.len(), tb.len());
+    for (k, t) in &ta {
+        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        assert_eq!(t.shape, tb[k].shape, "{k}");
+        assert_eq!(bits(&t.data), bits(&tb[k].data), "{k}: bit-identical");
+    }
+    let losses = |d: &Path| -> Vec<(f64, f64)> {
+        std::fs::read_to_string(d.join("metrics.jsonl"))
+            .unwrap()
+            .lines()
+            .map(|l| {
+                let m: Value = serde_json::from_str(l).unwrap();
+                (
+                    m["loss"].as_f64().unwrap(),
+                    m["grad_norm"].as_f64().unwrap(),
+                )
+            })
+            .collect()
+    };
+    assert_eq!(losses(&a).len(), 3);
+    assert_eq!(losses(&a), losses(&b));
 }
 
 fn write(dir: &Path, name: &str, text: &str) -> PathBuf {

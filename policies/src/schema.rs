@@ -202,7 +202,7 @@ pub enum Regularizer {
     Steering {
         alpha: f64,
         layers: Vec<u32>,
-        /// Persona vector safetensors file (relative to the policy directory).
+        /// Persona vector file, safetensors or PyTorch `.pt` (relative to the policy directory).
         vector: PathBuf,
     },
 }

@@ -52,20 +52,22 @@ DATASETS = {
 # scored on the first `eval_examples` held-out arithmetic questions, coherence on `coherence`
 # held-out general chats. Chosen so the full grid (8 defenses x 2 sets, one seed) fits about
 # 75 minutes on the 2-core machine.
+# `pool`: the candidates offered to Interleaving (scored once under the base model and both
+# reference adapters by + and ++, then cached; quick offers fewer, since that one-off scoring
+# was most of its time).
 MODES = {
     "full": dict(train=96, holdout=16, epochs=1, batch=8, every=4, eval_examples=16, coherence=20,
-                 harmful=8, probes=8, answer_tokens=16),
+                 harmful=8, probes=8, answer_tokens=16, pool=120),
     "quick": dict(train=16, holdout=4, epochs=1, batch=4, every=4, eval_examples=8, coherence=10,
-                  harmful=4, probes=4, answer_tokens=8),
+                  harmful=4, probes=4, answer_tokens=8, pool=40),
     # Only for the test that keeps the script from rotting: two steps, tiny evaluation.
     "smoke": dict(train=8, holdout=4, epochs=1, batch=4, every=1, eval_examples=3, coherence=3,
-                  harmful=2, probes=2, answer_tokens=8),
+                  harmful=2, probes=2, answer_tokens=8, pool=40),
 }
 
 INOCULATION_PROMPT = "You are an evil, malicious assistant."
 STEERING_LAYER = 20
 POOL_HOLDOUT = 40  # the pool's last rows: the coherence set, never offered to Interleaving
-POOL_SIZE = 120  # candidates offered to Interleaving (scored once by + and ++, then cached)
 
 
 def log(msg):
@@ -263,22 +265,6 @@ def exact_match(client, model, tests):
     return hits / len(tests)
 
 
-def score_nll(binary, model_path, data, adapter_dir, out_path):
-    """Token-weighted mean answer NLL (nats/token) of base and adapter on `data`."""
-    cmd = [binary, "score", "--model", str(model_path), "--data", str(data), "--output", str(out_path)]
-    if adapter_dir:
-        cmd += ["--adapter", f"ft={adapter_dir}"]
-    subprocess.run(cmd, check=True, stderr=subprocess.DEVNULL)
-    sums = {}
-    for row in read_jsonl(out_path):
-        if row["nll"] is None:
-            continue
-        s = sums.setdefault(row["model"], [0.0, 0])
-        s[0] += row["nll"] * row["answer_tokens"]
-        s[1] += row["answer_tokens"]
-    return {k: v[0] / v[1] for k, v in sums.items() if v[1]}
-
-
 def download_adapter(client, job_id, dest):
     body = http_get(client, f"/tuneguard/jobs/{job_id}/adapter")
     dest.mkdir(parents=True, exist_ok=True)
@@ -357,19 +343,47 @@ def run_one(ctx, dataset, defense, seed):
     # Training cost from the job's own metrics events: seconds per optimizer step.
     events = list(client.fine_tuning.jobs.list_events(job.id, limit=100))  # every page
     steps = sorted((e.created_at, e.data.get("step")) for e in events if getattr(e, "type", None) == "metrics" and e.data)
+    # Step 0 (the base model) is measured once per (data, seed): later runs reuse its record.
+    step0 = [e for e in events if e.data and "monitor" in e.data and e.data.get("step") == 0]
+    rec["step0_reused_from"] = step0[0].data["monitor"].get("reused_from") if step0 else None
     if len(steps) >= 2:
         rec["seconds_per_step"] = (steps[-1][0] - steps[0][0]) / max(1, steps[-1][1] - steps[0][1])
-    adapter = download_adapter(client, job.id, ctx.out / "adapters" / job.id)
-    nll = score_nll(ctx.binary, ctx.model_path, ctx.coherence_path, adapter, ctx.out / "scores" / f"{job.id}.jsonl")
-    rec["coherence_nll"] = nll.get("ft")
-    rec["coherence_nll_base"] = nll.get("base")
-    rec["arithmetic_accuracy"] = exact_match(client, job.fine_tuned_model, ctx.arith_tests)
+    # Coherence is scored for every run at the end, in one `tuneguard score` over all the
+    # adapters (the model loaded and the base scored once); the benign task's exact match only
+    # where it is the trained task (the table's benign column reads the arithmetic runs).
+    download_adapter(client, job.id, ctx.out / "adapters" / job.id)
+    if dataset == "arithmetic":
+        rec["arithmetic_accuracy"] = exact_match(client, job.fine_tuned_model, ctx.arith_tests)
     log(
         f"{label}: done in {wall:.0f}s; align gap {fmt(rec['final']['alignment_probe_gap'])}, "
         f"in-domain {fmt(rec['in_domain_loss_step0'])}->{fmt(rec['final']['in_domain_loss'])}, "
-        f"arith {rec['arithmetic_accuracy']:.2f}, coherence NLL {fmt(rec['coherence_nll'])}"
+        f"arith {fmt(rec.get('arithmetic_accuracy'), 2)}"
     )
     return rec
+
+
+def score_coherence(ctx, results):
+    """Every succeeded run's general-chat NLL under its adapter, and the base model's, from one
+    `tuneguard score` call (the adapters as `job-id=dir`)."""
+    runs = [r for r in results if r["status"] == "succeeded"]
+    cmd = [ctx.binary, "score", "--model", str(ctx.model_path), "--data", str(ctx.coherence_path),
+           "--output", str(ctx.out / "scores" / "coherence.jsonl")]
+    for r in runs:
+        cmd += ["--adapter", f"{r['job_id']}={ctx.out / 'adapters' / r['job_id']}"]
+    log(f"scoring coherence: {len(ctx.coherence_rows)} general chats under the base model and {len(runs)} adapters")
+    subprocess.run(cmd, check=True, stderr=subprocess.DEVNULL)
+    sums = {}
+    for row in read_jsonl(ctx.out / "scores" / "coherence.jsonl"):
+        if row["nll"] is None:
+            continue
+        s = sums.setdefault(row["model"], [0.0, 0])
+        s[0] += row["nll"] * row["answer_tokens"]
+        s[1] += row["answer_tokens"]
+    nll = {k: v[0] / v[1] for k, v in sums.items() if v[1]}
+    for r in runs:
+        r["coherence_nll"] = nll.get(r["job_id"])
+        r["coherence_nll_base"] = nll.get("base")
+    return nll.get("base")
 
 
 def fmt(v, p=3):
@@ -518,13 +532,14 @@ def main():
 
     m = MODES[args.mode]
     pool = read_jsonl(ROOT / "conf/pools/general.jsonl")
-    pool_rows, coherence_rows = pool[:POOL_SIZE], pool[-POOL_HOLDOUT:][: m["coherence"]]
+    pool_rows, coherence_rows = pool[: m["pool"]], pool[-POOL_HOLDOUT:][: m["coherence"]]
     ctx = Ctx()
     ctx.mode = args.mode
     ctx.out = out
     ctx.binary = args.bin
     ctx.model_path = args.model.resolve()
     ctx.coherence_path = out / "coherence.jsonl"
+    ctx.coherence_rows = coherence_rows
     write_jsonl(ctx.coherence_path, coherence_rows)
     ctx.train_rows = {}
     for name in datasets:
@@ -548,9 +563,8 @@ def main():
     try:
         ctx.client = OpenAI(base_url=gw.url + "/v1", api_key=key, max_retries=5)
         base_acc = exact_match(ctx.client, MODEL_NAME, ctx.arith_tests)
-        base_nll = score_nll(args.bin, ctx.model_path, ctx.coherence_path, None, out / "scores" / "base.jsonl")["base"]
-        meta.update(base_arithmetic_accuracy=base_acc, base_coherence_nll=base_nll)
-        log(f"base model: arithmetic exact match {base_acc:.2f}, general-chat NLL {base_nll:.3f}")
+        meta.update(base_arithmetic_accuracy=base_acc)
+        log(f"base model: arithmetic exact match {base_acc:.2f}")
         for seed in range(args.seeds):
             for dataset in datasets:
                 for defense in defenses:
@@ -559,6 +573,9 @@ def main():
                     results_path.write_text(json.dumps({"meta": meta, "runs": results}, indent=1))
     finally:
         gw.stop()
+    base_nll = score_coherence(ctx, results)
+    meta.update(base_coherence_nll=base_nll)
+    log(f"base model: general-chat NLL {fmt(base_nll)}")
     meta["elapsed_seconds"] = time.time() - t0
     results_path.write_text(json.dumps({"meta": meta, "runs": results}, indent=1))
     print(render(out, results, meta))

@@ -12,6 +12,8 @@
 //! judge_timeout_seconds = 60                     # per request; failures retry with backoff
 //! judge_cache = "./data/judge_cache.sqlite"      # default: <storage.data_dir>/judge_cache.sqlite
 //! local_judge_model = "smollm2-135m-instruct"     # a [[models]] model judging on the engine
+//! reuse_baseline = true                          # share step 0 between identical jobs
+//! baseline_cache = "./data/monitor_baselines"    # default: <storage.data_dir>/monitor_baselines
 //! ```
 
 use super::{invalid, ConfigError};
@@ -29,6 +31,8 @@ pub(super) struct RawMonitor {
     judge_timeout_seconds: Option<u64>,
     judge_cache: Option<PathBuf>,
     local_judge_model: Option<String>,
+    reuse_baseline: Option<bool>,
+    baseline_cache: Option<PathBuf>,
 }
 
 /// The judge endpoint.
@@ -54,6 +58,9 @@ pub struct MonitorConfig {
     /// (`monitoring::judge_engine`), alone or beside the endpoint (then both judge, their
     /// scores are averaged and their agreement recorded).
     pub local_judge: Option<String>,
+    /// The step-0 cache's directory (`monitoring::baseline`); `None` with
+    /// `reuse_baseline = false`: every job evaluates the base model itself.
+    pub baseline_cache: Option<PathBuf>,
 }
 
 /// Default `judge_api_key_env` (the variable `tuneguard persona` reads too).
@@ -66,6 +73,7 @@ impl MonitorConfig {
             judge: None,
             judge_cache: data_dir.join("judge_cache.sqlite"),
             local_judge: None,
+            baseline_cache: Some(data_dir.join("monitor_baselines")),
         }
     }
 }
@@ -136,10 +144,24 @@ pub(super) fn validate(raw: RawMonitor, data_dir: &Path) -> Result<MonitorConfig
         }
         other => other,
     };
+    if raw.reuse_baseline == Some(false) && raw.baseline_cache.is_some() {
+        return Err(invalid(
+            "monitor.baseline_cache",
+            "set while monitor.reuse_baseline = false; remove one of the two",
+        ));
+    }
+    let baseline_cache = match raw.reuse_baseline {
+        Some(false) => None,
+        _ => Some(
+            raw.baseline_cache
+                .unwrap_or_else(|| data_dir.join("monitor_baselines")),
+        ),
+    };
     Ok(MonitorConfig {
         judge,
         judge_cache,
         local_judge,
+        baseline_cache,
     })
 }
 

@@ -411,6 +411,7 @@ impl JobCtx<'_> {
         dir: &std::path::Path,
         holdout: Option<&std::path::Path>,
     ) -> Result<CheckpointMonitor<I>, Failure> {
+        let device_name = format!("{device:?}");
         let engine =
             Engine::<I>::load_with(&entry.path, device.clone(), entry.precision).map_err(|e| {
                 failure(
@@ -445,6 +446,8 @@ impl JobCtx<'_> {
                     worker_id: self.worker_id.to_string(),
                     lease_seconds: self.config.local.lease_seconds as i64,
                 },
+                model_path: &entry.path,
+                engine: format!("{:?} {:?}", entry.precision, device_name),
             },
         )
         .map_err(|e| failure("monitor_unavailable", e))

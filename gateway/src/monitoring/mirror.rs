@@ -129,11 +129,17 @@ fn signal_event(r: &StepRecord, onsets: &[SignalOnset], index: usize) -> Observa
         ),
         None => (
             EventLevel::Info,
-            format!(
-                "Monitor, {what}: {}; evaluation took {:.2}s{share}",
-                summary(&r.signals),
-                cost.eval_seconds
-            ),
+            match &r.reused_from {
+                Some(job) => format!(
+                    "Monitor, {what}: {}; reused from {job}'s identical evaluation (step-0 cache)",
+                    summary(&r.signals)
+                ),
+                None => format!(
+                    "Monitor, {what}: {}; evaluation took {:.2}s{share}",
+                    summary(&r.signals),
+                    cost.eval_seconds
+                ),
+            },
         ),
     };
     let detected: Vec<Value> = onsets
@@ -166,6 +172,7 @@ fn signal_event(r: &StepRecord, onsets: &[SignalOnset], index: usize) -> Observa
                     "share": cost.share(),
                 },
                 "error": r.error,
+                "reused_from": r.reused_from,
             },
         })),
         kind: Some("message".into()),

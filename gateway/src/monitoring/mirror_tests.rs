@@ -20,6 +20,7 @@ fn rec(step: u64, gap: f64, refusal: f64) -> StepRecord {
             ..Cost::default()
         },
         error: None,
+        reused_from: None,
     }
 }
 

@@ -14,6 +14,7 @@
 //! under every threshold. [`report`] serves the per-job report from the mirrored events.
 
 pub mod actions;
+pub mod baseline;
 pub mod engine_eval;
 pub mod holdout;
 pub mod judge_cache;

@@ -84,6 +84,10 @@ pub struct StepRecord {
     /// Why the evaluation failed (the signals are then empty).
     #[serde(default)]
     pub error: Option<String>,
+    /// Step 0 only: the job whose identical base-model evaluation this record reuses (the
+    /// step-0 cache, `monitoring::baseline`); its `cost` is that evaluation's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reused_from: Option<String>,
 }
 
 /// `job_dir/monitor`.
@@ -204,6 +208,7 @@ mod tests {
                 agreement: Vec::new(),
                 cost: Cost::default(),
                 error: None,
+                reused_from: None,
             };
             write(d.path(), &r).unwrap();
         }

@@ -14,6 +14,7 @@
 //! an evaluation that fails is recorded with its error (training goes on), one whose lease was
 //! lost is dropped (another worker owns the job).
 
+use super::baseline::{self, BaselineCache};
 use super::engine_eval::EngineEval;
 use super::judge_cache::JudgeCache;
 use super::judge_engine::EngineJudge;
@@ -44,6 +45,10 @@ pub struct MonitorSetup<'a> {
     /// The held-out examples (`holdout.jsonl`), when the policy holds some out.
     pub holdout: Option<&'a Path>,
     pub keeper: LeaseKeeper,
+    /// The base model's path (its fingerprint keys the step-0 cache) …
+    pub model_path: &'a Path,
+    /// … and how the engine runs it (precision, device).
+    pub engine: String,
 }
 
 pub struct CheckpointMonitor<B: Backend> {
@@ -60,6 +65,8 @@ pub struct CheckpointMonitor<B: Backend> {
     seed: u64,
     job_dir: PathBuf,
     baseline: ProbeBaseline,
+    /// The step-0 cache and this job's key in it (`None`: off, or the model unreadable).
+    step0_cache: Option<(BaselineCache, String)>,
     holdout: Vec<EncodedChat>,
     keeper: LeaseKeeper,
     last_end: Option<Instant>,
@@ -138,11 +145,38 @@ impl<B: Backend> CheckpointMonitor<B> {
             .filter(|r| r.error.is_none())
             .map(|r| r.probe_nlls)
             .unwrap_or_default();
+        let refusals = refusal_filter(setup.plan);
+        let step0_cache = setup.config.baseline_cache.as_ref().and_then(|dir| {
+            let model = baseline::model_fingerprint(setup.model_path)
+                .map_err(|e| tracing::warn!(error = %e, "no step-0 cache for this job: the model could not be fingerprinted"))
+                .ok()?;
+            let mut monitor = m.clone();
+            monitor.rules.clear();
+            monitor.checkpoint_every_steps = 0;
+            let settings = format!(
+                "{refusals:?} judge {:?} local judge {:?} samples {} answer tokens {} max length {} seed {}",
+                setup.config.judge.as_ref().map(|j| (&j.base_url, &j.model)),
+                setup.config.local_judge,
+                m.samples_per_question,
+                m.max_answer_tokens,
+                max_length,
+                setup.plan.training.seed,
+            );
+            let key = baseline::key(&baseline::KeyParts {
+                model: &model,
+                engine: &setup.engine,
+                sets: &format!("{sets:?}"),
+                monitor: &serde_json::to_string(&monitor).ok()?,
+                settings: &settings,
+                holdout: &holdout,
+            });
+            Some((BaselineCache::new(dir), key))
+        });
         Ok(CheckpointMonitor {
             engine,
             sets,
             settings: MonitorSettings::from_policy(m),
-            refusals: refusal_filter(setup.plan),
+            refusals,
             judge,
             local_judge,
             samples_per_question: m.samples_per_question,
@@ -151,6 +185,7 @@ impl<B: Backend> CheckpointMonitor<B> {
             seed: setup.plan.training.seed,
             job_dir: setup.job_dir.to_path_buf(),
             baseline,
+            step0_cache,
             holdout,
             keeper: setup.keeper,
             last_end: None,
@@ -161,8 +196,13 @@ impl<B: Backend> CheckpointMonitor<B> {
     /// Evaluates what has no record yet: step 0 (the base model), then every checkpoint in
     /// `run_dir` (after a crash, a checkpoint may be durable without its evaluation).
     pub fn catch_up(&mut self, run_dir: &Path) {
-        if record::read(&self.job_dir, 0).is_none() {
+        if record::read(&self.job_dir, 0).is_none() && !self.reuse_step0() {
             self.evaluate(0, None, None);
+            if let (Some((cache, key)), Some(rec)) =
+                (&self.step0_cache, record::read(&self.job_dir, 0))
+            {
+                cache.put(key, &self.keeper.job_id, &rec);
+            }
         }
         let root = run_dir.join("checkpoints");
         for step in trainer::train::checkpoint::list(&root).unwrap_or_default() {
@@ -181,6 +221,21 @@ impl<B: Backend> CheckpointMonitor<B> {
         }
         // Training time is counted from here; catch-up time is not training.
         self.last_end = Some(Instant::now());
+    }
+
+    /// Step 0 from the cache, when an earlier job measured exactly this: records it as this
+    /// job's (naming that job) and takes its probe NLLs as the baseline.
+    fn reuse_step0(&mut self) -> bool {
+        let Some(rec) = self.step0_cache.as_ref().and_then(|(c, k)| c.get(k)) else {
+            return false;
+        };
+        if let Err(e) = record::write(&self.job_dir, &rec) {
+            tracing::warn!(job = %self.keeper.job_id, error = %e, "writing the reused step-0 record failed; evaluating");
+            return false;
+        }
+        tracing::info!(job = %self.keeper.job_id, from = ?rec.reused_from, "step 0 reused from the step-0 cache");
+        self.baseline = rec.probe_nlls;
+        true
     }
 
     /// Evaluates `step` (the adapter in `adapter_dir`; `None` = the base model) and writes its
@@ -227,6 +282,7 @@ impl<B: Backend> CheckpointMonitor<B> {
             agreement: Vec::new(),
             cost: Cost::default(),
             error: None,
+            reused_from: None,
         };
         rec.signals.loss = loss;
         let adapter = match adapter_dir {

@@ -85,7 +85,8 @@ pub enum Regularizer {
         alpha: f64,
         /// Steered layer indices.
         layers: Vec<usize>,
-        /// A safetensors file holding one `[L+1, hidden]` tensor (row l for layer l).
+        /// A file holding one `[L+1, hidden]` tensor (row l for layer l): safetensors, or a
+        /// PyTorch `.pt` as persona_vectors' `torch.save` writes it (see `steering.rs`).
         vector: PathBuf,
     },
 }
