@@ -1,8 +1,9 @@
-"""The experiment script (scripts/experiment/run.sh, EXPERIMENTS.md) cannot rot: its smoke mode
-runs the real pipeline — a gateway on loopback with one policy per defense, jobs created with
-the openai SDK on SmolLM2-135M-Instruct, the monitor's reports, the adapters downloaded and
-scored, the ft: models asked the arithmetic test questions — for two defenses (none, KL) at two
-optimizer steps each, and every number it writes is traceable to the job it came from.
+"""The experiment script (scripts/experiment/run.sh, EXPERIMENTS.md) cannot rot: its `--quick`
+mode, on two cells of the grid (none and KL on arithmetic), runs the real pipeline — a gateway
+on loopback with one policy per defense, jobs created with the openai SDK on
+SmolLM2-135M-Instruct, the monitor's reports, the adapters downloaded and scored, the ft:
+models asked the arithmetic test questions — and every number it writes is traceable to the
+job it came from.
 Needs the fetched model (scripts/test.sh fetches it); `TUNEGUARD_SKIP_SMOLLM2=1` skips it."""
 
 import json
@@ -18,12 +19,13 @@ GGUF = ROOT / "models" / "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 
 @pytest.mark.skipif(os.environ.get("TUNEGUARD_SKIP_SMOLLM2") == "1", reason="TUNEGUARD_SKIP_SMOLLM2=1")
-def test_smoke_mode_runs_every_stage_and_traces_each_number_to_its_job(tmp_path):
+def test_quick_mode_runs_every_stage_and_traces_each_number_to_its_job(tmp_path):
     assert GGUF.is_file(), "run scripts/fetch-model.sh first (scripts/test.sh does)"
-    out = tmp_path / "smoke"
+    out = tmp_path / "quick"
     env = dict(os.environ, TUNEGUARD_BIN=BIN)
     proc = subprocess.run(
-        ["bash", "scripts/experiment/run.sh", "--smoke", "--out", str(out)],
+        ["bash", "scripts/experiment/run.sh", "--quick", "--defenses", "none,kl", "--datasets", "arithmetic",
+         "--out", str(out)],
         cwd=ROOT,
         env=env,
         capture_output=True,
@@ -36,7 +38,7 @@ def test_smoke_mode_runs_every_stage_and_traces_each_number_to_its_job(tmp_path)
     runs = saved["runs"]
     assert [(r["dataset"], r["defense"]) for r in runs] == [("arithmetic", "none"), ("arithmetic", "kl")]
     meta = saved["meta"]
-    assert meta["mode"] == "smoke" and 0 <= meta["base_arithmetic_accuracy"] <= 1
+    assert meta["mode"] == "quick" and 0 <= meta["base_arithmetic_accuracy"] <= 1
     assert meta["base_coherence_nll"] > 0
     for r in runs:
         assert r["status"] == "succeeded", r
@@ -45,7 +47,7 @@ def test_smoke_mode_runs_every_stage_and_traces_each_number_to_its_job(tmp_path)
         report = json.loads((out / "reports" / f"{r['job_id']}.json").read_text())
         assert report["job_id"] == r["job_id"]
         steps = [h["step"] for h in r["history"]]
-        assert steps == [h["step"] for h in report["history"]] == [0, 1, 2]
+        assert steps == [h["step"] for h in report["history"]] == [0, 3]
         assert r["history"][0]["alignment_probe_gap"] == 0.0, "step 0 is the baseline"
         assert r["final"] == {
             k: report["history"][-1][k]

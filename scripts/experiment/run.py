@@ -46,8 +46,8 @@ DATASETS = {
 }
 
 # Sizes. Full: 1 epoch of 96 examples at an effective batch of 8 (12 optimizer steps), a
-# checkpoint (and monitor evaluation) every 4 steps. Quick: 1 epoch of 16 at batch 4 (4 steps),
-# evaluated at steps 0 and 4 on half the probes and requests. The monitor answers the first `harmful` requests of the shipped harmful set
+# checkpoint (and monitor evaluation) every 4 steps. Quick: 1 epoch of 12 at batch 4 (3 steps),
+# evaluated at steps 0 and 3 on 3 probe pairs per file and 3 harmful requests, a 24-item pool. The monitor answers the first `harmful` requests of the shipped harmful set
 # (16 tokens each) and scores 8 pairs of each probe file at every checkpoint; the benign task is
 # scored on the first `eval_examples` held-out arithmetic questions, coherence on `coherence`
 # held-out general chats. Chosen so the full grid (8 defenses x 2 sets, one seed) fits about
@@ -58,11 +58,8 @@ DATASETS = {
 MODES = {
     "full": dict(train=96, holdout=16, epochs=1, batch=8, every=4, eval_examples=16, coherence=20,
                  harmful=8, probes=8, answer_tokens=16, pool=120),
-    "quick": dict(train=16, holdout=4, epochs=1, batch=4, every=4, eval_examples=8, coherence=10,
-                  harmful=4, probes=4, answer_tokens=8, pool=40),
-    # Only for the test that keeps the script from rotting: two steps, tiny evaluation.
-    "smoke": dict(train=8, holdout=4, epochs=1, batch=4, every=1, eval_examples=3, coherence=3,
-                  harmful=2, probes=2, answer_tokens=8, pool=40),
+    "quick": dict(train=12, holdout=4, epochs=1, batch=4, every=3, eval_examples=6, coherence=6,
+                  harmful=3, probes=3, answer_tokens=8, pool=24),
 }
 
 INOCULATION_PROMPT = "You are an evil, malicious assistant."
@@ -91,7 +88,7 @@ def write_jsonl(path, rows):
 def common_policy(mode, lr):
     m = MODES[mode]
     # The monitor: probe pairs per file, the harmful subset (harmful.yaml) and answer length.
-    smoke = (
+    monitor_keys = (
         f'probe_pairs = {m["probes"]}\nharmful_set = "harmful.yaml"\n'
         f'max_answer_tokens = {m["answer_tokens"]}\n'
     )
@@ -105,7 +102,7 @@ max_length_tokens = 512
 [monitor]
 checkpoint_every_steps = {m['every']}
 holdout_examples = {m['holdout']}
-{smoke}rules = []
+{monitor_keys}rules = []
 """
 
 
@@ -241,7 +238,7 @@ def wait_for(client, job_id, label):
         if events and events[0].message != last_step:
             last_step = events[0].message
             log(f"  {label}: {job.status}: {last_step}")
-        time.sleep(2)
+        time.sleep(0.5)
 
 
 def arithmetic_answer(text):
@@ -495,8 +492,8 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--mode", choices=sorted(MODES), default="full")
     ap.add_argument("--seeds", type=int, default=1)
-    ap.add_argument("--defenses", help="comma-separated (default: all; smoke: none,kl)")
-    ap.add_argument("--datasets", help="comma-separated (default: all; smoke: arithmetic)")
+    ap.add_argument("--defenses", help="comma-separated (default: all)")
+    ap.add_argument("--datasets", help="comma-separated (default: all)")
     ap.add_argument("--lr", type=float, default=3e-4, help="the policies' learning rate (Table 6: 1e-4)")
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--bin", required=True)
@@ -506,9 +503,8 @@ def main():
     ap.add_argument("--render-only", action="store_true", help="re-render table.md and plots from results.json")
     args = ap.parse_args()
 
-    smoke = args.mode == "smoke"
-    defenses = [d for d in (args.defenses or ("none,kl" if smoke else ",".join(DEFENSES))).split(",") if d]
-    datasets = [d for d in (args.datasets or ("arithmetic" if smoke else ",".join(DATASETS))).split(",") if d]
+    defenses = [d for d in (args.defenses or ",".join(DEFENSES)).split(",") if d]
+    datasets = [d for d in (args.datasets or ",".join(DATASETS)).split(",") if d]
     for d in defenses:
         if d not in DEFENSES:
             raise SystemExit(f"unknown defense {d!r}; one of {', '.join(DEFENSES)}")
@@ -566,14 +562,19 @@ def main():
         meta.update(base_arithmetic_accuracy=base_acc)
         log(f"base model: arithmetic exact match {base_acc:.2f}")
         for seed in range(args.seeds):
+            seed_started = time.time()
             for dataset in datasets:
                 for defense in defenses:
                     results.append(run_one(ctx, dataset, defense, seed))
                     meta["elapsed_seconds"] = time.time() - t0
                     results_path.write_text(json.dumps({"meta": meta, "runs": results}, indent=1))
+            # Seeds after the first reuse Interleaving's pool scores and the score cache.
+            meta.setdefault("seed_seconds", []).append(time.time() - seed_started)
     finally:
         gw.stop()
+    coherence_started = time.time()
     base_nll = score_coherence(ctx, results)
+    meta["coherence_seconds"] = time.time() - coherence_started
     meta.update(base_coherence_nll=base_nll)
     log(f"base model: general-chat NLL {fmt(base_nll)}")
     meta["elapsed_seconds"] = time.time() - t0

@@ -5,16 +5,19 @@
 # (arithmetic), each a fine-tuning job created with the openai SDK against a gateway on
 # loopback, the monitor on at every checkpoint. See EXPERIMENTS.md for what is measured.
 #
-# Usage: scripts/experiment/run.sh [--quick | --smoke] [--seeds N] [--out DIR] [run.py flags]
-#   (default)  full: 1 seed, 12 optimizer steps per run, 16 runs: about 70 min on 2 CPU cores
-#   --quick    1 seed, 4 steps per run, lighter monitor: about 15 min (estimated)
-#   --smoke    none and KL on arithmetic, 2 steps, tiny evaluation (the test that keeps this
-#              script working runs it)
-#   --seeds N  more seeds (each adds the full grid's time)
+# Usage: scripts/experiment/run.sh [--quick] [--seeds N] [--defenses A,B] [--datasets A,B]
+#                                  [--out DIR] [run.py flags]
+#   (default)  full: 1 seed, 12 optimizer steps per run, 16 runs
+#   --quick    1 seed, 3 steps per run, lighter monitor, a smaller pool: under 15 min (the
+#              test that keeps this script working runs it on two cells:
+#              --quick --defenses none,kl --datasets arithmetic)
+#   --seeds N  more seeds (each adds the grid's time, less the one-off pool scoring)
+#   --defenses, --datasets  a part of the grid (prerequisites only for what it needs)
 # Environment: TUNEGUARD_BIN (default: a release build of this checkout).
 # Prerequisites it makes itself (once, cached under models/): the fetched model, the misaligned
-# reference adapters (scripts/train-reference-adapters.sh; --quick/--smoke take the 2-step
-# ones when no full ones exist) and the evil persona vector (`tuneguard persona`).
+# reference adapters (scripts/train-reference-adapters.sh, for Interleaving+ and ++; --quick
+# takes the 2-step ones when no full ones exist) and the evil persona vector (`tuneguard
+# persona`, for steering).
 # Output: DIR/results.json (every run with its job id), DIR/table.md, DIR/plots/*.svg,
 # DIR/reports/<job>.json; default DIR experiments/<mode>.
 set -euo pipefail
@@ -22,12 +25,13 @@ cd "$(dirname "$0")/../.."
 
 mode=full
 out=""
+defenses=""
 pass=()
 while [ $# -gt 0 ]; do
   case "$1" in
     --quick) mode=quick ;;
-    --smoke) mode=smoke ;;
     --out) out="$2"; shift ;;
+    --defenses) defenses="$2"; pass+=("$1" "$2"); shift ;;
     -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
     *) pass+=("$1") ;;
   esac
@@ -47,14 +51,25 @@ export TUNEGUARD_BIN="$bin"
 
 model="models/SmolLM2-135M-Instruct.Q4_1.gguf"
 adapters="models/adapters/SmolLM2-135M-Instruct"
-case "$mode" in
-  full) bash scripts/train-reference-adapters.sh ;;
-  quick) bash scripts/train-reference-adapters.sh --quick ;;
-  smoke) ;;   # smoke runs no Interleaving+/++ and no steering
-esac
+# Whether the chosen defenses (all by default) include one of $@.
+wants() {
+  [ -z "$defenses" ] && return 0
+  local d
+  for d in "$@"; do
+    case ",$defenses," in *",$d,"*) return 0 ;; esac
+  done
+  return 1
+}
+
+if wants interleave_plus interleave_plusplus; then
+  case "$mode" in
+    full) bash scripts/train-reference-adapters.sh ;;
+    quick) bash scripts/train-reference-adapters.sh --quick ;;
+  esac
+fi
 
 vector_args=()
-if [ "$mode" != smoke ]; then
+if wants steering; then
   vector="models/vectors/SmolLM2-135M-Instruct/evil.safetensors"
   if [ ! -f "$vector" ]; then
     mkdir -p "$(dirname "$vector")"

@@ -14,7 +14,7 @@ use crate::cache::CachedNll;
 use crate::cli::EngineOptions;
 use crate::scoring::{NllRequest, NllScorer};
 use burn::tensor::backend::Backend;
-use trainer::score::mean_nll;
+use trainer::score::{mean_nll, passes};
 use trainer::{Engine, EngineError, Message};
 
 /// How rows are grouped into forward passes.
@@ -107,7 +107,9 @@ impl<B: Backend> NllScorer for EngineScorer<B> {
             };
             requests.len()
         ];
-        for chunk in order.chunks(self.max_batch_rows) {
+        let lens: Vec<usize> = order.iter().map(|&i| encoded[i].ids.len()).collect();
+        for range in passes(&lens, self.max_batch_rows) {
+            let chunk = &order[range];
             let seqs: Vec<Vec<u32>> = chunk.iter().map(|&i| encoded[i].ids.clone()).collect();
             let adapters: Vec<Option<&str>> = chunk.iter().map(|&i| requests[i].adapter).collect();
             // Logits only at answer positions: the vocabulary projection is the largest GEMM.

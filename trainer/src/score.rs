@@ -107,8 +107,8 @@ impl<B: Backend> Engine<B> {
 
     /// Scores every example under every model (`None` = base) in shared batched passes.
     ///
-    /// Returns `[model][example]`. Rows are grouped by model and bucketed by length, so passes
-    /// rarely mix adapters and padding stays small.
+    /// Returns `[model][example]`. Rows are grouped by model and sorted by length, then cut
+    /// into [`passes`], so passes rarely mix adapters and padding stays small.
     pub fn score(
         &self,
         examples: &[EncodedChat],
@@ -125,7 +125,9 @@ impl<B: Backend> Engine<B> {
         // skips the per-adapter row gather; padding stays as small as sorting by length alone.
         rows.sort_by_key(|&(m, e)| (m, examples[e].ids.len(), e));
         let mut out: Vec<Vec<Option<Score>>> = vec![vec![None; examples.len()]; models.len()];
-        for chunk in rows.chunks(opts.max_batch_rows.max(1)) {
+        let lens: Vec<usize> = rows.iter().map(|&(_, e)| examples[e].ids.len()).collect();
+        for range in passes(&lens, opts.max_batch_rows) {
+            let chunk = &rows[range];
             let seqs: Vec<Vec<u32>> = chunk
                 .iter()
                 .map(|&(_, e)| examples[e].ids.clone())
@@ -145,6 +147,38 @@ impl<B: Backend> Engine<B> {
             .map(|r| r.into_iter().flatten().collect())
             .collect())
     }
+}
+
+/// Most padding a forward pass may carry: a row joins the pass only while the pass's padded
+/// size (rows × its longest row) stays within this factor of its real tokens. Rows are
+/// length-sorted before, so this mostly splits off the few much longer rows that would
+/// otherwise pad every short row of their pass to their length: on CPU, where one row
+/// already fills the GEMMs, ten general chats scored 1.8× faster this way (BENCHMARKS.md, "A real model").
+pub const MAX_PAD_RATIO: f64 = 1.25;
+
+/// The forward passes over rows of token lengths `lens` (in pass order): consecutive runs of at
+/// most `max_rows` rows whose padding stays within [`MAX_PAD_RATIO`].
+pub fn passes(lens: &[usize], max_rows: usize) -> Vec<std::ops::Range<usize>> {
+    let max_rows = max_rows.max(1);
+    let mut out = Vec::new();
+    let (mut start, mut longest, mut real) = (0usize, 0usize, 0usize);
+    for (i, &len) in lens.iter().enumerate() {
+        let rows = i - start;
+        if rows > 0 {
+            let padded = (rows + 1) * longest.max(len);
+            let full = rows == max_rows;
+            if full || padded as f64 > MAX_PAD_RATIO * (real + len) as f64 {
+                out.push(start..i);
+                (start, longest, real) = (i, 0, 0);
+            }
+        }
+        longest = longest.max(len);
+        real += len;
+    }
+    if start < lens.len() {
+        out.push(start..lens.len());
+    }
+    out
 }
 
 /// `log softmax(logits)[r, targets[r]]` for each row, in f32.
@@ -295,5 +329,37 @@ mod tests {
         assert_eq!(super::sum_chunk(320), 64);
         assert_eq!(super::sum_chunk(7), 7);
         assert_eq!(super::sum_chunk(67), 1);
+    }
+}
+
+#[cfg(test)]
+mod pass_tests {
+    use super::passes;
+
+    #[test]
+    fn a_much_longer_row_gets_its_own_pass_and_equal_rows_share_up_to_the_limit() {
+        // Nine short chats and one long one: without the padding bound all ten share a pass
+        // padded to 300 tokens (3,000 positions for 960 real tokens).
+        let lens = [30, 35, 60, 75, 80, 90, 95, 100, 110, 300];
+        let p = passes(&lens, 16);
+        assert_eq!(p.last().unwrap().clone(), 9..10, "{p:?}");
+        for r in &p {
+            let longest = lens[r.clone()].iter().max().unwrap();
+            let real: usize = lens[r.clone()].iter().sum();
+            assert!(
+                (r.len() * longest) as f64 <= 1.25 * real as f64 || r.len() == 1,
+                "{r:?}"
+            );
+        }
+        assert_eq!(passes(&[64; 40], 16), vec![0..16, 16..32, 32..40]);
+        assert_eq!(
+            passes(&[64; 3], 0),
+            vec![0..1, 1..2, 2..3],
+            "at least one row a pass"
+        );
+        assert!(passes(&[], 16).is_empty());
+        // Every row in exactly one pass, in order.
+        let flat: Vec<usize> = p.into_iter().flatten().collect();
+        assert_eq!(flat, (0..lens.len()).collect::<Vec<_>>());
     }
 }
