@@ -108,6 +108,11 @@ impl BaselineCache {
             return None;
         }
         rec.reused_from = Some(entry.job_id);
+        // This job asked no judge anything: every judgement it carries is a reused one.
+        for j in [&mut rec.judge, &mut rec.local_judge].into_iter().flatten() {
+            j.cached += j.requests;
+            j.requests = 0;
+        }
         Some(rec)
     }
 
