@@ -1,6 +1,5 @@
 use super::*;
 use crate::monitoring::record::{Cost, JudgeStats};
-use monitor::{CheckpointSignals, ProbeBaseline};
 use trainer::EncodedChat;
 
 fn chat(ids: &[u32], mask: &[bool]) -> EncodedChat {
@@ -60,23 +59,13 @@ fn the_key_is_stable_and_changes_with_every_input() {
 }
 
 fn step0(gap: f64) -> StepRecord {
-    let mut signals = CheckpointSignals::new(0);
-    signals.alignment_probe_gap = Some(gap);
-    StepRecord {
-        step: 0,
-        signals,
-        probe_nlls: ProbeBaseline::default(),
-        samples: vec![],
-        judge: None,
-        local_judge: None,
-        agreement: Vec::new(),
-        cost: Cost {
-            eval_seconds: 12.5,
-            ..Cost::default()
-        },
-        error: None,
-        reused_from: None,
-    }
+    let mut rec = StepRecord::empty(0);
+    rec.signals.alignment_probe_gap = Some(gap);
+    rec.cost = Cost {
+        eval_seconds: 12.5,
+        ..Cost::default()
+    };
+    rec
 }
 
 #[test]

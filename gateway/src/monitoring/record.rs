@@ -90,6 +90,24 @@ pub struct StepRecord {
     pub reused_from: Option<String>,
 }
 
+impl StepRecord {
+    /// A record of `step` with nothing measured yet.
+    pub fn empty(step: u64) -> Self {
+        StepRecord {
+            step,
+            signals: CheckpointSignals::new(step),
+            probe_nlls: ProbeBaseline::default(),
+            samples: Vec::new(),
+            judge: None,
+            local_judge: None,
+            agreement: Vec::new(),
+            cost: Cost::default(),
+            error: None,
+            reused_from: None,
+        }
+    }
+}
+
 /// `job_dir/monitor`.
 pub fn dir(job_dir: &Path) -> PathBuf {
     job_dir.join("monitor")
