@@ -134,6 +134,16 @@ class FakeUpstream:
         self._post("/_fake/config", {"hold_running": bool(value)})
 
     @property
+    def chat_replies(self) -> dict[str, str]:
+        return self._get("/_fake/config")["chat_replies"]
+
+    @chat_replies.setter
+    def chat_replies(self, replies: dict[str, str]) -> None:
+        """Chat completions whose model contains a key answer with its text (the longest key
+        wins); other models echo the last message."""
+        self._post("/_fake/config", {"chat_replies": dict(replies)})
+
+    @property
     def sse_gate(self) -> _RemoteGate | None:
         return _RemoteGate(self) if self._get("/_fake/config")["hold_streams"] else None
 

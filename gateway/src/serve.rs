@@ -18,6 +18,9 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
+/// Per completion of the upstream monitor (a provider's checkpoint model answering).
+const UPSTREAM_EVAL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(120);
+
 /// How often the runner re-reads active jobs (and polls running upstream jobs) when nothing
 /// wakes it sooner.
 pub const RUNNER_POLL_INTERVAL: Duration = Duration::from_secs(2);
@@ -90,8 +93,23 @@ pub fn build(config: Config) -> Result<Gateway, ServeError> {
     if let Some(up) = upstream {
         let upstream_err = |e: crate::upstream::UpstreamError| ServeError::Upstream(e.message);
         if mode == ExecutionMode::Upstream {
-            let exec = UpstreamExecutor::new(&up.base_url, &up.api_key, state.blobs.clone())
+            let mut exec = UpstreamExecutor::new(&up.base_url, &up.api_key, state.blobs.clone())
                 .map_err(upstream_err)?;
+            let mc = &state.config.monitor;
+            if mc.upstream_checkpoints {
+                let endpoint = crate::monitoring::chat_answers::ChatEndpoint {
+                    url: crate::persona_cmd::judge::completions_url(&up.base_url),
+                    api_key: up.api_key.clone(),
+                    concurrency: mc.upstream_concurrency,
+                    timeout: UPSTREAM_EVAL_TIMEOUT,
+                };
+                exec = exec.with_monitor(crate::monitoring::upstream::UpstreamMonitor::new(
+                    mc.clone(),
+                    endpoint,
+                    Arc::clone(&state.store),
+                    Some(Arc::clone(&metrics)),
+                ));
+            }
             state.seams.executor = Arc::new(MeteredExecutor {
                 inner: Arc::new(exec),
                 metrics: Arc::clone(&metrics),

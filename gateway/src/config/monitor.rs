@@ -14,7 +14,13 @@
 //! local_judge_model = "smollm2-135m-instruct"     # a [[models]] model judging on the engine
 //! reuse_baseline = true                          # share step 0 between identical jobs
 //! baseline_cache = "./data/monitor_baselines"    # default: <storage.data_dir>/monitor_baselines
+//! upstream_checkpoints = true                    # evaluate upstream jobs' checkpoint models
+//! upstream_concurrency = 4                       # provider completions in flight per job
 //! ```
+//!
+//! `upstream_checkpoints` is off by default: each checkpoint of an upstream job then costs
+//! provider completions (every harmful request once, and with a judge every question ×
+//! `samples_per_question`), billed to the gateway's upstream key.
 
 use super::{invalid, ConfigError};
 use serde::Deserialize;
@@ -33,6 +39,8 @@ pub(super) struct RawMonitor {
     local_judge_model: Option<String>,
     reuse_baseline: Option<bool>,
     baseline_cache: Option<PathBuf>,
+    upstream_checkpoints: Option<bool>,
+    upstream_concurrency: Option<usize>,
 }
 
 /// The judge endpoint.
@@ -61,6 +69,11 @@ pub struct MonitorConfig {
     /// The step-0 cache's directory (`monitoring::baseline`); `None` with
     /// `reuse_baseline = false`: every job evaluates the base model itself.
     pub baseline_cache: Option<PathBuf>,
+    /// Upstream jobs: evaluate the provider's checkpoint models through its chat completions
+    /// (`monitoring::upstream`).
+    pub upstream_checkpoints: bool,
+    /// Provider completions in flight per evaluation.
+    pub upstream_concurrency: usize,
 }
 
 /// Default `judge_api_key_env` (the variable `tuneguard persona` reads too).
@@ -74,6 +87,8 @@ impl MonitorConfig {
             judge_cache: data_dir.join("judge_cache.sqlite"),
             local_judge: None,
             baseline_cache: Some(data_dir.join("monitor_baselines")),
+            upstream_checkpoints: false,
+            upstream_concurrency: 4,
         }
     }
 }
@@ -157,11 +172,23 @@ pub(super) fn validate(raw: RawMonitor, data_dir: &Path) -> Result<MonitorConfig
                 .unwrap_or_else(|| data_dir.join("monitor_baselines")),
         ),
     };
+    let upstream_concurrency = match raw.upstream_concurrency {
+        Some(0) => {
+            return Err(invalid(
+                "monitor.upstream_concurrency",
+                "must be greater than 0",
+            ))
+        }
+        Some(n) => n,
+        None => 4,
+    };
     Ok(MonitorConfig {
         judge,
         judge_cache,
         local_judge,
         baseline_cache,
+        upstream_checkpoints: raw.upstream_checkpoints.unwrap_or(false),
+        upstream_concurrency,
     })
 }
 
@@ -193,5 +220,26 @@ mod tests {
         assert!(e.to_string().contains("monitor.judge_model"), "{e}");
         let e = validate(raw(Some("ftp://x"), Some("m")), d).unwrap_err();
         assert!(e.to_string().contains("monitor.judge_base_url"), "{e}");
+    }
+
+    #[test]
+    fn upstream_monitoring_is_opt_in_and_needs_a_positive_concurrency() {
+        let d = Path::new("/data");
+        let on = RawMonitor {
+            upstream_checkpoints: Some(true),
+            upstream_concurrency: Some(8),
+            ..RawMonitor::default()
+        };
+        let c = validate(on, d).unwrap();
+        assert!(c.upstream_checkpoints && c.upstream_concurrency == 8);
+        let zero = RawMonitor {
+            upstream_concurrency: Some(0),
+            ..RawMonitor::default()
+        };
+        let e = validate(zero, d).unwrap_err();
+        assert!(
+            e.to_string().contains("monitor.upstream_concurrency"),
+            "{e}"
+        );
     }
 }

@@ -5,6 +5,7 @@
 //! connection errors, timeouts, 408, 429 and 5xx are retried with exponential backoff (or the
 //! server's `retry-after`); every judgement is cached durably ([`JudgeCache`]).
 
+use super::http_post::{self, post_json, PostError};
 use super::judge_cache::JudgeCache;
 use super::record::JudgeStats;
 use crate::config::JudgeConfig;
@@ -12,17 +13,10 @@ use crate::persona_cmd::judge::completions_url;
 use futures::StreamExt;
 use monitor::judge::{score_from_top_logprobs, top_logprobs_from_chat_completion, TOP_LOGPROBS};
 use monitor::{Judge, JudgeError};
-use reqwest::header::{HeaderMap, HeaderValue, AUTHORIZATION};
 use serde_json::{json, Value};
 use std::cell::RefCell;
-use std::time::Duration;
 
-/// Attempts per judge prompt.
-pub const ATTEMPTS: u32 = 4;
-/// First retry delay; doubled on each further retry.
-pub const BACKOFF: Duration = Duration::from_millis(250);
-/// Longest `retry-after` honoured.
-const MAX_RETRY_AFTER: Duration = Duration::from_secs(30);
+pub use super::http_post::{ATTEMPTS, BACKOFF};
 
 pub struct HttpJudge {
     rt: tokio::runtime::Runtime,
@@ -37,26 +31,10 @@ pub struct HttpJudge {
 impl HttpJudge {
     /// A judge for `config`, its key read from `config.api_key_env`, cached in `cache`.
     pub fn new(config: &JudgeConfig, cache: Option<JudgeCache>) -> Result<HttpJudge, String> {
-        let mut headers = HeaderMap::new();
-        if let Some(key) = std::env::var(&config.api_key_env)
-            .ok()
-            .filter(|k| !k.is_empty())
-        {
-            let mut v = HeaderValue::from_str(&format!("Bearer {key}"))
-                .map_err(|_| format!("{} is not a valid header value", config.api_key_env))?;
-            v.set_sensitive(true);
-            headers.insert(AUTHORIZATION, v);
-        }
-        let http = reqwest::Client::builder()
-            .default_headers(headers)
-            .connect_timeout(Duration::from_secs(10))
-            .timeout(config.timeout)
-            .build()
-            .map_err(|e| format!("building the judge's HTTP client: {e}"))?;
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(|e| format!("starting the judge's runtime: {e}"))?;
+        let key = std::env::var(&config.api_key_env).ok();
+        let http = http_post::client(key.as_deref(), config.timeout, "the judge")
+            .map_err(|e| e.replace("the judge's API key", &config.api_key_env))?;
+        let rt = http_post::runtime("the judge")?;
         Ok(HttpJudge {
             rt,
             http,
@@ -89,59 +67,20 @@ impl HttpJudge {
     }
 
     async fn ask(&self, prompt: &str) -> Result<Option<f64>, JudgeError> {
-        let unavailable = |message: String| JudgeError::Unavailable {
-            judge: self.model.clone(),
-            message,
-        };
-        let body = self.body(prompt);
-        let mut delay = BACKOFF;
-        for attempt in 1..=ATTEMPTS {
-            let last = attempt == ATTEMPTS;
-            let resp = match self.http.post(&self.url).json(&body).send().await {
-                Ok(r) => r,
-                Err(e) if !last => {
-                    tracing::debug!(error = %e, attempt, "judge request failed; retrying");
-                    tokio::time::sleep(delay).await;
-                    delay *= 2;
-                    continue;
-                }
-                Err(e) => {
-                    return Err(unavailable(format!(
-                        "{}: {e} (after {attempt} attempts)",
-                        self.url
-                    )))
-                }
-            };
-            let status = resp.status();
-            let retry_after = resp
-                .headers()
-                .get("retry-after")
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.trim().parse::<u64>().ok())
-                .map(|s| Duration::from_secs(s).min(MAX_RETRY_AFTER));
-            let text = resp.text().await.unwrap_or_default();
-            if status.is_success() {
-                let v: Value =
-                    serde_json::from_str(&text).map_err(|e| JudgeError::BadResponse {
-                        judge: self.model.clone(),
-                        message: format!("not JSON ({e})"),
-                    })?;
-                let top = top_logprobs_from_chat_completion(&v, &self.model)?;
-                return Ok(score_from_top_logprobs(&top));
-            }
-            let transient =
-                status.as_u16() == 408 || status.as_u16() == 429 || status.is_server_error();
-            if !transient || last {
-                let snippet: String = text.chars().take(200).collect();
-                return Err(unavailable(format!(
-                    "{}: HTTP {status} after {attempt} attempt(s): {snippet}",
-                    self.url
-                )));
-            }
-            tokio::time::sleep(retry_after.unwrap_or(delay)).await;
-            delay *= 2;
-        }
-        unreachable!("the last attempt returns")
+        let v = post_json(&self.http, &self.url, &self.body(prompt))
+            .await
+            .map_err(|e| match e {
+                PostError::Unavailable(message) => JudgeError::Unavailable {
+                    judge: self.model.clone(),
+                    message,
+                },
+                PostError::BadResponse(message) => JudgeError::BadResponse {
+                    judge: self.model.clone(),
+                    message,
+                },
+            })?;
+        let top = top_logprobs_from_chat_completion(&v, &self.model)?;
+        Ok(score_from_top_logprobs(&top))
     }
 }
 

@@ -2,6 +2,7 @@ use super::*;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 /// A judge double on a plain socket: answers the `i`-th request with `replies[i]` (status,
 /// body; the last repeats), recording request bodies.

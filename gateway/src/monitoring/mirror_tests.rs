@@ -1,26 +1,19 @@
 use super::*;
 use crate::monitoring::record::Cost;
-use monitor::{ProbeBaseline, Rule};
+use monitor::Rule;
 
 fn rec(step: u64, gap: f64, refusal: f64) -> StepRecord {
     let mut signals = CheckpointSignals::new(step);
     signals.alignment_probe_gap = Some(gap);
     signals.harmful_refusal_rate = Some(refusal);
     StepRecord {
-        step,
         signals,
-        probe_nlls: ProbeBaseline::default(),
-        samples: vec![],
-        judge: None,
-        local_judge: None,
-        agreement: Vec::new(),
         cost: Cost {
             eval_seconds: 0.5,
             train_seconds: Some(10.0),
             ..Cost::default()
         },
-        error: None,
-        reused_from: None,
+        ..StepRecord::empty(step)
     }
 }
 

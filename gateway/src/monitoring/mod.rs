@@ -15,8 +15,10 @@
 
 pub mod actions;
 pub mod baseline;
+pub mod chat_answers;
 pub mod engine_eval;
 pub mod holdout;
+pub mod http_post;
 pub mod judge_cache;
 pub mod judge_engine;
 pub mod judge_http;
@@ -25,4 +27,5 @@ pub mod prom;
 pub mod record;
 pub mod report;
 pub mod sets;
+pub mod upstream;
 pub mod worker;

@@ -88,6 +88,10 @@ pub struct StepRecord {
     /// step-0 cache, `monitoring::baseline`); its `cost` is that evaluation's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reused_from: Option<String>,
+    /// Upstream jobs: the provider's model that was evaluated (the base model at step 0, the
+    /// checkpoint's `ft:…:ckpt-step-N` model after) — what a rollback finishes with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
 }
 
 impl StepRecord {
@@ -104,6 +108,7 @@ impl StepRecord {
             cost: Cost::default(),
             error: None,
             reused_from: None,
+            model: None,
         }
     }
 }
@@ -216,18 +221,7 @@ mod tests {
     fn records_round_trip_and_list_in_step_order() {
         let d = tempfile::tempdir().unwrap();
         for step in [10, 0, 2] {
-            let r = StepRecord {
-                step,
-                signals: CheckpointSignals::new(step),
-                probe_nlls: ProbeBaseline::default(),
-                samples: vec![],
-                judge: None,
-                local_judge: None,
-                agreement: Vec::new(),
-                cost: Cost::default(),
-                error: None,
-                reused_from: None,
-            };
+            let r = StepRecord::empty(step);
             write(d.path(), &r).unwrap();
         }
         assert_eq!(steps(d.path()), [0, 2, 10]);

@@ -18,6 +18,21 @@ pub struct EvalSets {
     pub honesty: Vec<ProbePair>,
 }
 
+impl EvalSets {
+    /// Every paraphrase of the harmful requests as `(system, user)`, in file order.
+    pub fn harmful_prompts(&self) -> Vec<(Option<&str>, &str)> {
+        self.harmful
+            .questions
+            .iter()
+            .flat_map(|q| {
+                q.paraphrases
+                    .iter()
+                    .map(|p| (q.system.as_deref(), p.as_str()))
+            })
+            .collect()
+    }
+}
+
 fn question_set(path: &Option<PathBuf>, which: ShippedSet) -> Result<QuestionSet, String> {
     match path {
         Some(p) => read_question_set(p),

@@ -25,8 +25,7 @@ use crate::config::MonitorConfig;
 use crate::local::lease_keeper::LeaseKeeper;
 use burn::tensor::backend::Backend;
 use monitor::{
-    measure_checkpoint, refusal_rate, CheckpointSignals, EvalPlan, Judge, MonitorSettings,
-    ProbeBaseline, Signal,
+    measure_checkpoint, refusal_rate, EvalPlan, Judge, MonitorSettings, ProbeBaseline, Signal,
 };
 use selector::RefusalFilter;
 use std::path::{Path, PathBuf};
@@ -74,7 +73,7 @@ pub struct CheckpointMonitor<B: Backend> {
     pub lease_lost: bool,
 }
 
-fn refusal_filter(plan: &policies::Plan) -> RefusalFilter {
+pub(crate) fn refusal_filter(plan: &policies::Plan) -> RefusalFilter {
     match &plan.interleave {
         policies::Interleave::Plusplus {
             refusal_keywords,
@@ -272,18 +271,7 @@ impl<B: Backend> CheckpointMonitor<B> {
         train_seconds: Option<f64>,
     ) -> StepRecord {
         let started = Instant::now();
-        let mut rec = StepRecord {
-            step,
-            signals: CheckpointSignals::new(step),
-            probe_nlls: ProbeBaseline::default(),
-            samples: Vec::new(),
-            judge: None,
-            local_judge: None,
-            agreement: Vec::new(),
-            cost: Cost::default(),
-            error: None,
-            reused_from: None,
-        };
+        let mut rec = StepRecord::empty(step);
         rec.signals.loss = loss;
         let adapter = match adapter_dir {
             None => None,
@@ -374,17 +362,7 @@ impl<B: Backend> CheckpointMonitor<B> {
             rec.local_judge = Some(j.take_stats());
         }
         rec.agreement = m.agreement;
-        let harmful: Vec<(Option<&str>, &str)> = self
-            .sets
-            .harmful
-            .questions
-            .iter()
-            .flat_map(|q| {
-                q.paraphrases
-                    .iter()
-                    .map(|p| (q.system.as_deref(), p.as_str()))
-            })
-            .collect();
+        let harmful = self.sets.harmful_prompts();
         let replies = answers.greedy_replies(&harmful).map_err(|e| e.0)?;
         rec.signals.set(
             Signal::HarmfulRefusalRate,

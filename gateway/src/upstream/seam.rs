@@ -8,11 +8,13 @@ use super::types::*;
 use crate::jobs::seams::{
     Executor, Observation, Proxy, RunState, StartInput, StepFailure, StepResult,
 };
+use crate::monitoring::upstream::{MonitorState, Target, UpstreamMonitor};
 use crate::store::{Backend, BlobStore, EventLevel, JobRecord};
 use futures::future::BoxFuture;
 use futures::FutureExt;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Consecutive failed polls with retryable errors before the job fails.
@@ -34,6 +36,9 @@ struct ExecState {
     pending_warnings: Vec<String>,
     #[serde(default)]
     errors_in_a_row: u32,
+    /// The checkpoint monitor's records, queue and cursor (`monitoring::upstream`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    monitor: Option<MonitorState>,
 }
 
 /// Forwards jobs to the upstream provider and mirrors them back.
@@ -42,6 +47,8 @@ pub struct UpstreamExecutor {
     /// Where the job's transformed dataset is read from (by its blob key) for the upload.
     blobs: BlobStore,
     retry_delay: Duration,
+    /// Evaluates the provider's checkpoint models (`[monitor] upstream_checkpoints`).
+    monitor: Option<Arc<UpstreamMonitor>>,
 }
 
 impl UpstreamExecutor {
@@ -50,7 +57,14 @@ impl UpstreamExecutor {
             client: UpstreamClient::new(base_url, api_key)?,
             blobs,
             retry_delay: Duration::from_millis(500),
+            monitor: None,
         })
+    }
+
+    /// Same, evaluating every checkpoint the provider lists with `monitor`.
+    pub fn with_monitor(mut self, monitor: UpstreamMonitor) -> Self {
+        self.monitor = Some(Arc::new(monitor));
+        self
     }
 
     /// Same, with a given delay between start attempts (tests use zero).
@@ -125,10 +139,11 @@ impl Executor for UpstreamExecutor {
 
     fn poll(
         &self,
-        _job: JobRecord,
+        job: JobRecord,
         state: Value,
     ) -> BoxFuture<'static, StepResult<(RunState, Vec<Observation>)>> {
         let client = self.client.clone();
+        let monitor = self.monitor.clone();
         async move {
             let mut st: ExecState = serde_json::from_value(state).map_err(|e| {
                 StepFailure::new("internal_error", format!("upstream executor state: {e}"))
@@ -149,6 +164,12 @@ impl Executor for UpstreamExecutor {
                     created_at: None,
                 })
                 .collect();
+            // A pause or cancel the monitor decided at the previous poll is taken now, alone.
+            if let Some(mon) = &monitor {
+                if let Some(taken) = take_pending(mon, &client, &job, &upstream, &mut st).await? {
+                    return Ok(taken);
+                }
+            }
             let snap = match client.poll(&upstream, &st.cursor).await {
                 Ok(s) => s,
                 Err(e) if e.retryable && st.errors_in_a_row + 1 < MAX_POLL_ERRORS_IN_A_ROW => {
@@ -165,24 +186,67 @@ impl Executor for UpstreamExecutor {
             st.errors_in_a_row = 0;
             st.cursor = snap.cursor.clone();
             obs.extend(observations(&snap));
+            let ended = matches!(
+                snap.status,
+                UpstreamStatus::Failed | UpstreamStatus::Cancelled
+            );
+            let plan = job.pipeline.plan().ok();
+            if let (Some(mon), Some(plan), false) = (&monitor, plan, ended) {
+                let ms = st
+                    .monitor
+                    .get_or_insert_with(|| MonitorState::new(&job.model));
+                ms.track(snap.new_checkpoints.iter().map(|c| Target {
+                    step: c.step_number.max(0) as u64,
+                    model: c.fine_tuned_model_checkpoint.clone(),
+                    loss: c.metrics.get("train_loss").and_then(Value::as_f64),
+                }));
+                obs.extend(mon.step(&job, plan, ms).await);
+            }
+            let ms = st.monitor.as_mut();
+            let succeeded = snap.status == UpstreamStatus::Succeeded;
+            if let Some(ms) = ms {
+                let pause = ms.cursor.pending.as_ref().map(|p| p.action)
+                    == Some(monitor::RuleAction::Pause);
+                if succeeded && pause {
+                    // The upstream job already finished: there is nothing left to pause.
+                    ms.cursor.pending = None;
+                }
+            }
+            let hold = st.monitor.as_ref().is_some_and(|m| m.holds_success());
+            let rollback = st.monitor.as_ref().and_then(|m| m.rollback.clone());
             let state = to_value(&st)?;
             let run = match snap.status {
-                UpstreamStatus::Succeeded => RunState::Succeeded {
-                    fine_tuned_model: snap.fine_tuned_model,
-                    trained_tokens: snap.trained_tokens,
-                    state,
-                    artifact: None,
-                },
+                UpstreamStatus::Succeeded if hold => RunState::Running { state },
+                UpstreamStatus::Succeeded => {
+                    let mut model = snap.fine_tuned_model;
+                    if let (Some(mon), Some(r)) = (&monitor, &rollback) {
+                        obs.push(mon.rollback_event(r));
+                        mon.count_rollback();
+                        model = Some(r.model.clone());
+                    }
+                    RunState::Succeeded {
+                        fine_tuned_model: model,
+                        trained_tokens: snap.trained_tokens,
+                        state,
+                        artifact: None,
+                    }
+                }
                 UpstreamStatus::Failed => RunState::Failed(job_failure(snap.error.as_ref())),
                 UpstreamStatus::Cancelled => RunState::Cancelled,
                 _ => RunState::Running { state },
             };
+            if let (Some(mon), false) = (&monitor, matches!(run, RunState::Running { .. })) {
+                mon.forget(&job.id);
+            }
             Ok((run, obs))
         }
         .boxed()
     }
 
-    fn cancel(&self, _job: JobRecord, state: Value) -> BoxFuture<'static, StepResult<()>> {
+    fn cancel(&self, job: JobRecord, state: Value) -> BoxFuture<'static, StepResult<()>> {
+        if let Some(m) = &self.monitor {
+            m.forget(&job.id);
+        }
         let client = self.client.clone();
         async move {
             let st: ExecState = serde_json::from_value(state).unwrap_or_default();
@@ -232,6 +296,51 @@ impl UpstreamExecutor {
         }
         .boxed()
     }
+}
+
+/// Takes the monitor's pending pause or cancel: forwarded to the provider, then written in the
+/// store (one conditional write with the cleared cursor and the action's event). `None`: there
+/// was none. A provider error that may pass leaves it pending for the next poll (at most
+/// [`MAX_POLL_ERRORS_IN_A_ROW`] times); one that will not (the provider cannot pause, or the
+/// job already ended there) is logged and the action is taken in the gateway all the same, so
+/// the job is never exposed as running on.
+async fn take_pending(
+    mon: &UpstreamMonitor,
+    client: &UpstreamClient,
+    job: &JobRecord,
+    upstream: &UpstreamJobRef,
+    st: &mut ExecState,
+) -> StepResult<Option<(RunState, Vec<Observation>)>> {
+    let Some(p) = st.monitor.as_mut().and_then(|m| m.cursor.pending.take()) else {
+        return Ok(None);
+    };
+    let forwarded = match p.action {
+        monitor::RuleAction::Cancel => client.cancel(upstream).await,
+        _ => client.pause(upstream).await,
+    };
+    let ms = st.monitor.as_mut().expect("taken from it above");
+    if let Err(e) = forwarded {
+        if e.retryable && ms.action_errors + 1 < MAX_POLL_ERRORS_IN_A_ROW {
+            tracing::warn!(job = %job.id, code = e.code, "forwarding the monitor's action failed; retrying on the next poll");
+            ms.action_errors += 1;
+            ms.cursor.pending = Some(p);
+            return Ok(Some((
+                RunState::Running {
+                    state: to_value(st)?,
+                },
+                Vec::new(),
+            )));
+        }
+        tracing::warn!(job = %job.id, code = e.code, error = %e.message, "the provider refused the monitor's action; taking it in the gateway");
+    }
+    ms.action_errors = 0;
+    let state = to_value(st)?;
+    mon.take_pending(job, state.clone(), &p)
+        .await
+        .map_err(|e| StepFailure::new("internal_error", e.to_string()))?;
+    // The job's status changed (or a client's change won): the runner's own write of this
+    // poll is refused, and the job is read again.
+    Ok(Some((RunState::Running { state }, Vec::new())))
 }
 
 enum Control {

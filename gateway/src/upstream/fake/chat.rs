@@ -1,5 +1,5 @@
-//! Models, chat completions (`echo: <last message>`, JSON or SSE one word per chunk) and the
-//! proxy tests' echo route.
+//! Models, chat completions (`echo: <last message>`, or the reply `chat_replies` scripts for
+//! the model; JSON or SSE one word per chunk) and the proxy tests' echo route.
 
 use super::state::now;
 use super::v1::error;
@@ -47,7 +47,16 @@ pub(super) async fn completions(State(f): State<FakeUpstream>, Json(req): Json<V
         .and_then(|m| m.last())
         .and_then(|m| m["content"].as_str())
         .unwrap_or_default();
-    let reply = format!("echo: {last}");
+    let scripted = f.with(|s| {
+        let model = req["model"].as_str().unwrap_or_default();
+        s.knobs
+            .chat_replies
+            .iter()
+            .filter(|(k, _)| model.contains(k.as_str()))
+            .max_by_key(|(k, _)| k.len())
+            .map(|(_, v)| v.clone())
+    });
+    let reply = scripted.unwrap_or_else(|| format!("echo: {last}"));
     let (id, model) = ("chatcmpl-up", req["model"].clone());
     if req["stream"] != true {
         return Json(json!({"id": id, "object": "chat.completion", "created": now(), "model": model,
