@@ -135,6 +135,19 @@ def test_a_local_job_trains_to_success_with_openai_events_checkpoints_and_result
     other = local_gw.client("beta")
     with pytest.raises(Exception):
         other.fine_tuning.jobs.retrieve(job.id)
+    # The job is over: its checkpoints keep their adapters, not the optimizer state only a
+    # resume reads (twice the adapter's size each).
+    ckpts = local_gw.data_dir / "jobs" / job.id / "run" / "checkpoints"
+    assert sorted(p.name for p in ckpts.iterdir()) == ["step-10", "step-18"]
+    for d in ckpts.iterdir():
+        assert (d / "adapter_model.safetensors").is_file() and (d / "state.json").is_file()
+        assert not (d / "optimizer.safetensors").exists(), d
+    # State left by a gateway that stopped before pruning goes at the next start.
+    (ckpts / "step-10" / "optimizer.safetensors").write_bytes(b"left over")
+    local_gw.stop()
+    local_gw.start()
+    assert not (ckpts / "step-10" / "optimizer.safetensors").exists()
+    assert (ckpts / "step-10" / "adapter_model.safetensors").is_file()
 
 
 def test_pause_resume_and_a_hard_restart_reach_the_uninterrupted_adapter(local_gw):
@@ -219,14 +232,21 @@ def test_cancel_mid_training_keeps_written_checkpoints(local_gw):
     c = local_gw.client()
     f = upload(c, good_jsonl(48))
     job = create(c, f, n_epochs=LONG)
-    wait_for(lambda: list(c.fine_tuning.jobs.checkpoints.list(job.id)), timeout_s=120,
-             what="a first checkpoint")
+    first = wait_for(lambda: list(c.fine_tuning.jobs.checkpoints.list(job.id)), timeout_s=120,
+                     what="a first checkpoint")
     c.fine_tuning.jobs.cancel(job.id)
     done = finished(c, job.id)
     assert done.status == "cancelled"
     cps = list(c.fine_tuning.jobs.checkpoints.list(job.id))
     assert [cp.step_number for cp in cps] and all(cp.step_number % 10 == 0 for cp in cps)
     assert done.fine_tuned_model is None
+    # A cancelled job never resumes: the optimizer state of what it had written is gone, the
+    # adapters stay.
+    run = local_gw.data_dir / "jobs" / job.id / "run" / "checkpoints"
+    for cp in first:
+        d = run / f"step-{cp.step_number}"
+        assert (d / "adapter_model.safetensors").is_file()
+        assert not (d / "optimizer.safetensors").exists(), d
 
 
 def test_a_model_no_entry_serves_fails_naming_it(local_gw):

@@ -65,6 +65,18 @@ pub async fn startup(state: &AppState) -> StoreResult<SweepReport> {
     let keys = run_blocking(&state.store, |s| s.referenced_blob_keys()).await?;
     let referenced = keys.into_iter().collect();
     let blobs_removed = state.blobs.sweep(&referenced).await?;
+    let data_dir = state.config.data_dir.clone();
+    let pruned = run_blocking(&state.store, move |s| {
+        crate::local::retention::sweep(&data_dir, s)
+    })
+    .await?;
+    if pruned.files > 0 {
+        tracing::info!(
+            files = pruned.files,
+            bytes = pruned.bytes,
+            "startup sweep: optimizer state of terminal jobs pruned"
+        );
+    }
     let jobs = run_blocking(&state.store, |s| s.active_jobs()).await?;
     let mut jobs_resumed = 0;
     for job in jobs {

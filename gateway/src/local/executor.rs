@@ -483,6 +483,10 @@ impl Executor for LocalExecutor {
                     .filter_map(|m| m.get("tokens").and_then(Value::as_i64))
                     .sum()
             };
+            if mirrored.decision.is_some() || (outcome.is_some() && !hold) {
+                // The job ends with this poll: what only a resume needs goes.
+                super::retention::prune_logged(&job.id, dir.clone()).await;
+            }
             if let Some(d @ mirror::Decision::Rollback { to, .. }) = &mirrored.decision {
                 let model = layout::checkpoint_model(&ft, *to as usize);
                 obs.push(actions::rollback_event(d, &model));
@@ -531,7 +535,12 @@ impl Executor for LocalExecutor {
     fn cancel(&self, job: JobRecord, _state: Value) -> BoxFuture<'static, StepResult<()>> {
         // The worker reads the job's status between optimizer steps and stops there.
         self.forget(&job.id);
-        async { Ok(()) }.boxed()
+        let dir = jobfiles::runner_dir(&self.data_dir, &self.blobs, &job.id);
+        async move {
+            super::retention::prune_logged(&job.id, dir).await;
+            Ok(())
+        }
+        .boxed()
     }
 }
 

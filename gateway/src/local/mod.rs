@@ -18,6 +18,7 @@ pub mod jobfiles;
 pub mod layout;
 pub mod lease_keeper;
 pub mod progress;
+pub mod retention;
 pub mod routing;
 pub mod supervise;
 pub mod worker;

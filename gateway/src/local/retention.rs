@@ -1,0 +1,136 @@
+//! What a local job no longer needs once it is terminal (succeeded, failed, cancelled): the
+//! optimizer state of its checkpoints (`optimizer.safetensors`, Adam's two moments — twice the
+//! adapter's size). It exists only to resume training, and a terminal job never trains again;
+//! each checkpoint's adapter, `state.json` and the job's final adapter stay, so every
+//! `…:ckpt-step-N` model is still served, downloaded and listed. Without this, every finished
+//! job keeps three times its adapters' size on disk for ever (≈160 MB per checkpoint of a
+//! rank-32 SmolLM2 adapter).
+//!
+//! Pruned when the runner sees the job end (its executor's terminal poll or a cancel) and by
+//! the startup sweep for jobs that ended while no gateway was running to do it. Best effort:
+//! a failure is logged and tried again by the next sweep.
+
+use super::layout;
+use crate::store::{JobStatus, Store, StoreResult};
+use std::path::Path;
+
+/// What a prune removed.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Pruned {
+    pub files: usize,
+    pub bytes: u64,
+}
+
+/// The optimizer-state file of a checkpoint directory.
+pub const OPTIMIZER_STATE: &str = "optimizer.safetensors";
+
+/// Removes the optimizer state of every checkpoint under the job directory `job_dir`.
+pub fn prune(job_dir: &Path) -> std::io::Result<Pruned> {
+    let root = layout::run_dir(job_dir).join("checkpoints");
+    let mut out = Pruned::default();
+    let entries = match std::fs::read_dir(&root) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
+        Err(e) => return Err(e),
+    };
+    for entry in entries {
+        let path = entry?.path().join(OPTIMIZER_STATE);
+        let Ok(meta) = std::fs::metadata(&path) else {
+            continue;
+        };
+        match std::fs::remove_file(&path) {
+            Ok(()) => {
+                out.files += 1;
+                out.bytes += meta.len();
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(out)
+}
+
+/// Prunes `job_dir` off the async runtime, logging the outcome.
+pub async fn prune_logged(job_id: &str, job_dir: std::path::PathBuf) {
+    let id = job_id.to_string();
+    let r = tokio::task::spawn_blocking(move || prune(&job_dir)).await;
+    match r {
+        Ok(Ok(p)) if p.files > 0 => {
+            tracing::info!(job = %id, files = p.files, bytes = p.bytes, "terminal job: optimizer state pruned")
+        }
+        Ok(Ok(_)) => {}
+        Ok(Err(e)) => tracing::warn!(job = %id, error = %e, "pruning the optimizer state failed"),
+        Err(e) => tracing::warn!(job = %id, error = %e, "pruning task failed"),
+    }
+}
+
+fn terminal(s: JobStatus) -> bool {
+    matches!(
+        s,
+        JobStatus::Succeeded | JobStatus::Failed | JobStatus::Cancelled
+    )
+}
+
+/// The startup sweep's part: prunes every job directory under `data_dir/jobs` whose job is
+/// terminal in `store` (a directory whose job the store does not know is left alone).
+pub fn sweep(data_dir: &Path, store: &dyn Store) -> StoreResult<Pruned> {
+    let mut total = Pruned::default();
+    let Ok(entries) = std::fs::read_dir(data_dir.join("jobs")) else {
+        return Ok(total);
+    };
+    for entry in entries.flatten() {
+        let Some(id) = entry.file_name().to_str().map(str::to_string) else {
+            continue;
+        };
+        let Some(job) = store.get_job_any(&id)? else {
+            continue;
+        };
+        if !terminal(job.status) {
+            continue;
+        }
+        match prune(&entry.path()) {
+            Ok(p) => {
+                total.files += p.files;
+                total.bytes += p.bytes;
+            }
+            Err(e) => tracing::warn!(job = %id, error = %e, "pruning the optimizer state failed"),
+        }
+    }
+    Ok(total)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn checkpoint(job_dir: &Path, step: usize, optimizer: &[u8]) {
+        let d = layout::run_dir(job_dir).join(format!("checkpoints/step-{step}"));
+        std::fs::create_dir_all(&d).unwrap();
+        std::fs::write(d.join("adapter_model.safetensors"), b"adapter").unwrap();
+        std::fs::write(d.join("state.json"), b"{}").unwrap();
+        std::fs::write(d.join(OPTIMIZER_STATE), optimizer).unwrap();
+    }
+
+    #[test]
+    fn only_the_optimizer_state_goes_and_a_second_prune_finds_nothing() {
+        let d = tempfile::tempdir().unwrap();
+        checkpoint(d.path(), 2, &[0; 100]);
+        checkpoint(d.path(), 4, &[0; 50]);
+        assert_eq!(
+            prune(d.path()).unwrap(),
+            Pruned {
+                files: 2,
+                bytes: 150
+            }
+        );
+        for step in [2, 4] {
+            let c = layout::run_dir(d.path()).join(format!("checkpoints/step-{step}"));
+            assert!(c.join("adapter_model.safetensors").is_file());
+            assert!(c.join("state.json").is_file());
+            assert!(!c.join(OPTIMIZER_STATE).exists());
+        }
+        assert_eq!(prune(d.path()).unwrap(), Pruned::default());
+        // A job that never checkpointed has nothing to prune.
+        assert_eq!(prune(&d.path().join("nope")).unwrap(), Pruned::default());
+    }
+}
