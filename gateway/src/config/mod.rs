@@ -71,6 +71,9 @@ pub struct ServerConfig {
 /// postgres_url_env = "TUNEGUARD_PG"    # names an environment variable holding the URL…
 /// # postgres_url = "postgresql://tuneguard@db.internal/tuneguard"   # …or the URL itself
 /// postgres_pool_size = 8               # connections per process
+/// postgres_ca_file = "/etc/tuneguard/pg-ca.pem"  # verify the server's certificate against it
+///                                      # (TLS whenever the server offers it; with
+///                                      # `sslmode=require` in the URL, TLS or nothing)
 ///
 /// blobs = "s3"                         # default "local" (data_dir/blobs)
 /// s3_bucket = "tuneguard"
@@ -119,6 +122,8 @@ pub struct PostgresConfig {
     pub url: PostgresUrl,
     /// Connections each process keeps at most.
     pub pool_size: usize,
+    /// `postgres_ca_file`: the CA of the server's certificate (TLS: `store::postgres_tls`).
+    pub ca_file: Option<std::path::PathBuf>,
 }
 
 /// Where the connection URL comes from. Read when the store opens, so a password kept in the

@@ -47,6 +47,7 @@ pub(super) struct RawStorage {
     pub(super) postgres_url: Option<String>,
     pub(super) postgres_url_env: Option<String>,
     pub(super) postgres_pool_size: Option<u64>,
+    pub(super) postgres_ca_file: Option<std::path::PathBuf>,
     /// "local" (default: data_dir/blobs) or "s3".
     pub(super) blobs: Option<String>,
     pub(super) s3_bucket: Option<String>,

@@ -124,6 +124,7 @@ fn storage_is_sqlite_by_default_and_postgres_by_config() {
         StorageBackend::Postgres(PostgresConfig {
             url: PostgresUrl::Inline(url.into()),
             pool_size: DEFAULT_POSTGRES_POOL_SIZE,
+            ca_file: None,
         })
     );
     assert!(
@@ -146,6 +147,7 @@ fn storage_is_sqlite_by_default_and_postgres_by_config() {
         StorageBackend::Postgres(PostgresConfig {
             url: PostgresUrl::Env("TG_PG_URL".into()),
             pool_size: 3,
+            ca_file: None,
         })
     );
 }
@@ -167,6 +169,17 @@ fn storage_rejections_name_the_key() {
     assert!(err(&format!("{pg}postgres_url_env = \"\"\n")).contains("storage.postgres_url_env"));
     let zero = format!("{pg}postgres_url_env = \"X\"\npostgres_pool_size = 0\n");
     assert!(err(&zero).contains("storage.postgres_pool_size"));
+    let ca = format!("{pg}postgres_url_env = \"X\"\npostgres_ca_file = \"/nonexistent/ca.pem\"\n");
+    let e = err(&ca);
+    assert!(
+        e.contains("storage.postgres_ca_file") && e.contains("/nonexistent/ca.pem"),
+        "{e}"
+    );
+    let e = err("[storage]\npostgres_ca_file = \"/etc/hostname\"\n");
+    assert!(
+        e.contains("storage.postgres_ca_file") && e.contains("backend"),
+        "{e}"
+    );
     // PostgreSQL keys without the backend are a mistake, not silently ignored.
     let e = err("[storage]\npostgres_url = \"postgresql://h/db\"\n");
     assert!(

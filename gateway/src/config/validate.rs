@@ -207,7 +207,8 @@ pub(super) fn validate(raw: Raw) -> Result<Config, ConfigError> {
 fn validate_storage(raw: &super::raw::RawStorage) -> Result<StorageConfig, ConfigError> {
     let pg_keys_set = raw.postgres_url.is_some()
         || raw.postgres_url_env.is_some()
-        || raw.postgres_pool_size.is_some();
+        || raw.postgres_pool_size.is_some()
+        || raw.postgres_ca_file.is_some();
     let backend = match raw.backend.as_deref() {
         None | Some("sqlite") => {
             if pg_keys_set {
@@ -215,8 +216,10 @@ fn validate_storage(raw: &super::raw::RawStorage) -> Result<StorageConfig, Confi
                     "storage.postgres_url"
                 } else if raw.postgres_url_env.is_some() {
                     "storage.postgres_url_env"
-                } else {
+                } else if raw.postgres_pool_size.is_some() {
                     "storage.postgres_pool_size"
+                } else {
+                    "storage.postgres_ca_file"
                 };
                 return Err(invalid(
                     key,
@@ -276,7 +279,19 @@ fn validate_storage(raw: &super::raw::RawStorage) -> Result<StorageConfig, Confi
                 }
                 Some(n) => n as usize,
             };
-            StorageBackend::Postgres(PostgresConfig { url, pool_size })
+            if let Some(ca) = &raw.postgres_ca_file {
+                if !ca.is_file() {
+                    return Err(invalid(
+                        "storage.postgres_ca_file",
+                        format!("{} is not a readable file", ca.display()),
+                    ));
+                }
+            }
+            StorageBackend::Postgres(PostgresConfig {
+                url,
+                pool_size,
+                ca_file: raw.postgres_ca_file.clone(),
+            })
         }
         Some(other) => {
             return Err(invalid(

@@ -28,6 +28,7 @@ impl Backend for PgBackend {
         let options = super::postgres::PgOptions {
             url: self.0.clone(),
             pool_size: 4,
+            ca_file: None,
         };
         Arc::new(PgStore::open(&options).unwrap())
     }

@@ -15,6 +15,7 @@ mod postgres_leases;
 mod postgres_migrate;
 mod postgres_pool;
 mod postgres_score_cache;
+mod postgres_tls;
 mod postgres_uploads;
 mod records;
 #[cfg(test)]

@@ -41,6 +41,7 @@ pub fn open_store(config: &Config) -> Result<Arc<dyn Store>, OpenStoreError> {
             let options = super::postgres::PgOptions {
                 url,
                 pool_size: pg.pool_size,
+                ca_file: pg.ca_file.clone(),
             };
             let store = PgStore::open(&options).map_err(|e| OpenStoreError::Postgres {
                 key,

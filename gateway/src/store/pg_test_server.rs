@@ -6,6 +6,9 @@
 //! of its own. A watchdog process stops the server and removes the directory once the test
 //! binary has exited (statics are never dropped, so nothing in-process could).
 //!
+//! The server takes TLS too (`ssl = on`) with a certificate for 127.0.0.1 signed by a CA made
+//! for the run ([`tls_ca`]); plaintext connections still work, so only the TLS tests use it.
+//!
 //! Missing binaries or a server that will not start fail the test — CI installs the package
 //! (`scripts/setup-test-deps.sh`) — unless `TUNEGUARD_SKIP_POSTGRES=1`, which turns the
 //! PostgreSQL half of the suite into no-ops.
@@ -20,6 +23,8 @@ const ROOT_RUNS_AS: &str = "nobody";
 
 struct Server {
     port: u16,
+    /// The PEM file of the CA that signed the server's certificate.
+    ca: PathBuf,
 }
 
 static SERVER: OnceLock<Result<Server, String>> = OnceLock::new();
@@ -65,6 +70,44 @@ pub(crate) fn fresh_database() -> Option<String> {
     ))
 }
 
+/// The CA file of the shared test server's TLS certificate (start it with [`fresh_database`]).
+pub(crate) fn tls_ca() -> Option<PathBuf> {
+    SERVER.get()?.as_ref().ok().map(|s| s.ca.clone())
+}
+
+/// A CA and a certificate for 127.0.0.1 it signed: (CA PEM, certificate PEM, key PEM).
+fn certificates() -> Result<(String, String, String), String> {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
+    let e = |e: rcgen::Error| format!("making the test server's certificate: {e}");
+    let ca_key = KeyPair::generate().map_err(e)?;
+    let mut ca = CertificateParams::new(Vec::<String>::new()).map_err(e)?;
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca.distinguished_name
+        .push(DnType::CommonName, "tuneguard test CA");
+    let ca = ca.self_signed(&ca_key).map_err(e)?;
+    let key = KeyPair::generate().map_err(e)?;
+    let mut srv = CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()])
+        .map_err(e)?;
+    srv.distinguished_name.push(DnType::CommonName, "127.0.0.1");
+    let srv = srv.signed_by(&key, &ca, &ca_key).map_err(e)?;
+    Ok((ca.pem(), srv.pem(), key.serialize_pem()))
+}
+
+/// Writes `text` to `path`, mode 0600, owned by `user` when set (PostgreSQL refuses a key file
+/// anyone else can read).
+fn write_private(path: &Path, text: &str, user: Option<&str>) -> Result<(), String> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::write(path, text).map_err(|e| format!("{}: {e}", path.display()))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    if let Some(u) = user {
+        let (uid, gid) = account(u)?;
+        std::os::unix::fs::chown(path, Some(uid), Some(gid))
+            .map_err(|e| format!("chown {}: {e}", path.display()))?;
+    }
+    Ok(())
+}
+
 fn start() -> Result<Server, String> {
     let bin = bin_dir()?;
     let as_root = running_as_root();
@@ -106,14 +149,23 @@ fn start() -> Result<Server, String> {
             "--no-sync".as_ref(),
         ],
     )?;
+    let (ca_pem, cert_pem, key_pem) = certificates()?;
+    let ca = root.join("ca.pem");
+    std::fs::write(&ca, ca_pem).map_err(|e| format!("{}: {e}", ca.display()))?;
+    let (cert, key) = (root.join("server.crt"), root.join("server.key"));
+    write_private(&cert, &cert_pem, user)?;
+    write_private(&key, &key_pem, user)?;
     // A port that was free a moment ago; another process may take it first, so try a few.
     let mut last = String::new();
     for _ in 0..5 {
         let port = free_port()?;
         let opts = format!(
             "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off \
-             -c synchronous_commit=off -c full_page_writes=off -c max_connections=300",
-            root.display()
+             -c synchronous_commit=off -c full_page_writes=off -c max_connections=300 \
+             -c ssl=on -c ssl_cert_file={} -c ssl_key_file={}",
+            root.display(),
+            cert.display(),
+            key.display()
         );
         let log = root.join("server.log");
         match run(
@@ -134,7 +186,7 @@ fn start() -> Result<Server, String> {
                 "start".as_ref(),
             ],
         ) {
-            Ok(()) => return Ok(Server { port }),
+            Ok(()) => return Ok(Server { port, ca }),
             Err(e) => {
                 let tail = std::fs::read_to_string(&log).unwrap_or_default();
                 last = format!(

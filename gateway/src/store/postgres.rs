@@ -40,6 +40,9 @@ pub struct PgOptions {
     /// A `postgresql://` URL or a `key=value` connection string.
     pub url: String,
     pub pool_size: usize,
+    /// The CA that signs the server's certificate (`[storage] postgres_ca_file`; see
+    /// [`super::postgres_tls`] for when TLS is on).
+    pub ca_file: Option<std::path::PathBuf>,
 }
 
 impl std::fmt::Debug for PgOptions {
@@ -47,6 +50,7 @@ impl std::fmt::Debug for PgOptions {
         f.debug_struct("PgOptions")
             .field("url", &"<redacted>")
             .field("pool_size", &self.pool_size)
+            .field("ca_file", &self.ca_file)
             .finish()
     }
 }
@@ -69,7 +73,8 @@ impl PgStore {
         if config.get_application_name().is_none() {
             config.application_name("tuneguard");
         }
-        let pool = Arc::new(Pool::new(config, options.pool_size));
+        let tls = super::postgres_tls::for_config(&config, options.ca_file.as_deref())?;
+        let pool = Arc::new(Pool::new(config, tls, options.pool_size));
         let store = PgStore { pool };
         store.with(|c| super::postgres_migrate::migrate(c).map(|_| ()))?;
         Ok(store)

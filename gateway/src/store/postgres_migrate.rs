@@ -99,6 +99,7 @@ mod tests {
         let store = PgStore::open(&PgOptions {
             url: url.clone(),
             pool_size: 2,
+            ca_file: None,
         })
         .unwrap();
         let f = store.get_file("acme", "file-1").unwrap().unwrap();

@@ -7,6 +7,7 @@
 //! Why not `r2d2_postgres`: the store needs exactly this (bounded, lazy, drop-if-closed, a wait
 //! with a deadline), which is a few dozen lines, and one crate less to audit.
 
+use super::postgres_tls::PgTls;
 use super::{StoreError, StoreResult};
 use ::postgres::{Client, Config, NoTls};
 use std::ops::{Deref, DerefMut};
@@ -19,6 +20,7 @@ const CHECKOUT_WAIT: Duration = Duration::from_secs(30);
 
 pub(super) struct Pool {
     config: Config,
+    tls: PgTls,
     size: usize,
     state: Mutex<State>,
     freed: Condvar,
@@ -36,9 +38,10 @@ pub(super) struct Conn<'a> {
 }
 
 impl Pool {
-    pub(super) fn new(config: Config, size: usize) -> Pool {
+    pub(super) fn new(config: Config, tls: PgTls, size: usize) -> Pool {
         Pool {
             config,
+            tls,
             size: size.max(1),
             state: Mutex::new(State {
                 idle: Vec::new(),
@@ -72,7 +75,7 @@ impl Pool {
             if state.open < self.size {
                 state.open += 1;
                 drop(state);
-                return match connect(&self.config) {
+                return match connect(&self.config, &self.tls) {
                     Ok(client) => Ok(Conn {
                         pool: self,
                         client: Some(client),
@@ -102,9 +105,21 @@ impl Pool {
 }
 
 /// Opens one connection (the pool's, or the migration's own).
-pub(super) fn connect(config: &Config) -> StoreResult<Client> {
-    super::postgres::blocking(|| config.connect(NoTls))
-        .map_err(|e| StoreError::Unavailable(format!("connecting: {e}")))
+pub(super) fn connect(config: &Config, tls: &PgTls) -> StoreResult<Client> {
+    super::postgres::blocking(|| match tls {
+        PgTls::Off => config.connect(NoTls),
+        PgTls::On { connect, .. } => config.connect(connect.clone()),
+    })
+    .map_err(|e| {
+        // The error's source says what failed (a TLS handshake names the certificate check).
+        let mut msg = format!("connecting ({}): {e}", tls.describe());
+        let mut src = std::error::Error::source(&e);
+        while let Some(s) = src {
+            msg.push_str(&format!(": {s}"));
+            src = s.source();
+        }
+        StoreError::Unavailable(msg)
+    })
 }
 
 impl Deref for Conn<'_> {

@@ -136,6 +136,7 @@ mod tests {
         let store = PgStore::open(&PgOptions {
             url: url.to_string(),
             pool_size: 2,
+            ca_file: None,
         })
         .unwrap();
         let cache = store

@@ -417,6 +417,7 @@ mod tests {
             let store = PgStore::open(&crate::store::PgOptions {
                 url: url.clone(),
                 pool_size: 2,
+                ca_file: None,
             })
             .unwrap();
             let d = dir.path().join(format!("replica{n}"));
