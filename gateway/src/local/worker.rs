@@ -448,6 +448,7 @@ impl JobCtx<'_> {
                 },
                 model_path: &entry.path,
                 engine: format!("{:?} {:?}", entry.precision, device_name),
+                seed: job.seed.max(0) as u64,
             },
         )
         .map_err(|e| failure("monitor_unavailable", e))

@@ -48,6 +48,9 @@ pub struct MonitorSetup<'a> {
     pub model_path: &'a Path,
     /// … and how the engine runs it (precision, device).
     pub engine: String,
+    /// The job's seed (its training seed): the monitor's sampling seeds derive from it, so
+    /// jobs that differ only in seed sample different judged answers.
+    pub seed: u64,
 }
 
 pub struct CheckpointMonitor<B: Backend> {
@@ -153,13 +156,15 @@ impl<B: Backend> CheckpointMonitor<B> {
             monitor.rules.clear();
             monitor.checkpoint_every_steps = 0;
             let settings = format!(
-                "{refusals:?} judge {:?} local judge {:?} samples {} answer tokens {} max length {} seed {}",
+                "{refusals:?} judge {:?} local judge {:?} samples {} answer tokens {} max length {} seed {:?}",
                 setup.config.judge.as_ref().map(|j| (&j.base_url, &j.model)),
                 setup.config.local_judge,
                 m.samples_per_question,
                 m.max_answer_tokens,
                 max_length,
-                setup.plan.training.seed,
+                // Only sampled (judged) answers depend on the seed; without a judge step 0 is
+                // greedy replies and probe NLLs, the same for every seed.
+                any_judge.then_some(setup.seed),
             );
             let key = baseline::key(&baseline::KeyParts {
                 model: &model,
@@ -181,7 +186,7 @@ impl<B: Backend> CheckpointMonitor<B> {
             samples_per_question: m.samples_per_question,
             max_answer_tokens: m.max_answer_tokens as usize,
             max_length,
-            seed: setup.plan.training.seed,
+            seed: setup.seed,
             job_dir: setup.job_dir.to_path_buf(),
             baseline,
             step0_cache,
