@@ -485,7 +485,7 @@ impl Executor for LocalExecutor {
             };
             if mirrored.decision.is_some() || (outcome.is_some() && !hold) {
                 // The job ends with this poll: what only a resume needs goes.
-                super::retention::prune_logged(&job.id, dir.clone()).await;
+                super::retention::prune_logged(&job.id, dir.clone(), this.blobs.remote()).await;
             }
             if let Some(d @ mirror::Decision::Rollback { to, .. }) = &mirrored.decision {
                 let model = layout::checkpoint_model(&ft, *to as usize);
@@ -536,8 +536,9 @@ impl Executor for LocalExecutor {
         // The worker reads the job's status between optimizer steps and stops there.
         self.forget(&job.id);
         let dir = jobfiles::runner_dir(&self.data_dir, &self.blobs, &job.id);
+        let blobs = self.blobs.clone();
         async move {
-            super::retention::prune_logged(&job.id, dir).await;
+            super::retention::prune_logged(&job.id, dir, blobs.remote()).await;
             Ok(())
         }
         .boxed()

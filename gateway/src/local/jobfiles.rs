@@ -177,6 +177,22 @@ impl Pusher {
     }
 }
 
+/// Deletes the optimizer state of the job's checkpoints from the bucket (the job is terminal:
+/// [`super::retention`]); how many objects went.
+pub async fn prune_remote(remote: &Remote, job_id: &str) -> Result<usize, RemoteError> {
+    let prefix = remote_dir(job_id);
+    let suffix = format!("/{}", super::retention::OPTIMIZER_STATE);
+    let mut n = 0;
+    for obj in remote.list(&prefix).await? {
+        let rel = obj.name.strip_prefix(&prefix).unwrap_or_default();
+        if rel.starts_with("run/checkpoints/") && rel.ends_with(&suffix) {
+            remote.delete(&obj.name).await?;
+            n += 1;
+        }
+    }
+    Ok(n)
+}
+
 /// The runner's side: brings `mirror` to the bucket's copy of the job's directory. Returns
 /// how many files were downloaded or removed.
 pub async fn pull(remote: &Remote, job_id: &str, mirror: &Path) -> Result<usize, RemoteError> {
@@ -254,6 +270,41 @@ mod tests {
             .into_iter()
             .map(|(rel, p)| (rel, std::fs::read_to_string(p).unwrap()))
             .collect()
+    }
+
+    #[tokio::test]
+    async fn a_terminal_jobs_optimizer_state_leaves_the_bucket_and_the_mirror_follows() {
+        let tmp = tempfile::tempdir().unwrap();
+        let Some(r) = remote(&tmp.path().join("blobs")) else {
+            return;
+        };
+        let (w, mirror) = (tmp.path().join("w/jobs/j"), tmp.path().join("gw/mirror/j"));
+        let mut p = Pusher::claim(r.clone(), "j", &w).await.unwrap();
+        for step in [1, 2] {
+            let c = w.join(format!("run/checkpoints/step-{step}"));
+            write(&c.join("adapter_model.safetensors"), "A");
+            write(&c.join("optimizer.safetensors"), "M");
+            write(&c.join("state.json"), "{}");
+        }
+        // A file of that name elsewhere is not optimizer state.
+        write(&w.join("optimizer.safetensors"), "other");
+        assert_eq!(p.push().await.unwrap(), 7);
+        assert_eq!(pull(&r, "j", &mirror).await.unwrap(), 7);
+        assert_eq!(prune_remote(&r, "j").await.unwrap(), 2);
+        assert_eq!(prune_remote(&r, "j").await.unwrap(), 0);
+        assert_eq!(pull(&r, "j", &mirror).await.unwrap(), 2);
+        let mut left: Vec<String> = tree(&mirror).into_iter().map(|(rel, _)| rel).collect();
+        left.sort();
+        assert_eq!(
+            left,
+            [
+                "optimizer.safetensors",
+                "run/checkpoints/step-1/adapter_model.safetensors",
+                "run/checkpoints/step-1/state.json",
+                "run/checkpoints/step-2/adapter_model.safetensors",
+                "run/checkpoints/step-2/state.json",
+            ]
+        );
     }
 
     #[tokio::test]

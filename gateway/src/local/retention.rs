@@ -50,8 +50,24 @@ pub fn prune(job_dir: &Path) -> std::io::Result<Pruned> {
     Ok(out)
 }
 
-/// Prunes `job_dir` off the async runtime, logging the outcome.
-pub async fn prune_logged(job_id: &str, job_dir: std::path::PathBuf) {
+/// Prunes `job_dir` off the async runtime — and the job's copy in the bucket when blobs are
+/// remote (`remote`) — logging the outcome.
+pub async fn prune_logged(
+    job_id: &str,
+    job_dir: std::path::PathBuf,
+    remote: Option<&crate::store::blob_remote::Remote>,
+) {
+    if let Some(r) = remote {
+        match super::jobfiles::prune_remote(r, job_id).await {
+            Ok(n) if n > 0 => {
+                tracing::info!(job = %job_id, objects = n, "terminal job: optimizer state pruned from the bucket")
+            }
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!(job = %job_id, error = %e, "pruning the optimizer state from the bucket failed")
+            }
+        }
+    }
     let id = job_id.to_string();
     let r = tokio::task::spawn_blocking(move || prune(&job_dir)).await;
     match r {

@@ -222,6 +222,11 @@ impl JobCtx<'_> {
         // …and the outcome last, as on disk.
         if let Some(p) = pusher.as_mut() {
             push(p, &job.id);
+            // On another machine than the runner: this copy's optimizer state is this
+            // worker's to drop (the runner prunes the bucket's and, on one machine, this one).
+            if let Err(e) = super::retention::prune(&dir) {
+                tracing::warn!(job = %job.id, error = %e, "pruning the optimizer state failed");
+            }
         }
     }
 
