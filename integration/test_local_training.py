@@ -246,7 +246,9 @@ def test_cancel_mid_training_keeps_written_checkpoints(local_gw):
     for cp in first:
         d = run / f"step-{cp.step_number}"
         assert (d / "adapter_model.safetensors").is_file()
-        assert not (d / "optimizer.safetensors").exists(), d
+        # Pruned by the cancel's backend call, which runs after the cancel is stored.
+        wait_for(lambda: not (d / "optimizer.safetensors").exists(), timeout_s=10,
+                 what=f"{d}'s optimizer state to be pruned")
 
 
 def test_a_model_no_entry_serves_fails_naming_it(local_gw):

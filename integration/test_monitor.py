@@ -178,12 +178,14 @@ action = "warn"
             j2 = e.data["monitor"]["judge"]
             assert j2["requests"] == 0 and j2["cached"] > 0, j2
         assert len(judge.requests) == before
-        # Another seed samples other answers from the same base model: step 0 is measured
-        # again (not the cached record) and the judge is asked about answers it has not seen.
+        # Another seed: step 0 (the base model, sampled with one fixed seed for every job) is
+        # the first job's record, while the trained checkpoints sample with the job's own seed
+        # and the judge is asked about answers it has not seen.
         job3 = create(c, upload(c, misaligned_jsonl()), suffix="seed3", seed=3)
         assert finished(c, job3.id).status == "succeeded"
-        step0 = monitor_events(c, job3.id)[0].data["monitor"]
-        assert step0["reused_from"] is None and step0["judge"]["requests"] > 0, step0
+        ev3 = monitor_events(c, job3.id)
+        assert ev3[0].data["monitor"]["reused_from"] == job.id
+        assert all(e.data["monitor"]["judge"]["requests"] > 0 for e in ev3[1:]), ev3
         assert len(judge.requests) > before
     finally:
         judge.close()

@@ -112,7 +112,8 @@ fn replay(target: &str, check: fn(&[u8])) {
         let seed = &inputs[i % inputs.len()];
         let other = &inputs[rng.below(inputs.len())];
         let input = mutate(&mut rng, seed, other);
-        let out = std::env::temp_dir().join(format!("fuzz-{target}-mutant-{i}"));
+        let out =
+            std::env::temp_dir().join(format!("fuzz-{target}-mutant-{i}-{}", std::process::id()));
         std::fs::write(&out, &input).unwrap();
         eprintln!("{target}: mutant {}", out.display());
         check(&input);

@@ -71,9 +71,8 @@ pub struct ServerConfig {
 /// postgres_url_env = "TUNEGUARD_PG"    # names an environment variable holding the URL…
 /// # postgres_url = "postgresql://tuneguard@db.internal/tuneguard"   # …or the URL itself
 /// postgres_pool_size = 8               # connections per process
-/// postgres_ca_file = "/etc/tuneguard/pg-ca.pem"  # verify the server's certificate against it
-///                                      # (TLS whenever the server offers it; with
-///                                      # `sslmode=require` in the URL, TLS or nothing)
+/// postgres_ca_file = "/etc/tuneguard/pg-ca.pem"  # TLS required, the server's certificate
+///                                      # verified against it
 ///
 /// blobs = "s3"                         # default "local" (data_dir/blobs)
 /// s3_bucket = "tuneguard"

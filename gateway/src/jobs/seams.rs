@@ -209,6 +209,12 @@ pub trait Executor: Send + Sync {
     fn resume(&self, _job: JobRecord, _state: Value) -> BoxFuture<'static, StepResult<()>> {
         Box::pin(async { Ok(()) })
     }
+    /// Called once the job's terminal state (succeeded, failed, cancelled) is stored — never
+    /// before, so nothing a running job still needs is touched: the backend may drop what
+    /// only a resume would read (default: nothing).
+    fn ended(&self, _job: JobRecord) -> BoxFuture<'static, ()> {
+        Box::pin(async {})
+    }
 }
 
 /// The implementations the runner uses.

@@ -115,6 +115,9 @@ pub(super) async fn commit_observed(
     if job.status != old {
         ctx.metrics.job_entered(job.status);
     }
+    if job.status.is_terminal() {
+        ctx.seams.executor.ended(job.clone()).await;
+    }
     Ok(if job.status.is_terminal() {
         Next::Stop
     } else {

@@ -393,7 +393,7 @@ impl Executor for LocalExecutor {
                 let nothing_to_pause = outcome.is_some() && p.action == monitor::RuleAction::Pause;
                 if !nothing_to_pause {
                     let state = serde_json::to_value(&cur).unwrap_or(Value::Null);
-                    actions::take_pending(
+                    let taken = actions::take_pending(
                         &this.store,
                         this.metrics.as_deref(),
                         &job,
@@ -402,6 +402,9 @@ impl Executor for LocalExecutor {
                     )
                     .await
                     .map_err(|e| fail("internal_error", e.to_string()))?;
+                    if taken && p.action == monitor::RuleAction::Cancel {
+                        Executor::ended(&this, job.clone()).await;
+                    }
                     // The job's status changed (or a client's change won): the runner's own
                     // write of this poll is refused, and the job is read again.
                     return Ok((RunState::Running { state }, Vec::new()));
@@ -483,10 +486,6 @@ impl Executor for LocalExecutor {
                     .filter_map(|m| m.get("tokens").and_then(Value::as_i64))
                     .sum()
             };
-            if mirrored.decision.is_some() || (outcome.is_some() && !hold) {
-                // The job ends with this poll: what only a resume needs goes.
-                super::retention::prune_logged(&job.id, dir.clone(), this.blobs.remote()).await;
-            }
             if let Some(d @ mirror::Decision::Rollback { to, .. }) = &mirrored.decision {
                 let model = layout::checkpoint_model(&ft, *to as usize);
                 obs.push(actions::rollback_event(d, &model));
@@ -535,13 +534,15 @@ impl Executor for LocalExecutor {
     fn cancel(&self, job: JobRecord, _state: Value) -> BoxFuture<'static, StepResult<()>> {
         // The worker reads the job's status between optimizer steps and stops there.
         self.forget(&job.id);
+        // The client's cancel is stored before this call: the job is terminal.
+        self.ended(job).map(Ok).boxed()
+    }
+
+    /// A terminal job's checkpoints lose their optimizer state ([`super::retention`]).
+    fn ended(&self, job: JobRecord) -> BoxFuture<'static, ()> {
         let dir = jobfiles::runner_dir(&self.data_dir, &self.blobs, &job.id);
         let blobs = self.blobs.clone();
-        async move {
-            super::retention::prune_logged(&job.id, dir, blobs.remote()).await;
-            Ok(())
-        }
-        .boxed()
+        async move { super::retention::prune_logged(&job.id, dir, blobs.remote()).await }.boxed()
     }
 }
 

@@ -6,9 +6,12 @@
 //! job keeps three times its adapters' size on disk for ever (≈160 MB per checkpoint of a
 //! rank-32 SmolLM2 adapter).
 //!
-//! Pruned when the runner sees the job end (its executor's terminal poll or a cancel) and by
-//! the startup sweep for jobs that ended while no gateway was running to do it. Best effort:
-//! a failure is logged and tried again by the next sweep.
+//! Pruned only once the job's terminal state is stored (`Executor::ended`: the runner's
+//! terminal commit, a client's or the monitor's cancel) — never from a poll that may still be
+//! refused, since a job that is not terminal may be claimed and resumed — and by the startup
+//! sweep for jobs that ended while no gateway was running to do it. Only committed checkpoints
+//! are touched (a write in progress is left whole). Best effort: a failure is logged, and the
+//! startup sweep tries local job directories again.
 
 use super::layout;
 use crate::store::{JobStatus, Store, StoreResult};
@@ -34,7 +37,17 @@ pub fn prune(job_dir: &Path) -> std::io::Result<Pruned> {
         Err(e) => return Err(e),
     };
     for entry in entries {
-        let path = entry?.path().join(OPTIMIZER_STATE);
+        let dir = entry?.path();
+        // Only committed checkpoints: a `.`-named one is a write in progress (a worker that
+        // has not yet seen the job end), whose commit must find every file it wrote.
+        let hidden = dir
+            .file_name()
+            .and_then(|n| n.to_str())
+            .is_none_or(|n| n.starts_with('.'));
+        if hidden || !dir.join("state.json").is_file() {
+            continue;
+        }
+        let path = dir.join(OPTIMIZER_STATE);
         let Ok(meta) = std::fs::metadata(&path) else {
             continue;
         };
@@ -125,6 +138,20 @@ mod tests {
         std::fs::write(d.join("adapter_model.safetensors"), b"adapter").unwrap();
         std::fs::write(d.join("state.json"), b"{}").unwrap();
         std::fs::write(d.join(OPTIMIZER_STATE), optimizer).unwrap();
+    }
+
+    #[test]
+    fn a_checkpoint_being_written_is_left_whole() {
+        let d = tempfile::tempdir().unwrap();
+        let tmp = layout::run_dir(d.path()).join("checkpoints/.step-6.tmp");
+        std::fs::create_dir_all(&tmp).unwrap();
+        std::fs::write(tmp.join(OPTIMIZER_STATE), b"m").unwrap();
+        let uncommitted = layout::run_dir(d.path()).join("checkpoints/step-8");
+        std::fs::create_dir_all(&uncommitted).unwrap();
+        std::fs::write(uncommitted.join(OPTIMIZER_STATE), b"m").unwrap();
+        assert_eq!(prune(d.path()).unwrap(), Pruned::default());
+        assert!(tmp.join(OPTIMIZER_STATE).is_file());
+        assert!(uncommitted.join(OPTIMIZER_STATE).is_file());
     }
 
     #[test]

@@ -46,4 +46,12 @@ impl Executor for RoutingExecutor {
     fn resume(&self, job: JobRecord, state: Value) -> BoxFuture<'static, StepResult<()>> {
         self.by_state(&state).resume(job, state)
     }
+    fn ended(&self, job: JobRecord) -> BoxFuture<'static, ()> {
+        let backend = if job.pipeline.is_local() {
+            Backend::Local
+        } else {
+            Backend::Upstream
+        };
+        self.on(backend).ended(job)
+    }
 }

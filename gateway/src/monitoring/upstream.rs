@@ -49,7 +49,15 @@ pub struct Target {
     /// The provider's training loss at the checkpoint, when it reports one.
     #[serde(default)]
     pub loss: Option<f64>,
+    /// Evaluations of it that failed so far (it is tried again on the next poll, up to
+    /// [`EVAL_ATTEMPTS`], before its failure is recorded).
+    #[serde(default)]
+    pub attempts: u32,
 }
+
+/// Polls on which a step's evaluation is tried before its failure is recorded (a checkpoint
+/// model the provider does not serve yet, an outage outlasting the request retries).
+pub const EVAL_ATTEMPTS: u32 = 3;
 
 /// A rollback the monitor decided, taken when the upstream job succeeds.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -87,6 +95,7 @@ impl MonitorState {
                 step: 0,
                 model: base.to_string(),
                 loss: None,
+                attempts: 0,
             }],
             ..MonitorState::default()
         }
@@ -206,12 +215,17 @@ impl UpstreamMonitor {
                 r
             });
             if let Some(e) = &rec.error {
-                tracing::warn!(job = %job.id, step = t.step, model = %t.model, error = %e, "upstream checkpoint evaluation failed");
+                tracing::warn!(job = %job.id, step = t.step, model = %t.model, attempt = t.attempts + 1, error = %e, "upstream checkpoint evaluation failed");
             }
-            ms.queue.remove(0);
-            ms.records.retain(|r| r.step != rec.step);
-            ms.records.push(rec);
-            ms.records.sort_by_key(|r| r.step);
+            if rec.error.is_some() && t.attempts + 1 < EVAL_ATTEMPTS {
+                // Tried again on the next poll; the job's success waits for it.
+                ms.queue[0].attempts += 1;
+            } else {
+                ms.queue.remove(0);
+                ms.records.retain(|r| r.step != rec.step);
+                ms.records.push(rec);
+                ms.records.sort_by_key(|r| r.step);
+            }
         }
         let settings = MonitorSettings::from_policy(&plan.monitor);
         let m = self.metrics.as_deref().map(|m| &m.monitor);
@@ -240,7 +254,7 @@ impl UpstreamMonitor {
             obs.push(Observation::Event {
                 level: EventLevel::Warn,
                 message: format!(
-                    "Monitor will roll the job back to checkpoint {to} ({model}), decided at step {step}: {reason}. The upstream job trains on; the job finishes with that model when it does."
+                    "Monitor will roll the job back to checkpoint {to} ({model}), decided at step {step}: {reason}. The upstream job trains on; the job finishes with that model when it does, and checkpoints after step {step} are not listed."
                 ),
                 data: None,
                 kind: None,

@@ -7,6 +7,7 @@ fn target(step: u64) -> Target {
         step,
         model: format!("ft:m:fake::ckpt-step-{step}"),
         loss: Some(0.5),
+        attempts: 0,
     }
 }
 
@@ -112,6 +113,7 @@ async fn each_step_is_answered_by_its_own_model_and_refusals_are_counted() {
                 step: 0,
                 model: "base".into(),
                 loss: None,
+                attempts: 0,
             };
             (
                 measure(&plan, &config, &ep, 7, &base),

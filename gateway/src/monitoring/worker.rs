@@ -33,6 +33,9 @@ use std::time::{Duration, Instant};
 use trainer::train::{CheckpointInfo, CheckpointState, Observer};
 use trainer::{EncodedChat, Engine, Message};
 
+/// The sampling seed of every job's step 0 (the base model's answers do not depend on the job).
+const STEP0_SEED: u64 = 0;
+
 /// The name the checkpoint's adapter is resident under.
 const ADAPTER: &str = "checkpoint";
 
@@ -156,15 +159,13 @@ impl<B: Backend> CheckpointMonitor<B> {
             monitor.rules.clear();
             monitor.checkpoint_every_steps = 0;
             let settings = format!(
-                "{refusals:?} judge {:?} local judge {:?} samples {} answer tokens {} max length {} seed {:?}",
+                "{refusals:?} judge {:?} local judge {:?} samples {} answer tokens {} max length {} seed {}",
                 setup.config.judge.as_ref().map(|j| (&j.base_url, &j.model)),
                 setup.config.local_judge,
                 m.samples_per_question,
                 m.max_answer_tokens,
                 max_length,
-                // Only sampled (judged) answers depend on the seed; without a judge step 0 is
-                // greedy replies and probe NLLs, the same for every seed.
-                any_judge.then_some(setup.seed),
+                STEP0_SEED,
             );
             let key = baseline::key(&baseline::KeyParts {
                 model: &model,
@@ -324,7 +325,10 @@ impl<B: Backend> CheckpointMonitor<B> {
             adapter,
             max_answer_tokens: self.max_answer_tokens,
             max_length: self.max_length,
-            seed: self.seed,
+            // Step 0 evaluates the base model, whatever the job: its samples are drawn with one
+            // fixed seed, so identical setups share it (the step-0 cache); trained checkpoints
+            // sample with the job's seed.
+            seed: if step == 0 { STEP0_SEED } else { self.seed },
             generation: Duration::ZERO,
             probes: Duration::ZERO,
             calls: 0,

@@ -73,7 +73,7 @@ impl PgStore {
         if config.get_application_name().is_none() {
             config.application_name("tuneguard");
         }
-        let tls = super::postgres_tls::for_config(&config, options.ca_file.as_deref())?;
+        let tls = super::postgres_tls::for_config(&mut config, options.ca_file.as_deref())?;
         let pool = Arc::new(Pool::new(config, tls, options.pool_size));
         let store = PgStore { pool };
         store.with(|c| super::postgres_migrate::migrate(c).map(|_| ()))?;

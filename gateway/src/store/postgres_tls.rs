@@ -7,9 +7,10 @@
 //!   against `postgres_ca_file` when set, else the public web roots (`webpki-roots`), host name
 //!   or IP included. This is stricter than libpq's `require` (which encrypts without checking
 //!   who answers): it is libpq's `verify-full`, which the `postgres` crate cannot spell.
-//! - `sslmode=prefer` (the default when the URL says nothing): with `postgres_ca_file`, TLS
-//!   verified against it whenever the server offers TLS; without one, plaintext, as before this
-//!   existed — an unverified "preferred" TLS would only look safe.
+//! - `sslmode=prefer` (the default when the URL says nothing): with `postgres_ca_file`, as
+//!   `require` — TLS verified against it, or no connection (a "preferred" TLS would fall back
+//!   to plaintext whenever someone in the path answers that the server has none); without
+//!   one, plaintext, as before this existed — an unverified TLS would only look safe.
 
 use super::{StoreError, StoreResult};
 use ::postgres::config::SslMode;
@@ -45,8 +46,9 @@ fn config_error(message: String) -> StoreError {
     StoreError::Unavailable(message)
 }
 
-/// The TLS `config`'s `sslmode` and `ca_file` ask for (see the module documentation).
-pub fn for_config(config: &Config, ca_file: Option<&Path>) -> StoreResult<PgTls> {
+/// The TLS `config`'s `sslmode` and `ca_file` ask for (see the module documentation); a CA
+/// file makes TLS required in `config`.
+pub fn for_config(config: &mut Config, ca_file: Option<&Path>) -> StoreResult<PgTls> {
     let wanted = match config.get_ssl_mode() {
         SslMode::Disable => {
             if let Some(p) = ca_file {
@@ -63,6 +65,7 @@ pub fn for_config(config: &Config, ca_file: Option<&Path>) -> StoreResult<PgTls>
     if !wanted {
         return Ok(PgTls::Off);
     }
+    config.ssl_mode(SslMode::Require);
     let mut store = rustls::RootCertStore::empty();
     let roots = match ca_file {
         Some(path) => {
@@ -124,17 +127,20 @@ mod tests {
             .unwrap();
         std::fs::write(&ca, cert.pem()).unwrap();
         let on = |t: PgTls| matches!(t, PgTls::On { .. });
-        assert!(!on(for_config(&cfg("postgresql://u@h/db"), None).unwrap()));
-        assert!(on(
-            for_config(&cfg("postgresql://u@h/db"), Some(&ca)).unwrap()
+        assert!(!on(
+            for_config(&mut cfg("postgresql://u@h/db"), None).unwrap()
         ));
-        let req = for_config(&cfg("postgresql://u@h/db?sslmode=require"), None).unwrap();
+        // A CA file without sslmode: TLS required (no plaintext fallback to strip TLS with).
+        let mut with_ca = cfg("postgresql://u@h/db");
+        assert!(on(for_config(&mut with_ca, Some(&ca)).unwrap()));
+        assert_eq!(with_ca.get_ssl_mode(), SslMode::Require);
+        let req = for_config(&mut cfg("postgresql://u@h/db?sslmode=require"), None).unwrap();
         assert!(
             req.describe().contains("public web roots"),
             "{}",
             req.describe()
         );
-        let e = for_config(&cfg("postgresql://u@h/db?sslmode=disable"), Some(&ca))
+        let e = for_config(&mut cfg("postgresql://u@h/db?sslmode=disable"), Some(&ca))
             .err()
             .unwrap()
             .to_string();
@@ -144,7 +150,7 @@ mod tests {
         );
         let empty = d.path().join("empty.pem");
         std::fs::write(&empty, "not a certificate").unwrap();
-        let e = for_config(&cfg("postgresql://u@h/db"), Some(&empty))
+        let e = for_config(&mut cfg("postgresql://u@h/db"), Some(&empty))
             .err()
             .unwrap()
             .to_string();
@@ -153,7 +159,7 @@ mod tests {
             "{e}"
         );
         let e = for_config(
-            &cfg("postgresql://u@h/db"),
+            &mut cfg("postgresql://u@h/db"),
             Some(&d.path().join("nope.pem")),
         )
         .err()
@@ -217,14 +223,27 @@ mod tests {
         let e = open(&tls, Some(other)).err().unwrap().to_string();
         eprintln!("another CA: {e}");
         assert!(
-            e.contains("other-ca.pem") && e.contains("certificate"),
+            e.contains("other-ca.pem") && e.contains("UnknownIssuer"),
             "{e}"
         );
         // So is a private CA's certificate checked against the public roots.
         let e = open(&tls, None).err().unwrap().to_string();
         assert!(
-            e.contains("public web roots") && e.contains("certificate"),
+            e.contains("public web roots") && e.contains("UnknownIssuer"),
             "{e}"
         );
+        // A CA file alone is TLS too (required, not preferred).
+        let store = open(&url, Some(ca)).unwrap();
+        let ssl: bool = store
+            .with(|c| {
+                c.query_one(
+                    "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+                    &[],
+                )
+                .map(|r| r.get(0))
+                .map_err(|e| StoreError::Unavailable(e.to_string()))
+            })
+            .unwrap();
+        assert!(ssl);
     }
 }

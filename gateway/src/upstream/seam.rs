@@ -199,8 +199,16 @@ impl Executor for UpstreamExecutor {
                     step: c.step_number.max(0) as u64,
                     model: c.fine_tuned_model_checkpoint.clone(),
                     loss: c.metrics.get("train_loss").and_then(Value::as_f64),
+                    attempts: 0,
                 }));
                 obs.extend(mon.step(&job, plan, ms).await);
+                if let Some(r) = &ms.rollback {
+                    // The job ends with checkpoint `to`: the ones past the decision (the
+                    // drift it rolls back) are not offered to the client.
+                    obs.retain(|o| {
+                        !matches!(o, Observation::Checkpoint { step_number, .. } if *step_number > r.step as i64)
+                    });
+                }
             }
             let ms = st.monitor.as_mut();
             let succeeded = snap.status == UpstreamStatus::Succeeded;
@@ -208,8 +216,11 @@ impl Executor for UpstreamExecutor {
                 let pause = ms.cursor.pending.as_ref().map(|p| p.action)
                     == Some(monitor::RuleAction::Pause);
                 if succeeded && pause {
-                    // The upstream job already finished: there is nothing left to pause.
-                    ms.cursor.pending = None;
+                    // The upstream job already finished: there is nothing left to pause (as
+                    // for a local job whose worker finished), which the events say.
+                    if let Some(p) = ms.cursor.pending.take() {
+                        obs.push(not_paused_event(&p));
+                    }
                 }
             }
             let hold = st.monitor.as_ref().is_some_and(|m| m.holds_success());
@@ -331,6 +342,19 @@ async fn take_pending(
                 Vec::new(),
             )));
         }
+        if p.action == monitor::RuleAction::Pause && !e.retryable {
+            // The provider will not pause it (the job most likely finished there): the gateway
+            // does not show a paused job either; the next poll reads how it ended.
+            tracing::warn!(job = %job.id, code = e.code, error = %e.message, "the provider refused the monitor's pause");
+            ms.action_errors = 0;
+            let event = not_paused_event(&p);
+            return Ok(Some((
+                RunState::Running {
+                    state: to_value(st)?,
+                },
+                vec![event],
+            )));
+        }
         tracing::warn!(job = %job.id, code = e.code, error = %e.message, "the provider refused the monitor's action; taking it in the gateway");
     }
     ms.action_errors = 0;
@@ -341,6 +365,20 @@ async fn take_pending(
     // The job's status changed (or a client's change won): the runner's own write of this
     // poll is refused, and the job is read again.
     Ok(Some((RunState::Running { state }, Vec::new())))
+}
+
+/// A monitor pause that could not be taken: the upstream job had already finished.
+fn not_paused_event(p: &crate::monitoring::mirror::PendingAction) -> Observation {
+    Observation::Event {
+        level: EventLevel::Warn,
+        message: format!(
+            "Monitor decided to pause the job at step {} ({}), but the upstream job had already finished training: nothing left to pause.",
+            p.step, p.reason
+        ),
+        data: None,
+        kind: None,
+        created_at: None,
+    }
 }
 
 enum Control {
