@@ -17,6 +17,8 @@ pub mod fake;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
+mod tests_monitor;
+#[cfg(test)]
 mod tests_proxy;
 
 pub use client::UpstreamClient;
