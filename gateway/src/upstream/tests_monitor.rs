@@ -36,8 +36,10 @@ fn plan(action: Action) -> policies::Plan {
 }
 
 fn job(action: Action) -> JobRecord {
-    let mut pipeline = Pipeline::default();
-    pipeline.plan = Some(plan(action).into());
+    let pipeline = Pipeline {
+        plan: Some(plan(action).into()),
+        ..Pipeline::default()
+    };
     JobRecord {
         revision: 0,
         id: "ftjob-gwm".into(),
