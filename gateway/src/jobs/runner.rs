@@ -73,6 +73,9 @@ impl Runner {
                 return;
             }
         };
+        // The monitor's per-job series exist only while their job is active.
+        let active: std::collections::HashSet<&str> = jobs.iter().map(|j| j.id.as_str()).collect();
+        self.ctx.metrics.monitor.retain_jobs(&active);
         for job in jobs {
             if job.status == JobStatus::Paused {
                 continue;

@@ -209,6 +209,33 @@ impl MonitorMetrics {
         }
     }
 
+    /// The jobs that have series (every `set_job` sets the step gauge).
+    pub fn jobs(&self) -> Vec<String> {
+        use prometheus::core::Collector;
+        self.step
+            .collect()
+            .iter()
+            .flat_map(|mf| mf.get_metric())
+            .filter_map(|m| {
+                m.get_label()
+                    .iter()
+                    .find(|l| l.name() == "job_id")
+                    .map(|l| l.value().to_string())
+            })
+            .collect()
+    }
+
+    /// Deletes the series of every job not in `active` (the runner calls it with the store's
+    /// active jobs at each tick): a job that ended while a poll that set its gauges was being
+    /// refused, or that another replica finished, leaves no stale series behind.
+    pub fn retain_jobs(&self, active: &std::collections::HashSet<&str>) {
+        for job in self.jobs() {
+            if !active.contains(job.as_str()) {
+                self.forget_job(&job);
+            }
+        }
+    }
+
     /// Deletes every series of the job (it ended).
     pub fn forget_job(&self, job_id: &str) {
         for (_, g) in &self.signals {
@@ -247,6 +274,13 @@ mod tests {
         m.forget_job("ftjob-a");
         let text = render(&r);
         assert!(!text.contains("ftjob-a"), "{text}");
+        // Only the active jobs keep their series.
+        m.set_job("ftjob-b", &s, &[], None);
+        m.set_job("ftjob-c", &s, &[], None);
+        assert_eq!(m.jobs().len(), 2);
+        m.retain_jobs(&["ftjob-c"].into_iter().collect());
+        assert_eq!(m.jobs(), ["ftjob-c"]);
+        assert!(!render(&r).contains("ftjob-b"));
         assert!(text.contains("tuneguard_monitor_actions_total{action=\"pause\"} 1"));
     }
 
