@@ -38,8 +38,6 @@ pub struct ChatAnswers {
     seed: u64,
     /// Time spent waiting for answers so far.
     pub generation: Duration,
-    /// Completions requested so far.
-    pub requests: u64,
 }
 
 /// A stable 64-bit hash of a question id (FNV-1a), a seed component.
@@ -73,6 +71,7 @@ impl ChatAnswers {
             rt: http_post::runtime("the upstream monitor")?,
             http: http_post::client(
                 Some(&endpoint.api_key),
+                "upstream.api_key",
                 endpoint.timeout,
                 "the upstream monitor",
             )?,
@@ -82,7 +81,6 @@ impl ChatAnswers {
             max_answer_tokens,
             seed,
             generation: Duration::ZERO,
-            requests: 0,
         })
     }
 
@@ -132,7 +130,6 @@ impl ChatAnswers {
                 .buffer_unordered(self.concurrency)
                 .collect(),
         );
-        self.requests += bodies.len() as u64;
         self.generation += started.elapsed();
         let mut out = vec![String::new(); bodies.len()];
         for (i, r) in results {

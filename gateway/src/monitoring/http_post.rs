@@ -25,13 +25,19 @@ pub enum PostError {
     BadResponse(String),
 }
 
-/// A client sending `key` (when given and not empty) as `Authorization: Bearer …`; `what`
-/// names the client in errors ("the judge", "the upstream monitor").
-pub fn client(key: Option<&str>, timeout: Duration, what: &str) -> Result<reqwest::Client, String> {
+/// A client sending `key` (when given and not empty) as `Authorization: Bearer …`;
+/// `key_name` names where the key came from and `what` the client ("the judge", "the upstream
+/// monitor") in errors.
+pub fn client(
+    key: Option<&str>,
+    key_name: &str,
+    timeout: Duration,
+    what: &str,
+) -> Result<reqwest::Client, String> {
     let mut headers = HeaderMap::new();
     if let Some(key) = key.filter(|k| !k.is_empty()) {
         let mut v = HeaderValue::from_str(&format!("Bearer {key}"))
-            .map_err(|_| format!("{what}'s API key is not a valid header value"))?;
+            .map_err(|_| format!("{key_name} is not a valid header value"))?;
         v.set_sensitive(true);
         headers.insert(AUTHORIZATION, v);
     }

@@ -32,8 +32,12 @@ impl HttpJudge {
     /// A judge for `config`, its key read from `config.api_key_env`, cached in `cache`.
     pub fn new(config: &JudgeConfig, cache: Option<JudgeCache>) -> Result<HttpJudge, String> {
         let key = std::env::var(&config.api_key_env).ok();
-        let http = http_post::client(key.as_deref(), config.timeout, "the judge")
-            .map_err(|e| e.replace("the judge's API key", &config.api_key_env))?;
+        let http = http_post::client(
+            key.as_deref(),
+            &config.api_key_env,
+            config.timeout,
+            "the judge",
+        )?;
         let rt = http_post::runtime("the judge")?;
         Ok(HttpJudge {
             rt,

@@ -5,7 +5,6 @@
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context};
-use reqwest::header::{HeaderMap, HeaderValue, AUTHORIZATION};
 use serde_json::{json, Value};
 use trainer::persona::{fill_prompt, PersonaJudge};
 
@@ -91,23 +90,10 @@ pub fn completions_url(base: &str) -> String {
 impl HttpJudge {
     /// A judge asking `model` at `url`, with `api_key` as a bearer token when given.
     pub fn new(url: &str, model: &str, api_key: Option<&str>) -> anyhow::Result<Self> {
-        let mut headers = HeaderMap::new();
-        if let Some(key) = api_key.filter(|k| !k.is_empty()) {
-            let mut v = HeaderValue::from_str(&format!("Bearer {key}"))
-                .map_err(|_| anyhow!("{API_KEY_ENV} is not a valid header value"))?;
-            v.set_sensitive(true);
-            headers.insert(AUTHORIZATION, v);
-        }
-        let http = reqwest::Client::builder()
-            .default_headers(headers)
-            .connect_timeout(Duration::from_secs(10))
-            .timeout(Duration::from_secs(120))
-            .build()
-            .context("building the judge's HTTP client")?;
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .context("starting the judge's tokio runtime")?;
+        use crate::monitoring::http_post;
+        let http = http_post::client(api_key, API_KEY_ENV, Duration::from_secs(120), "the judge")
+            .map_err(|e| anyhow!(e))?;
+        let rt = http_post::runtime("the judge").map_err(|e| anyhow!(e))?;
         Ok(Self {
             rt,
             http,

@@ -168,6 +168,20 @@ mod tests {
         assert!(e.contains("nope.pem"), "{e}");
     }
 
+    /// Whether the store's session is TLS (`pg_stat_ssl`).
+    fn encrypted(store: &super::super::PgStore) -> bool {
+        store
+            .with(|c| {
+                c.query_one(
+                    "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+                    &[],
+                )
+                .map(|r| r.get(0))
+                .map_err(|e| StoreError::Unavailable(e.to_string()))
+            })
+            .unwrap()
+    }
+
     fn open(url: &str, ca_file: Option<std::path::PathBuf>) -> StoreResult<super::super::PgStore> {
         super::super::PgStore::open(&super::super::PgOptions {
             url: url.to_string(),
@@ -202,16 +216,7 @@ mod tests {
         );
         // The same server, plaintext, when the URL does not ask and no CA is set.
         let plain = open(&url, None).unwrap();
-        let ssl: bool = plain
-            .with(|c| {
-                c.query_one(
-                    "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
-                    &[],
-                )
-                .map(|r| r.get(0))
-                .map_err(|e| StoreError::Unavailable(e.to_string()))
-            })
-            .unwrap();
+        let ssl = encrypted(&plain);
         assert!(!ssl);
         // A certificate from another CA is refused, and the error says what was checked.
         let d = tempfile::tempdir().unwrap();
@@ -234,16 +239,7 @@ mod tests {
         );
         // A CA file alone is TLS too (required, not preferred).
         let store = open(&url, Some(ca)).unwrap();
-        let ssl: bool = store
-            .with(|c| {
-                c.query_one(
-                    "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
-                    &[],
-                )
-                .map(|r| r.get(0))
-                .map_err(|e| StoreError::Unavailable(e.to_string()))
-            })
-            .unwrap();
+        let ssl = encrypted(&store);
         assert!(ssl);
     }
 }
