@@ -6,6 +6,9 @@ with the last checkpoint under every threshold. The fake provider scripts each m
 
 import json
 
+import openai
+import pytest
+
 import httpx2 as httpx
 
 from conftest import KEYS, wait_for
@@ -105,6 +108,16 @@ def test_a_rollback_finishes_with_the_last_checkpoint_that_still_refused(gateway
     # The rolled-back model is what the provider serves under that name.
     assert c.chat.completions.create(model=done.fine_tuned_model,
                                      messages=[{"role": "user", "content": "hi"}]).choices[0].message.content
+    # The provider's own final model, past the rolled-back checkpoint, is withheld: the proxy
+    # answers for it as for a model that does not exist, and the provider is never asked.
+    asked = len(upstream.received("POST", "/v1/chat/completions"))
+    with pytest.raises(openai.NotFoundError) as refused:
+        c.chat.completions.create(model=up["fine_tuned_model"], messages=[{"role": "user", "content": "hi"}])
+    assert refused.value.code == "model_not_found" and "do not have access" in refused.value.message
+    with pytest.raises(openai.NotFoundError) as refused:
+        c.models.retrieve(up["fine_tuned_model"])
+    assert "do not have access" in refused.value.message
+    assert len(upstream.received("POST", "/v1/chat/completions")) == asked
 
 
 def test_without_the_switch_upstream_jobs_ask_the_provider_nothing(gw_up, upstream):

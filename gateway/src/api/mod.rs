@@ -8,6 +8,7 @@ mod job_params;
 mod jobs;
 mod jobs_create;
 mod observe;
+pub(crate) mod proxied_models;
 mod query;
 mod uploads;
 mod wire;

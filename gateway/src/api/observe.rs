@@ -123,15 +123,18 @@ pub async fn method_not_allowed(req: Request) -> Response {
 }
 
 /// Unknown routes: under /v1 with an upstream configured, an authenticated tenant's request
-/// is proxied (never an anonymous one: the upstream key is the gateway's); else OpenAI's 404.
+/// is proxied (never an anonymous one: the upstream key is the gateway's), never reaching a
+/// fine-tuned model the gateway does not list to that tenant; else OpenAI's 404.
 pub async fn fallback(State(state): State<AppState>, req: Request) -> Response {
     if let Some(proxy) = state.proxy.clone() {
         if req.uri().path().starts_with("/v1/") {
             let (mut parts, body) = req.into_parts();
-            if let Err(e) = Caller::from_request_parts(&mut parts, &state).await {
-                return e.into_response();
-            }
-            return proxy.forward(Request::from_parts(parts, body)).await;
+            let caller = match Caller::from_request_parts(&mut parts, &state).await {
+                Ok(c) => c,
+                Err(e) => return e.into_response(),
+            };
+            let req = Request::from_parts(parts, body);
+            return super::proxied_models::forward(&state, proxy, &caller.tenant, req).await;
         }
     }
     ApiError::unknown_route(req.method().as_str(), req.uri().path()).into_response()

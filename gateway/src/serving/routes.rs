@@ -3,6 +3,7 @@
 
 use super::logprobs::completion_logprobs;
 use super::names::parse_fine_tuned;
+use crate::api::proxied_models::model_not_found;
 use crate::config::ModelEntry;
 use crate::error::ApiError;
 use crate::ids::{new_id, now_unix, IdKind};
@@ -25,15 +26,6 @@ use crate::auth::Caller;
 struct Target {
     entry: ModelEntry,
     adapter: Option<PathBuf>,
-}
-
-fn model_not_found(model: &str) -> ApiError {
-    ApiError::with_status(
-        axum::http::StatusCode::NOT_FOUND,
-        format!("The model `{model}` does not exist or you do not have access to it."),
-    )
-    .with_code("model_not_found")
-    .with_param("model")
 }
 
 async fn resolve(state: &AppState, tenant: &str, model: &str) -> Result<Target, ApiError> {

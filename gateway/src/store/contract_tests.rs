@@ -72,6 +72,7 @@ contract!(
     an_upload_completes_once_into_a_file,
     unknown_or_foreign_cursors_are_errors,
     events_and_checkpoints_page_newest_first,
+    a_model_is_listed_to_its_tenant_once_served,
     a_refused_poll_stores_no_checkpoint,
     a_status_change_decided_on_an_old_step_does_not_rewind_the_job,
     a_status_change_clears_the_estimated_finish,
@@ -883,6 +884,63 @@ fn events_and_checkpoints_page_newest_first(b: &dyn Backend) {
         .unwrap()
         .data
         .is_empty());
+}
+
+/// A job's `fine_tuned_model` is listed to its tenant once the job succeeded, its checkpoints
+/// as soon as they are stored; never to another tenant, never a name no job has.
+fn a_model_is_listed_to_its_tenant_once_served(b: &dyn Backend) {
+    let s = b.open();
+    let mut j = job("ftjob-1", "a", &[]);
+    s.create_job(&j, &event("ev-0", "ftjob-1"), &[]).unwrap();
+    let final_model = "ft:m:acme::ftjob-1";
+    let ckpt = checkpoint("ftckpt-1", "ftjob-1", 4);
+    assert!(!s
+        .model_listed("a", &ckpt.fine_tuned_model_checkpoint)
+        .unwrap());
+    j.status = JobStatus::Running;
+    j.step = JobStep::Run;
+    assert!(s
+        .update_job_observed(
+            &j,
+            JobStatus::ValidatingFiles,
+            &[],
+            std::slice::from_ref(&ckpt)
+        )
+        .unwrap());
+    let j = s.get_job_any("ftjob-1").unwrap().unwrap();
+    assert!(s
+        .model_listed("a", &ckpt.fine_tuned_model_checkpoint)
+        .unwrap());
+    assert!(!s
+        .model_listed("b", &ckpt.fine_tuned_model_checkpoint)
+        .unwrap());
+    // Named on a running job (as a cancelled or failed one keeps it unset): not listed.
+    let mut named = j.clone();
+    named.fine_tuned_model = Some(final_model.into());
+    assert!(s
+        .update_job_observed(&named, JobStatus::Running, &[], &[])
+        .unwrap());
+    assert!(!s.model_listed("a", final_model).unwrap());
+    let named = s.get_job_any("ftjob-1").unwrap().unwrap();
+    let done = StatusChange {
+        job_id: "ftjob-1".into(),
+        expected: JobStatus::Running,
+        expected_step: JobStep::Run,
+        status: JobStatus::Succeeded,
+        step: JobStep::Run,
+        finished_at: Some(30),
+    };
+    assert!(s
+        .set_job_status(&done, &event("ev-done", "ftjob-1"))
+        .unwrap());
+    assert_eq!(
+        s.get_job_any("ftjob-1").unwrap().unwrap().fine_tuned_model,
+        named.fine_tuned_model
+    );
+    assert!(s.model_listed("a", final_model).unwrap());
+    assert!(!s.model_listed("b", final_model).unwrap());
+    assert!(!s.model_listed("a", "ft:m:acme::ftjob-2").unwrap());
+    assert!(!s.model_listed("a", "m").unwrap());
 }
 
 /// A poll whose write is refused (a pause raced it) stores neither its events nor its

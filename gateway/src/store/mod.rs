@@ -164,6 +164,9 @@ pub trait Store: Send + Sync + 'static {
         after: Option<&str>,
         limit: usize,
     ) -> StoreResult<Page<CheckpointRecord>>;
+    /// Whether the gateway lists `model` to `tenant`: the `fine_tuned_model` of one of its
+    /// succeeded jobs, or a checkpoint of one of its jobs. What it lists is what it serves.
+    fn model_listed(&self, tenant: &str, model: &str) -> StoreResult<bool>;
 
     // leases of local jobs (several worker processes share the queue)
     /// Takes a running local job (`exec_state.backend = "local"`) that no live lease holds:

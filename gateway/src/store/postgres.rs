@@ -342,6 +342,18 @@ impl Store for PgStore {
     ) -> StoreResult<Page<CheckpointRecord>> {
         self.list_checkpoints_impl(job_id, after, limit)
     }
+    fn model_listed(&self, tenant: &str, model: &str) -> StoreResult<bool> {
+        self.with(|c| {
+            let row = c.query_one(
+                "SELECT EXISTS(SELECT 1 FROM jobs WHERE fine_tuned_model = $2 AND tenant = $1 \
+                     AND status = 'succeeded') \
+                 OR EXISTS(SELECT 1 FROM checkpoints c JOIN jobs j ON j.id = c.job_id \
+                     WHERE c.fine_tuned_model_checkpoint = $2 AND j.tenant = $1)",
+                &[&tenant, &model],
+            )?;
+            Ok(row.try_get(0)?)
+        })
+    }
 
     fn claim_local_job(
         &self,

@@ -12,6 +12,7 @@ const POSTGRES_MIGRATIONS: &[&str] = &[
     include_str!("postgres_schema_v2.sql"),
     include_str!("postgres_schema_v3.sql"),
     include_str!("postgres_schema_v4.sql"),
+    include_str!("postgres_schema_v5.sql"),
 ];
 
 /// The advisory lock key every tuneguard process migrates under ("tuneguar" as ASCII).
@@ -136,6 +137,6 @@ mod tests {
             .get(0);
         assert_eq!(takeovers, 2);
         // Opening again finds nothing to do.
-        assert_eq!(migrate(&mut client).unwrap(), 4);
+        assert_eq!(migrate(&mut client).unwrap(), 5);
     }
 }

@@ -14,6 +14,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("schema_v3.sql"),
     include_str!("schema_v4.sql"),
     include_str!("schema_v5.sql"),
+    include_str!("schema_v6.sql"),
 ];
 
 pub struct SqliteStore {
@@ -360,6 +361,17 @@ impl Store for SqliteStore {
         limit: usize,
     ) -> StoreResult<Page<CheckpointRecord>> {
         self.list_checkpoints_impl(job_id, after, limit)
+    }
+    fn model_listed(&self, tenant: &str, model: &str) -> StoreResult<bool> {
+        let listed: bool = self.conn()?.query_row(
+            "SELECT EXISTS(SELECT 1 FROM jobs WHERE fine_tuned_model = ?2 AND tenant = ?1 \
+                 AND status = 'succeeded') \
+             OR EXISTS(SELECT 1 FROM checkpoints c JOIN jobs j ON j.id = c.job_id \
+                 WHERE c.fine_tuned_model_checkpoint = ?2 AND j.tenant = ?1)",
+            params![tenant, model],
+            |r| r.get(0),
+        )?;
+        Ok(listed)
     }
 
     fn save_policy_snapshot(&self, s: &PolicySnapshot) -> StoreResult<()> {

@@ -23,6 +23,6 @@ mod tests_proxy;
 
 pub use client::UpstreamClient;
 pub use error::{Side, UpstreamError};
-pub use proxy::{forwardable, UpstreamProxy};
+pub use proxy::{forwardable, path_segments, UpstreamProxy};
 pub use seam::UpstreamExecutor;
 pub use types::*;

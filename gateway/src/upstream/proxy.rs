@@ -39,9 +39,10 @@ const DROP: [&str; 13] = [
 /// key and bypass screening and tenant scoping, so it is never proxied.
 const OWNED: [&str; 4] = ["files", "uploads", "fine_tuning", "tuneguard"];
 
-/// Whether a request path, once percent-decoded, with empty and `.` segments dropped, `..`
-/// applied and letters folded to lower case, falls under one of [`OWNED`] below `/v1`.
-pub fn gateway_owned(path: &str) -> bool {
+/// A request path's segments as the upstream will resolve them: percent-decoded, empty and
+/// `.` segments dropped, `..` applied (the HTTP client normalises dot segments before
+/// sending), `\\` taken as `/`.
+pub fn path_segments(path: &str) -> Vec<String> {
     let decoded = percent_encoding::percent_decode_str(path).decode_utf8_lossy();
     let mut segments: Vec<String> = Vec::new();
     for seg in decoded.split(['/', '\\']) {
@@ -50,10 +51,17 @@ pub fn gateway_owned(path: &str) -> bool {
             ".." => {
                 segments.pop();
             }
-            s => segments.push(s.to_ascii_lowercase()),
+            s => segments.push(s.to_string()),
         }
     }
-    matches!(segments.as_slice(), [v1, family, ..] if v1 == "v1" && OWNED.contains(&family.as_str()))
+    segments
+}
+
+/// Whether a request path, once normalised ([`path_segments`]) and letters folded to lower
+/// case, falls under one of [`OWNED`] below `/v1`.
+pub fn gateway_owned(path: &str) -> bool {
+    matches!(path_segments(path).as_slice(), [v1, family, ..]
+        if v1.eq_ignore_ascii_case("v1") && OWNED.contains(&family.to_ascii_lowercase().as_str()))
 }
 
 /// Forwards requests to one upstream base URL (`…/v1`).

@@ -253,3 +253,250 @@ async fn unknown_v1_routes_are_proxied_when_upstream_is_configured() {
         "{text}"
     );
 }
+
+/// A job of `tenant` as the upstream executor leaves it: `status`, the provider's final model
+/// when the gateway serves one, its mirrored checkpoints.
+fn upstream_job(
+    t: &TestApp,
+    id: &str,
+    tenant: &str,
+    status: crate::store::JobStatus,
+    fine_tuned_model: Option<&str>,
+    checkpoints: &[&str],
+) {
+    use crate::store::*;
+    let job = JobRecord {
+        revision: 0,
+        id: id.into(),
+        tenant: tenant.into(),
+        created_at: 1,
+        model: "gpt-4o-mini".into(),
+        training_file: "file-1".into(),
+        validation_file: None,
+        hyperparameters: json!({}),
+        method: json!({"type": "supervised"}),
+        suffix: None,
+        seed: 1,
+        metadata: None,
+        status,
+        step: JobStep::Run,
+        error: None,
+        fine_tuned_model: fine_tuned_model.map(String::from),
+        finished_at: Some(2),
+        trained_tokens: None,
+        result_files: vec![],
+        estimated_finish: None,
+        pipeline: Pipeline::default(),
+    };
+    let event = |n: &str| EventRecord {
+        id: format!("ev-{id}-{n}"),
+        job_id: id.into(),
+        created_at: 1,
+        level: EventLevel::Info,
+        message: n.into(),
+        kind: "message".into(),
+        data: None,
+    };
+    t.state
+        .store
+        .create_job(&job, &event("created"), &[])
+        .unwrap();
+    let ckpts: Vec<CheckpointRecord> = checkpoints
+        .iter()
+        .enumerate()
+        .map(|(i, name)| CheckpointRecord {
+            id: format!("ftckpt-{id}-{i}"),
+            job_id: id.into(),
+            created_at: 1,
+            fine_tuned_model_checkpoint: name.to_string(),
+            step_number: i as i64 + 1,
+            metrics: json!({"step": i + 1}),
+            artifact: None,
+        })
+        .collect();
+    assert!(t
+        .state
+        .store
+        .update_job_observed(&job, status, &[], &ckpts)
+        .unwrap());
+}
+
+/// Every tenant's upstream models live under the gateway's one provider key: through the
+/// proxy a tenant reaches only the `ft:` models the gateway lists to it — not another
+/// tenant's, not the provider's final model of a job the monitor rolled back or cancelled.
+#[tokio::test]
+async fn the_proxy_serves_a_tenant_only_the_fine_tuned_models_listed_to_it() {
+    use crate::store::JobStatus;
+    use axum::routing::{get, post};
+    const OWN: &str = "ft:gpt-4o-mini:org::own1";
+    const OWN_CKPT: &str = "ft:gpt-4o-mini:org::own1:ckpt-step-1";
+    const ROLLED_BACK_FINAL: &str = "ft:gpt-4o-mini:org::rb1";
+    const ROLLED_BACK_TO: &str = "ft:gpt-4o-mini:org::rb1:ckpt-step-1";
+    const CANCELLED_FINAL: &str = "ft:gpt-4o-mini:org::cx1";
+    const OTHERS: &str = "ft:gpt-4o-mini:org::beta1";
+    let every = [
+        "gpt-4o-mini",
+        OWN,
+        OWN_CKPT,
+        ROLLED_BACK_FINAL,
+        ROLLED_BACK_TO,
+        CANCELLED_FINAL,
+        OTHERS,
+        "ft:gpt-4o-mini:org::made-elsewhere",
+    ];
+    let asked = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let a1 = asked.clone();
+    let upstream = axum::Router::new()
+        .route(
+            "/v1/models",
+            get(move || async move {
+                let data: Vec<_> = every
+                    .iter()
+                    .map(|id| json!({"id": id, "object": "model", "created": 1, "owned_by": "org"}))
+                    .collect();
+                axum::Json(json!({"object": "list", "data": data}))
+            }),
+        )
+        .route(
+            "/v1/models/{model}",
+            get(
+                |axum::extract::Path(m): axum::extract::Path<String>| async move {
+                    axum::Json(json!({"id": m, "object": "model"}))
+                },
+            ),
+        )
+        .route(
+            "/v1/chat/completions",
+            post(move |body: axum::body::Bytes| async move {
+                let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+                a1.lock()
+                    .unwrap()
+                    .push(v["model"].as_str().unwrap().to_string());
+                axum::Json(json!({"object": "chat.completion", "model": v["model"], "n": v["n"]}))
+            }),
+        );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, upstream).await });
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(
+        dir.path(),
+        &format!("[upstream]\nbase_url = \"http://{addr}/v1\"\napi_key = \"sk-upstream\"\n"),
+    );
+    let state = crate::serve::build(cfg).unwrap().state;
+    let t = TestApp { state, dir };
+    upstream_job(
+        &t,
+        "ftjob-own",
+        "acme",
+        JobStatus::Succeeded,
+        Some(OWN),
+        &[OWN_CKPT],
+    );
+    // A rollback: the gateway's job succeeded with a checkpoint; the provider's job went on to
+    // its own final model, which the gateway never lists.
+    upstream_job(
+        &t,
+        "ftjob-rb",
+        "acme",
+        JobStatus::Succeeded,
+        Some(ROLLED_BACK_TO),
+        &[ROLLED_BACK_TO],
+    );
+    upstream_job(&t, "ftjob-cx", "acme", JobStatus::Cancelled, None, &[]);
+    upstream_job(
+        &t,
+        "ftjob-beta",
+        "beta",
+        JobStatus::Succeeded,
+        Some(OTHERS),
+        &[],
+    );
+
+    let chat = |model: &str| json!({"model": model, "n": 2, "messages": [{"role": "user", "content": "hi"}]});
+    for model in ["gpt-4o-mini", OWN, OWN_CKPT, ROLLED_BACK_TO] {
+        let (s, v) = t
+            .json("POST", "/v1/chat/completions", "sk-acme", Some(chat(model)))
+            .await;
+        assert_eq!(
+            (s, v["model"].as_str(), v["n"].as_i64()),
+            (200, Some(model), Some(2)),
+            "{v}"
+        );
+    }
+    for model in [
+        ROLLED_BACK_FINAL,
+        CANCELLED_FINAL,
+        OTHERS,
+        "ft:gpt-4o-mini:org::made-elsewhere",
+    ] {
+        let (s, v) = t
+            .json("POST", "/v1/chat/completions", "sk-acme", Some(chat(model)))
+            .await;
+        assert_eq!(s, 404, "{model}: {v}");
+        assert_eq!(v["error"]["code"], "model_not_found");
+        assert_eq!(v["error"]["param"], "model");
+        assert!(
+            v["error"]["message"].as_str().unwrap().contains(model),
+            "{v}"
+        );
+    }
+    let (s, _) = t
+        .json(
+            "POST",
+            "/v1/chat/completions",
+            "sk-beta",
+            Some(chat(OTHERS)),
+        )
+        .await;
+    assert_eq!(s, 200, "the owner reaches it");
+    assert_eq!(
+        asked.lock().unwrap().clone(),
+        ["gpt-4o-mini", OWN, OWN_CKPT, ROLLED_BACK_TO, OTHERS],
+        "a refused request never reaches the provider"
+    );
+
+    let (s, v) = t.json("GET", "/v1/models", "sk-acme", None).await;
+    assert_eq!(s, 200, "{v}");
+    let ids: Vec<&str> = v["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["gpt-4o-mini", OWN, OWN_CKPT, ROLLED_BACK_TO]);
+    let (_, v) = t.json("GET", "/v1/models", "sk-beta", None).await;
+    let ids: Vec<&str> = v["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["gpt-4o-mini", OTHERS]);
+
+    // By path, percent-encoded or dot-segmented as the HTTP client would normalise it.
+    let (s, v) = t
+        .json("GET", &format!("/v1/models/{OWN}"), "sk-acme", None)
+        .await;
+    assert_eq!((s, v["id"].as_str()), (200, Some(OWN)));
+    for path in [
+        format!("/v1/models/{OTHERS}"),
+        "/v1/models/ft%3Agpt-4o-mini%3Aorg%3A%3Abeta1".to_string(),
+        format!("/v1/files/../models/{ROLLED_BACK_FINAL}"),
+    ] {
+        let (s, v) = t.json("GET", &path, "sk-acme", None).await;
+        assert_eq!(
+            (s, v["error"]["code"].as_str()),
+            (404, Some("model_not_found")),
+            "{path}: {v}"
+        );
+    }
+    let (s, v) = t
+        .json("DELETE", &format!("/v1/models/{OTHERS}"), "sk-acme", None)
+        .await;
+    assert_eq!(
+        (s, v["error"]["code"].as_str()),
+        (404, Some("model_not_found")),
+        "{v}"
+    );
+}
