@@ -133,6 +133,12 @@ class FakeUpstream:
     def hold_running(self, value: bool) -> None:
         self._post("/_fake/config", {"hold_running": bool(value)})
 
+    def fail_next(self, n: int, status: int = 503, path_suffix: str | None = None) -> None:
+        """Answer the next `n` `/v1` requests (only those whose path ends with `path_suffix`,
+        when given) with `status`."""
+        self._post("/_fake/config", {"fail_next": n, "fail_status": status,
+                                     "fail_path_suffix": path_suffix})
+
     @property
     def chat_replies(self) -> dict[str, str]:
         return self._get("/_fake/config")["chat_replies"]

@@ -113,6 +113,25 @@ def test_cancel_is_forwarded(gw_up, upstream):
     assert all(j.obj["status"] == "cancelled" for j in upstream.jobs.values())
 
 
+def test_a_cancel_the_provider_fails_is_forwarded_until_it_takes(gw_up, upstream):
+    # The provider answers the first two cancels with 503: the gateway has acknowledged the
+    # client's cancel and keeps forwarding it, backing off, until the provider's job is
+    # cancelled too (else the provider would train, and bill, a job the client cancelled).
+    upstream.hold_running = True
+    c = gw_up.client()
+    job = c.fine_tuning.jobs.create(model="gpt-4o-mini", training_file=upload(c, good_jsonl()).id)
+    wait_status(c, job.id, ("running",))
+    upstream.fail_next(2, 503, path_suffix="/cancel")
+    assert c.fine_tuning.jobs.cancel(job.id).status == "cancelled"
+    delivered = "The cancellation was delivered to the execution backend."
+    wait_for(lambda: any(e.message == delivered for e in c.fine_tuning.jobs.list_events(job.id).data),
+             timeout_s=30, what="the cancel to be delivered")
+    cancels = [r for r in upstream.received("POST", "/v1/fine_tuning/jobs/") if r.path.endswith("/cancel")]
+    assert len(cancels) == 3, [r.path for r in cancels]
+    assert all(j.obj["status"] == "cancelled" for j in upstream.jobs.values())
+    assert c.fine_tuning.jobs.retrieve(job.id).status == "cancelled"
+
+
 def test_chat_completions_proxied(gw_up, upstream):
     c = gw_up.client()
     r = c.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "hello there"}])

@@ -111,23 +111,26 @@ pub async fn cancel(
     let job = transition(&state, &caller.tenant, &id, |j| match j.status {
         JobStatus::Cancelled => Ok(None),
         s if s.is_terminal() => Err(finished(j, "cancelled")),
+        // A backend that has the job still has to cancel it: the step says so durably, and
+        // the runner (woken by the write) forwards it, retrying until the backend confirms. A
+        // backend job the runner started but could not record is handed over the same way.
         _ => Ok(Some((
             JobStatus::Cancelled,
-            JobStep::Done,
+            if j.pipeline.exec_state.is_some() {
+                JobStep::Cancel
+            } else {
+                JobStep::Done
+            },
             Some(now_unix()),
             "Job cancelled",
         ))),
     })
     .await?;
-    // Read after the write: a backend job the runner recorded before the cancel is cancelled
-    // here; one it started but could not record is cancelled by the runner.
-    on_backend(&state, &job, BackendCall::Cancel);
     Ok(Json(wire::job(&job)))
 }
 
 #[derive(Clone, Copy)]
 enum BackendCall {
-    Cancel,
     Pause,
     Resume,
 }
@@ -141,7 +144,6 @@ fn on_backend(state: &AppState, job: &JobRecord, call: BackendCall) {
     let j = job.clone();
     tokio::spawn(async move {
         let result = match call {
-            BackendCall::Cancel => executor.cancel(j.clone(), exec).await,
             BackendCall::Pause => executor.pause(j.clone(), exec).await,
             BackendCall::Resume => executor.resume(j.clone(), exec).await,
         };

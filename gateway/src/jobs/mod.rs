@@ -3,6 +3,7 @@
 
 pub mod builtin;
 pub mod metered;
+mod owed_cancel;
 pub mod route;
 mod run_step;
 mod runner;

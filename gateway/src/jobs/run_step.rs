@@ -164,10 +164,8 @@ async fn start(ctx: &Ctx, mut job: JobRecord, old: JobStatus) -> StoreResult<Nex
     let written = run_blocking(&ctx.store, move |s| s.update_job(&j, old, &evs)).await?;
     if !written {
         // The status changed while the backend was starting the job (a cancel or a pause),
-        // so the backend state was not recorded: cancel the backend job.
-        if let Err(f) = ctx.seams.executor.cancel(job, state).await {
-            tracing::warn!(code = %f.code, "backend cancel after a racing status change failed");
-        }
+        // so the backend state was not recorded: the backend's job has to be cancelled.
+        owe_cancel(ctx, job, state).await?;
     }
     Ok(Next::Continue)
 }
@@ -200,4 +198,31 @@ pub(super) fn resolve_hyperparameters(
     {
         *m = resolved;
     }
+}
+
+/// The backend started `job` (its state `state`) but a client's cancel or pause was stored
+/// first, so that state was never recorded. A cancelled job records it now with step
+/// `cancel`, so the runner forwards the cancel until the backend confirms (`owed_cancel`);
+/// a paused job's backend job is cancelled here, best effort (its resume starts a new one).
+async fn owe_cancel(ctx: &Ctx, job: JobRecord, state: Value) -> StoreResult<()> {
+    let id = job.id.clone();
+    let Some(now) = run_blocking(&ctx.store, move |s| s.get_job_any(&id)).await? else {
+        return Ok(());
+    };
+    if now.status == JobStatus::Cancelled && now.pipeline.exec_state.is_none() {
+        let mut owed = now;
+        owed.pipeline.exec_state = Some(state.clone());
+        owed.step = JobStep::Cancel;
+        if run_blocking(&ctx.store, move |s| {
+            s.update_job(&owed, JobStatus::Cancelled, &[])
+        })
+        .await?
+        {
+            return Ok(());
+        }
+    }
+    if let Err(f) = ctx.seams.executor.cancel(job, state).await {
+        tracing::warn!(code = %f.code, "backend cancel after a racing status change failed");
+    }
+    Ok(())
 }

@@ -1,13 +1,14 @@
 //! The runner: one tokio task that finds active jobs and drives each through its steps.
 //! Every step is durable, so after a restart a job simply continues from its stored step.
 
+use super::owed_cancel;
 use super::seams::Seams;
 use super::steps::{self, Ctx, Next};
 use crate::metrics::Metrics;
 use crate::store::{run_blocking, BlobStore, JobStatus, Store};
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
@@ -27,6 +28,8 @@ pub struct Runner {
     ctx: Arc<Ctx>,
     handle: RunnerHandle,
     in_flight: Arc<Mutex<HashSet<String>>>,
+    /// Owed cancels that failed: attempts so far and when the next one is due.
+    cancel_retries: Arc<Mutex<HashMap<String, (u32, Instant)>>>,
     poll_interval: Duration,
 }
 
@@ -48,6 +51,7 @@ impl Runner {
             }),
             handle,
             in_flight: Arc::new(Mutex::new(HashSet::new())),
+            cancel_retries: Arc::default(),
             poll_interval,
         }
     }
@@ -94,6 +98,64 @@ impl Runner {
                 drive(&ctx, &job.id).await;
                 if let Ok(mut set) = in_flight.lock() {
                     set.remove(&job.id);
+                }
+            });
+        }
+        self.forward_owed_cancels().await;
+    }
+
+    /// Forwards each owed cancel whose retry is due ([`owed_cancel`]), one task per job.
+    async fn forward_owed_cancels(&self) {
+        let owed = match run_blocking(&self.ctx.store, |s| s.owed_cancels()).await {
+            Ok(j) => j,
+            Err(e) => {
+                tracing::error!(error = %e, "runner: listing owed cancels failed");
+                return;
+            }
+        };
+        let now = Instant::now();
+        for job in owed {
+            let due = self
+                .cancel_retries
+                .lock()
+                .map(|r| r.get(&job.id).is_none_or(|(_, at)| *at <= now))
+                .unwrap_or(false);
+            if !due {
+                continue;
+            }
+            {
+                let Ok(mut set) = self.in_flight.lock() else {
+                    return;
+                };
+                if !set.insert(job.id.clone()) {
+                    continue;
+                }
+            }
+            let (ctx, in_flight, retries) = (
+                Arc::clone(&self.ctx),
+                Arc::clone(&self.in_flight),
+                Arc::clone(&self.cancel_retries),
+            );
+            let base = self.poll_interval;
+            tokio::spawn(async move {
+                let id = job.id.clone();
+                let outcome = owed_cancel::settle(&ctx, job).await;
+                if let Ok(mut r) = retries.lock() {
+                    match outcome {
+                        Ok(()) => {
+                            r.remove(&id);
+                        }
+                        Err(why) => {
+                            let attempts = r.get(&id).map_or(0, |(n, _)| *n) + 1;
+                            let wait = owed_cancel::retry_wait(base, attempts - 1);
+                            tracing::warn!(job = %id, attempts, retry_in_s = wait.as_secs_f64(), error = %why,
+                                "forwarding a cancel to the backend failed; retrying");
+                            r.insert(id.clone(), (attempts, Instant::now() + wait));
+                        }
+                    }
+                }
+                if let Ok(mut set) = in_flight.lock() {
+                    set.remove(&id);
                 }
             });
         }

@@ -183,6 +183,16 @@ fn seams(executor: Arc<dyn Executor>) -> Seams {
 }
 
 fn start_runner(t: &TestApp) -> tokio_util::sync::CancellationToken {
+    start_runner_task(t).0
+}
+
+/// Starts a runner; returns its stop token and its task.
+fn start_runner_task(
+    t: &TestApp,
+) -> (
+    tokio_util::sync::CancellationToken,
+    tokio::task::JoinHandle<()>,
+) {
     let stop = tokio_util::sync::CancellationToken::new();
     let runner = Runner::new(
         t.state.store.clone(),
@@ -192,8 +202,8 @@ fn start_runner(t: &TestApp) -> tokio_util::sync::CancellationToken {
         t.state.runner.clone(),
         std::time::Duration::from_millis(10),
     );
-    tokio::spawn(runner.run(stop.clone()));
-    stop
+    let task = tokio::spawn(runner.run(stop.clone()));
+    (stop, task)
 }
 
 async fn create_job(t: &TestApp) -> String {
@@ -710,4 +720,181 @@ fn resolved_hyperparameters_replace_only_autos() {
     // Not an object: nothing changes.
     resolve_hyperparameters(&mut hp, &mut method, &json!("auto"));
     assert_eq!(hp, want);
+}
+
+/// A [`FakeExecutor`] whose backend cancel fails its first `failures` times with `code`.
+struct FlakyCancel {
+    inner: FakeExecutor,
+    failures: AtomicUsize,
+    code: &'static str,
+}
+
+impl Executor for FlakyCancel {
+    fn start(&self, input: StartInput) -> BoxFuture<'static, StepResult<Value>> {
+        self.inner.start(input)
+    }
+    fn poll(
+        &self,
+        job: JobRecord,
+        state: Value,
+    ) -> BoxFuture<'static, StepResult<(RunState, Vec<Observation>)>> {
+        self.inner.poll(job, state)
+    }
+    fn cancel(&self, _job: JobRecord, _s: Value) -> BoxFuture<'static, StepResult<()>> {
+        let fail = self
+            .failures
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok();
+        self.inner.cancels.record();
+        let code = self.code;
+        async move {
+            if fail {
+                Err(StepFailure::new(
+                    code,
+                    "The upstream provider answered 503 to the job cancellation: overloaded",
+                ))
+            } else {
+                Ok(())
+            }
+        }
+        .boxed()
+    }
+}
+
+/// Runs a job on a [`FlakyCancel`] backend, cancels it once running, and returns the app,
+/// the job id and the backend's cancel counter, with the runner going.
+async fn cancelled_on_flaky_backend(
+    failures: usize,
+    code: &'static str,
+) -> (
+    TestApp,
+    String,
+    Arc<Cancels>,
+    tokio_util::sync::CancellationToken,
+) {
+    let cancels = Arc::new(Cancels::default());
+    let t = app_with(
+        "",
+        seams(Arc::new(FlakyCancel {
+            inner: FakeExecutor {
+                polls_before_success: i64::MAX,
+                cancels: cancels.clone(),
+            },
+            failures: AtomicUsize::new(failures),
+            code,
+        })),
+    );
+    let stop = start_runner(&t);
+    let id = create_job(&t).await;
+    wait_for(&t, &id, |j| j["status"] == "running").await;
+    let (s, j) = t
+        .json(
+            "POST",
+            &format!("/v1/fine_tuning/jobs/{id}/cancel"),
+            "sk-acme",
+            None,
+        )
+        .await;
+    assert_eq!((s, j["status"].as_str()), (200, Some("cancelled")));
+    (t, id, cancels, stop)
+}
+
+/// Waits until the stored job's step is `done` (its owed cancel settled).
+async fn settled(t: &TestApp, id: &str) -> JobRecord {
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let job = t.state.store.get_job_any(id).unwrap().unwrap();
+        if job.step == JobStep::Done {
+            return job;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the cancel of {id} never settled"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_cancel_the_backend_cannot_take_yet_is_retried_until_it_does() {
+    let (t, id, cancels, stop) = cancelled_on_flaky_backend(2, "upstream_unavailable").await;
+    // Acknowledged at once, owed until the backend takes it.
+    cancels.wait_for(3).await;
+    let job = settled(&t, &id).await;
+    assert_eq!(job.status, JobStatus::Cancelled);
+    let msgs = messages(&t, &id).await;
+    assert_eq!(
+        msgs.iter()
+            .filter(|m| *m == "The cancellation was delivered to the execution backend.")
+            .count(),
+        1,
+        "{msgs:?}"
+    );
+    let witness = create_job(&t).await;
+    wait_for(&t, &witness, |j| j["status"] == "running").await;
+    assert_eq!(cancels.count(), 3, "settled: never forwarded again");
+    stop.cancel();
+}
+
+#[tokio::test]
+async fn a_cancel_the_backend_refuses_for_good_is_not_retried() {
+    let (t, id, cancels, stop) = cancelled_on_flaky_backend(1, "upstream_auth_failed").await;
+    let job = settled(&t, &id).await;
+    assert_eq!(job.status, JobStatus::Cancelled);
+    let (_, ev) = t
+        .json(
+            "GET",
+            &format!("/v1/fine_tuning/jobs/{id}/events?limit=1"),
+            "sk-acme",
+            None,
+        )
+        .await;
+    assert_eq!(ev["data"][0]["level"], "warn");
+    let msg = ev["data"][0]["message"].as_str().unwrap();
+    assert!(
+        msg.contains("could not be forwarded") && msg.contains("upstream_auth_failed"),
+        "{msg}"
+    );
+    let witness = create_job(&t).await;
+    wait_for(&t, &witness, |j| j["status"] == "running").await;
+    assert_eq!(cancels.count(), 1);
+    stop.cancel();
+}
+
+/// A gateway that stops between acknowledging a cancel and forwarding it forwards it after
+/// its restart: the owed cancel is in the store, not in memory.
+#[tokio::test]
+async fn an_owed_cancel_survives_a_restart() {
+    let cancels = Arc::new(Cancels::default());
+    let t = app_with(
+        "",
+        seams(Arc::new(FakeExecutor {
+            polls_before_success: i64::MAX,
+            cancels: cancels.clone(),
+        })),
+    );
+    let (stop, runner) = start_runner_task(&t);
+    let id = create_job(&t).await;
+    wait_for(&t, &id, |j| j["status"] == "running").await;
+    stop.cancel();
+    runner.await.unwrap();
+    // The runner is gone (as in a crash after the acknowledgement).
+    let (s, _) = t
+        .json(
+            "POST",
+            &format!("/v1/fine_tuning/jobs/{id}/cancel"),
+            "sk-acme",
+            None,
+        )
+        .await;
+    assert_eq!(s, 200);
+    let stored = t.state.store.get_job_any(&id).unwrap().unwrap();
+    assert_eq!(
+        (stored.status, stored.step),
+        (JobStatus::Cancelled, JobStep::Cancel)
+    );
+    let stop = start_runner(&t);
+    cancels.wait_for(1).await;
+    settled(&t, &id).await;
+    stop.cancel();
 }

@@ -153,7 +153,7 @@ pub(crate) async fn step(ctx: &Ctx, job: JobRecord) -> StoreResult<Next> {
             commit(ctx, old, &job, vec![]).await
         }
         JobStep::Run => super::run_step::run(ctx, job, old).await,
-        JobStep::Done => Ok(Next::Stop),
+        JobStep::Cancel | JobStep::Done => Ok(Next::Stop),
     }
 }
 

@@ -73,6 +73,7 @@ contract!(
     unknown_or_foreign_cursors_are_errors,
     events_and_checkpoints_page_newest_first,
     a_model_is_listed_to_its_tenant_once_served,
+    owed_cancels_are_cancelled_jobs_at_the_cancel_step,
     a_refused_poll_stores_no_checkpoint,
     a_status_change_decided_on_an_old_step_does_not_rewind_the_job,
     a_status_change_clears_the_estimated_finish,
@@ -941,6 +942,42 @@ fn a_model_is_listed_to_its_tenant_once_served(b: &dyn Backend) {
     assert!(!s.model_listed("b", final_model).unwrap());
     assert!(!s.model_listed("a", "ft:m:acme::ftjob-2").unwrap());
     assert!(!s.model_listed("a", "m").unwrap());
+}
+
+fn owed_cancels_are_cancelled_jobs_at_the_cancel_step(b: &dyn Backend) {
+    let s = b.open();
+    for (id, status, step) in [
+        ("ftjob-1", JobStatus::Cancelled, JobStep::Cancel),
+        ("ftjob-2", JobStatus::Cancelled, JobStep::Done),
+        ("ftjob-3", JobStatus::Running, JobStep::Run),
+        ("ftjob-4", JobStatus::Cancelled, JobStep::Cancel),
+    ] {
+        let mut j = job(id, "a", &[]);
+        (j.status, j.step) = (status, step);
+        s.create_job(&j, &event(&format!("ev-{id}"), id), &[])
+            .unwrap();
+    }
+    let owed = s.owed_cancels().unwrap();
+    assert_eq!(ids(&owed, |j| &j.id), ["ftjob-1", "ftjob-4"]);
+    assert!(owed.iter().all(|j| j.step == JobStep::Cancel));
+    assert_eq!(ids(&s.active_jobs().unwrap(), |j| &j.id), ["ftjob-3"]);
+    let settle = StatusChange {
+        job_id: "ftjob-1".into(),
+        expected: JobStatus::Cancelled,
+        expected_step: JobStep::Cancel,
+        status: JobStatus::Cancelled,
+        step: JobStep::Done,
+        finished_at: None,
+    };
+    assert!(s
+        .set_job_status(&settle, &event("ev-settle", "ftjob-1"))
+        .unwrap());
+    assert!(
+        !s.set_job_status(&settle, &event("ev-settle-2", "ftjob-1"))
+            .unwrap(),
+        "settled once"
+    );
+    assert_eq!(ids(&s.owed_cancels().unwrap(), |j| &j.id), ["ftjob-4"]);
 }
 
 /// A poll whose write is refused (a pause raced it) stores neither its events nor its

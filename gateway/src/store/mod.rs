@@ -151,6 +151,9 @@ pub trait Store: Send + Sync + 'static {
     fn count_jobs(&self) -> StoreResult<Vec<(JobStatus, u64)>>;
     /// Jobs not in a terminal status.
     fn active_jobs(&self) -> StoreResult<Vec<JobRecord>>;
+    /// Cancelled jobs whose backend's job is still to be cancelled (step `cancel`), oldest
+    /// first.
+    fn owed_cancels(&self) -> StoreResult<Vec<JobRecord>>;
     fn insert_event(&self, event: &EventRecord) -> StoreResult<()>;
     fn list_events(
         &self,

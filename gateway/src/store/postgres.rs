@@ -323,6 +323,9 @@ impl Store for PgStore {
     fn active_jobs(&self) -> StoreResult<Vec<JobRecord>> {
         self.active_jobs_impl()
     }
+    fn owed_cancels(&self) -> StoreResult<Vec<JobRecord>> {
+        self.owed_cancels_impl()
+    }
     fn insert_event(&self, e: &EventRecord) -> StoreResult<()> {
         self.with(|c| super::postgres_jobs::insert_event(&mut **c, e))
     }

@@ -357,13 +357,18 @@ impl PgStore {
     }
 
     pub(super) fn active_jobs_impl(&self) -> StoreResult<Vec<JobRecord>> {
+        self.jobs_where("status NOT IN ('succeeded','failed','cancelled')")
+    }
+
+    pub(super) fn owed_cancels_impl(&self) -> StoreResult<Vec<JobRecord>> {
+        self.jobs_where("status = 'cancelled' AND step = 'cancel'")
+    }
+
+    /// Every job matching `condition` (a constant SQL condition), oldest first.
+    fn jobs_where(&self, condition: &str) -> StoreResult<Vec<JobRecord>> {
         self.with(|c| {
             c.query(
-                format!(
-                    "SELECT {JOB_COLS} FROM jobs \
-                     WHERE status NOT IN ('succeeded','failed','cancelled') ORDER BY seq"
-                )
-                .as_str(),
+                format!("SELECT {JOB_COLS} FROM jobs WHERE {condition} ORDER BY seq").as_str(),
                 &[],
             )?
             .iter()

@@ -155,6 +155,9 @@ pub enum JobStep {
     Transform,
     Queue,
     Run,
+    /// Cancelled by the client after its backend started: the backend's job is still to be
+    /// cancelled (the runner retries until the backend confirms), then `Done`.
+    Cancel,
     Done,
 }
 
@@ -166,6 +169,7 @@ impl JobStep {
             JobStep::Transform => "transform",
             JobStep::Queue => "queue",
             JobStep::Run => "run",
+            JobStep::Cancel => "cancel",
             JobStep::Done => "done",
         }
     }
@@ -176,6 +180,7 @@ impl JobStep {
             JobStep::Transform,
             JobStep::Queue,
             JobStep::Run,
+            JobStep::Cancel,
             JobStep::Done,
         ]
         .into_iter()
@@ -187,6 +192,7 @@ impl JobStep {
             JobStep::Screen | JobStep::Plan | JobStep::Transform => JobStatus::ValidatingFiles,
             JobStep::Queue => JobStatus::Queued,
             JobStep::Run | JobStep::Done => JobStatus::Running,
+            JobStep::Cancel => JobStatus::Cancelled,
         }
     }
 }

@@ -343,6 +343,9 @@ impl Store for SqliteStore {
     fn active_jobs(&self) -> StoreResult<Vec<JobRecord>> {
         self.active_jobs_impl()
     }
+    fn owed_cancels(&self) -> StoreResult<Vec<JobRecord>> {
+        self.owed_cancels_impl()
+    }
     fn insert_event(&self, e: &EventRecord) -> StoreResult<()> {
         super::sqlite_jobs::insert_event(&*self.conn()?, e)
     }

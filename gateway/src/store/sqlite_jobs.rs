@@ -223,9 +223,18 @@ impl SqliteStore {
     }
 
     pub(super) fn active_jobs_impl(&self) -> StoreResult<Vec<JobRecord>> {
+        self.jobs_where("status NOT IN ('succeeded','failed','cancelled')")
+    }
+
+    pub(super) fn owed_cancels_impl(&self) -> StoreResult<Vec<JobRecord>> {
+        self.jobs_where("status = 'cancelled' AND step = 'cancel'")
+    }
+
+    /// Every job matching `condition` (a constant SQL condition), oldest first.
+    fn jobs_where(&self, condition: &str) -> StoreResult<Vec<JobRecord>> {
         let conn = self.conn()?;
         let mut stmt = conn.prepare(&format!(
-            "SELECT {JOB_COLS} FROM jobs WHERE status NOT IN ('succeeded','failed','cancelled') ORDER BY seq"
+            "SELECT {JOB_COLS} FROM jobs WHERE {condition} ORDER BY seq"
         ))?;
         let rows = stmt.query_map([], job_row)?;
         let mut out = Vec::new();

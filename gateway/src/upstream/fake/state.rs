@@ -21,6 +21,9 @@ pub struct Knobs {
     pub fail_status: Option<u16>,
     /// Sent as `retry-after-ms` on those answers.
     pub fail_retry_after_ms: Option<u64>,
+    /// When set, only requests whose path ends with it count toward `fail_next` (e.g.
+    /// `"/cancel"`); others are answered normally.
+    pub fail_path_suffix: Option<String>,
     /// Chat replies by model: a request whose model contains a key is answered with its text
     /// (the longest such key wins; e.g. `"ckpt-step-2"` for one checkpoint model); any other
     /// request with `echo: <last message>`.

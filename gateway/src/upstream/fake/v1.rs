@@ -91,7 +91,12 @@ async fn record_and_gate(State(fake): State<FakeUpstream>, req: Request, next: N
             headers,
             body: bytes.to_vec(),
         });
-        if s.knobs.fail_next == 0 {
+        let aimed = s
+            .knobs
+            .fail_path_suffix
+            .as_deref()
+            .is_none_or(|suffix| parts.uri.path().ends_with(suffix));
+        if s.knobs.fail_next == 0 || !aimed {
             return None;
         }
         s.knobs.fail_next -= 1;
