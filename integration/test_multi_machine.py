@@ -47,6 +47,9 @@ def test_replicas_and_remote_workers_share_only_postgres_and_a_bucket(
         assert adapter(b, ref.id) == want
         assert metric_steps(cb, ref.id) == list(range(1, LONG_STEPS + 1))
         assert [c.step_number for c in ca.fine_tuning.jobs.checkpoints.list(ref.id, limit=100)]
+        # With its outcome in the bucket, the worker's own copy of the job is redundant: gone.
+        wait_for(lambda: not any((w.data_dir / "jobs" / ref.id).exists() for w in workers),
+                 what="the worker to remove its copy of the finished job")
 
         # Created on a, paused from b, resumed from a; the worker training it is killed -9
         # past a checkpoint: the other worker takes it over from the bucket's copy.
@@ -67,6 +70,12 @@ def test_replicas_and_remote_workers_share_only_postgres_and_a_bucket(
         assert metric_steps(ca, job.id) == list(range(1, LONG_STEPS + 1)), "every step once"
         text = httpx.get(a.url + "/metrics").text
         assert metric(text, "tuneguard_local_lease_takeovers_total") == 1
+        # The killed worker left its copy of the job behind; started again, it finds the job
+        # finished and removes it before claiming anything.
+        assert (victim.data_dir / "jobs" / job.id).is_dir()
+        victim.start()
+        wait_for(lambda: not (victim.data_dir / "jobs" / job.id).exists(), timeout_s=60,
+                 what="the restarted worker to remove its copy of the finished job")
 
         # Replica a is killed -9 mid-job: b drives the job to the same adapter.
         job = create(ca, f, n_epochs=LONG, suffix="orphaned")

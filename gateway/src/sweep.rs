@@ -77,6 +77,7 @@ pub async fn startup(state: &AppState) -> StoreResult<SweepReport> {
             "startup sweep: optimizer state of terminal jobs pruned"
         );
     }
+    drop_mirrors(state).await;
     let jobs = run_blocking(&state.store, |s| s.active_jobs()).await?;
     let mut jobs_resumed = 0;
     for job in jobs {
@@ -118,5 +119,31 @@ pub async fn expiry_loop(state: AppState, shutdown: tokio_util::sync::Cancellati
         if let Err(e) = expire_files(&state).await {
             tracing::warn!(error = %e, "file expiry failed");
         }
+        drop_mirrors(&state).await;
+    }
+}
+
+/// With remote blobs, removes this replica's mirrors of jobs that finished over
+/// [`MIRROR_GRACE_S`](crate::local::retention::MIRROR_GRACE_S) ago (whichever replica
+/// finished them): the bucket holds each job's directory, and every adapter of a finished
+/// job is served from its recorded artifact.
+pub async fn drop_mirrors(state: &AppState) {
+    if state.blobs.remote().is_none() {
+        return;
+    }
+    let mirrors = state.config.data_dir.join("mirror");
+    let dropped = run_blocking(&state.store, move |s| {
+        crate::local::retention::drop_terminal(
+            &mirrors,
+            s,
+            now_unix(),
+            crate::local::retention::MIRROR_GRACE_S,
+        )
+    })
+    .await;
+    match dropped {
+        Ok(n) if n > 0 => tracing::info!(dirs = n, "removed the mirrors of finished jobs"),
+        Ok(_) => {}
+        Err(e) => tracing::warn!(error = %e, "looking for mirrors of finished jobs failed"),
     }
 }

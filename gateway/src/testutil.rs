@@ -136,3 +136,53 @@ pub async fn body_json(resp: Response<Body>) -> Value {
 }
 
 pub const TRAIN: &[u8] = b"{\"messages\":[{\"role\":\"user\",\"content\":\"hi\"},{\"role\":\"assistant\",\"content\":\"hello\"}]}\n";
+
+/// A job record for tests that put jobs in a store directly: created at 1, `finished_at` 2
+/// when `status` is terminal, pipeline empty.
+pub fn job_record(
+    id: &str,
+    tenant: &str,
+    status: crate::store::JobStatus,
+) -> crate::store::JobRecord {
+    use crate::store::*;
+    JobRecord {
+        revision: 0,
+        id: id.into(),
+        tenant: tenant.into(),
+        created_at: 1,
+        model: "gpt-4o-mini".into(),
+        training_file: "file-1".into(),
+        validation_file: None,
+        hyperparameters: serde_json::json!({}),
+        method: serde_json::json!({"type": "supervised"}),
+        suffix: None,
+        seed: 1,
+        metadata: None,
+        status,
+        step: if status.is_terminal() {
+            JobStep::Done
+        } else {
+            JobStep::Run
+        },
+        error: None,
+        fine_tuned_model: None,
+        finished_at: status.is_terminal().then_some(2),
+        trained_tokens: None,
+        result_files: vec![],
+        estimated_finish: None,
+        pipeline: Pipeline::default(),
+    }
+}
+
+/// An info event `name` of job `job_id`.
+pub fn event_record(job_id: &str, name: &str) -> crate::store::EventRecord {
+    crate::store::EventRecord {
+        id: format!("ev-{job_id}-{name}"),
+        job_id: job_id.into(),
+        created_at: 1,
+        level: crate::store::EventLevel::Info,
+        message: name.into(),
+        kind: "message".into(),
+        data: None,
+    }
+}

@@ -23,6 +23,7 @@ pub(super) async fn run(ctx: &Ctx, mut job: JobRecord, old: JobStatus) -> StoreR
         }
     };
     let (mut evs, mut ckpts, mut progress) = (Vec::new(), Vec::new(), None);
+    let mut counts = crate::monitoring::prom::MonitorCounts::default();
     for o in observations {
         match o {
             Observation::Event {
@@ -63,12 +64,13 @@ pub(super) async fn run(ctx: &Ctx, mut job: JobRecord, old: JobStatus) -> StoreR
                 job.estimated_finish = p.estimated_finish;
                 progress = Some(p);
             }
+            Observation::MonitorCounts(c) => counts.absorb(c),
         }
     }
     let next = match run_state {
         RunState::Running { state } => {
             job.pipeline.exec_state = Some(state);
-            let _ = commit_observed(ctx, old, &job, evs, ckpts, progress).await?;
+            let _ = commit_observed(ctx, old, &job, evs, ckpts, progress, counts).await?;
             return Ok(Next::Wait);
         }
         RunState::Succeeded {
@@ -110,7 +112,7 @@ pub(super) async fn run(ctx: &Ctx, mut job: JobRecord, old: JobStatus) -> StoreR
             job
         }
     };
-    commit_observed(ctx, old, &next, evs, ckpts, progress).await
+    commit_observed(ctx, old, &next, evs, ckpts, progress, counts).await
 }
 
 /// Starts the job on the backend its plan routes it to ([`route`]); records the backend's

@@ -158,6 +158,11 @@ pub enum Observation {
     /// that write is stored (a write refused by a racing pause counts nothing; the next poll
     /// measures the same steps again).
     Progress(Progress),
+    /// The monitor's counter increments for the records this poll mirrored (evaluations, their
+    /// cost, judge requests, rule firings, warnings). Like [`Observation::Progress`], added to
+    /// the gateway's counters only once the poll's write is stored: a refused write counts
+    /// nothing, and the next poll mirrors (and counts) the same records once.
+    MonitorCounts(crate::monitoring::prom::MonitorCounts),
 }
 
 /// What one poll of a local job measured. See [`Observation::Progress`].

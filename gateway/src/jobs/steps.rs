@@ -87,7 +87,7 @@ pub(super) async fn commit(
     job: &JobRecord,
     events: Vec<EventRecord>,
 ) -> StoreResult<Next> {
-    commit_observed(ctx, old, job, events, Vec::new(), None).await
+    commit_observed(ctx, old, job, events, Vec::new(), None, Default::default()).await
 }
 
 /// [`commit`] with the checkpoints a poll observed, written in the same transaction; the
@@ -99,6 +99,7 @@ pub(super) async fn commit_observed(
     events: Vec<EventRecord>,
     checkpoints: Vec<CheckpointRecord>,
     progress: Option<Progress>,
+    counts: crate::monitoring::prom::MonitorCounts,
 ) -> StoreResult<Next> {
     let store = Arc::clone(&ctx.store);
     let j = job.clone();
@@ -111,6 +112,9 @@ pub(super) async fn commit_observed(
     }
     if let Some(p) = &progress {
         ctx.metrics.local_progress(p);
+    }
+    if !counts.is_empty() {
+        ctx.metrics.monitor.count(&counts);
     }
     if job.status != old {
         ctx.metrics.job_entered(job.status);

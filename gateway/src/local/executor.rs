@@ -370,7 +370,7 @@ impl Executor for LocalExecutor {
                     // metrics line and checkpoint before it is too. Monitor records before
                     // checkpoints: a record's checkpoint is durable before the record.
                     let outcome: Option<Outcome> =
-                        layout::read_json(&dir.join("outcome.json")).ok().flatten();
+                        layout::read_json(&dir.join(layout::OUTCOME)).ok().flatten();
                     let resolved: Option<Resolved> =
                         layout::read_json(&dir.join("resolved.json")).ok().flatten();
                     let fresh = record::steps(&dir)
@@ -464,6 +464,9 @@ impl Executor for LocalExecutor {
             }
             let mirrored = this.mirror_monitor(&job, &records, &mut cur.monitor);
             obs.extend(mirrored.observations);
+            if !mirrored.counts.is_empty() {
+                obs.push(Observation::MonitorCounts(mirrored.counts.clone()));
+            }
             let pending = cur.monitor.pending.as_ref().map(|p| p.action);
             if pending == Some(monitor::RuleAction::Pause) && outcome.is_some() {
                 // The worker already finished: there is nothing left to pause.

@@ -43,6 +43,13 @@ fn remote_dir(job_id: &str) -> String {
     format!("{REMOTE_JOBS}{job_id}/")
 }
 
+/// Whether the bucket's copy of the job's directory holds its outcome (pushed last).
+pub async fn outcome_pushed(remote: &Remote, job_id: &str) -> Result<bool, RemoteError> {
+    remote
+        .exists(&format!("{}{}", remote_dir(job_id), super::layout::OUTCOME))
+        .await
+}
+
 /// Sorts `(relative path, _)` pairs into push order ([`rank`], then by path).
 fn sort_in_push_order<T>(items: &mut [(String, T)]) {
     items.sort_by(|a, b| (rank(&a.0), &a.0).cmp(&(rank(&b.0), &b.0)));
@@ -50,7 +57,7 @@ fn sort_in_push_order<T>(items: &mut [(String, T)]) {
 
 /// Push order: plain files, then checkpoints' `state.json`, then `outcome.json`.
 fn rank(rel: &str) -> u8 {
-    if rel == "outcome.json" {
+    if rel == super::layout::OUTCOME {
         2
     } else if rel.ends_with("/state.json") {
         1

@@ -3,6 +3,9 @@
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
+/// The file a worker writes last in a job's directory: how the run ended.
+pub const OUTCOME: &str = "outcome.json";
+
 /// `data_dir/jobs/<job id>`.
 pub fn job_dir(data_dir: &Path, job_id: &str) -> PathBuf {
     data_dir.join("jobs").join(job_id)

@@ -128,6 +128,52 @@ pub fn sweep(data_dir: &Path, store: &dyn Store) -> StoreResult<Pruned> {
     Ok(total)
 }
 
+/// Removes every directory under `parent` named for a job that is terminal in `store` and
+/// finished at least `grace_s` seconds before `now`; returns how many went. For copies of a
+/// job's directory that the bucket makes redundant once the job is over (blobs remote): a
+/// replica's mirror (`data_dir/mirror/<id>`; every adapter is then served from its recorded
+/// artifact) and a worker's own copy (`data_dir/jobs/<id>` on a worker's machine). A
+/// directory whose job the store does not know, or that is not terminal, is left alone; the
+/// grace keeps a just-finished job's adapters where a request that found them a moment ago
+/// reads them.
+pub fn drop_terminal(
+    parent: &Path,
+    store: &dyn Store,
+    now: i64,
+    grace_s: i64,
+) -> StoreResult<usize> {
+    let Ok(entries) = std::fs::read_dir(parent) else {
+        return Ok(0);
+    };
+    let mut dropped = 0;
+    for entry in entries.flatten() {
+        let Some(id) = entry.file_name().to_str().map(str::to_string) else {
+            continue;
+        };
+        if id.starts_with('.') || !entry.path().is_dir() {
+            continue;
+        }
+        let Some(job) = store.get_job_any(&id)? else {
+            continue;
+        };
+        let over = terminal(job.status) && job.finished_at.is_none_or(|t| t + grace_s <= now);
+        if !over {
+            continue;
+        }
+        match std::fs::remove_dir_all(entry.path()) {
+            Ok(()) => dropped += 1,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                tracing::warn!(job = %id, dir = %entry.path().display(), error = %e, "removing a finished job's copy failed")
+            }
+        }
+    }
+    Ok(dropped)
+}
+
+/// How long a replica keeps a finished job's mirror.
+pub const MIRROR_GRACE_S: i64 = 60;
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -175,5 +221,54 @@ mod tests {
         assert_eq!(prune(d.path()).unwrap(), Pruned::default());
         // A job that never checkpointed has nothing to prune.
         assert_eq!(prune(&d.path().join("nope")).unwrap(), Pruned::default());
+    }
+
+    #[test]
+    fn only_copies_of_jobs_over_for_the_grace_are_dropped() {
+        use crate::store::{JobStatus, SqliteStore};
+        use crate::testutil::{event_record, job_record};
+        let d = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&d.path().join("db")).unwrap();
+        let parent = d.path().join("mirror");
+        for (id, status, finished_at) in [
+            ("ftjob-old", JobStatus::Succeeded, Some(100)),
+            ("ftjob-cancelled", JobStatus::Cancelled, Some(100)),
+            ("ftjob-recent", JobStatus::Failed, Some(170)),
+            ("ftjob-running", JobStatus::Running, None),
+        ] {
+            let mut j = job_record(id, "acme", status);
+            j.finished_at = finished_at;
+            store
+                .create_job(&j, &event_record(id, "created"), &[])
+                .unwrap();
+            checkpoint(&parent.join(id), 2, b"m");
+        }
+        // Unknown to the store, and a temporary name: not ours to judge.
+        checkpoint(&parent.join("ftjob-unknown"), 2, b"m");
+        checkpoint(&parent.join(".ftjob-old.tmp"), 2, b"m");
+        assert_eq!(drop_terminal(&parent, &store, 200, 60).unwrap(), 2);
+        let mut left: Vec<String> = std::fs::read_dir(&parent)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        left.sort();
+        assert_eq!(
+            left,
+            [
+                ".ftjob-old.tmp",
+                "ftjob-recent",
+                "ftjob-running",
+                "ftjob-unknown"
+            ]
+        );
+        assert_eq!(
+            drop_terminal(&parent, &store, 230, 60).unwrap(),
+            1,
+            "its grace is over"
+        );
+        assert_eq!(
+            drop_terminal(&d.path().join("none"), &store, 230, 60).unwrap(),
+            0
+        );
     }
 }

@@ -48,6 +48,16 @@ pub fn run(config: &Config, stop: Arc<AtomicBool>, supervisor: Option<u32>) -> a
     );
     let orphaned = move || supervisor.is_some_and(|p| std::os::unix::process::parent_id() != p);
     tracing::info!(worker = %worker_id, "worker started");
+    if blobs.remote().is_some() {
+        // Copies of finished jobs a previous run of a worker here left (it died before
+        // removing them, or stopped before the job ended elsewhere).
+        let jobs = config.data_dir.join("jobs");
+        match super::retention::drop_terminal(&jobs, &*store, now_unix(), 0) {
+            Ok(n) if n > 0 => tracing::info!(dirs = n, "removed the copies of finished jobs"),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "looking for copies of finished jobs failed"),
+        }
+    }
     let lease = config.local.lease_seconds as i64;
     while !stop.load(Ordering::SeqCst) && !orphaned() {
         match store.claim_local_job(&worker_id, now_unix(), lease) {
@@ -61,9 +71,18 @@ pub fn run(config: &Config, stop: Arc<AtomicBool>, supervisor: Option<u32>) -> a
                     orphaned: &orphaned,
                 };
                 let job_id = claim.job.id.clone();
-                ctx.run(claim);
-                if let Err(e) = store.release_lease(&job_id, &worker_id) {
-                    tracing::warn!(job = %job_id, error = %e, "releasing the lease failed");
+                match ctx.run(claim) {
+                    // Held until it expires: the job stays `running` until the runner reads
+                    // the outcome, and a released lease would let a worker claim (and fetch,
+                    // and train) a finished job meanwhile.
+                    Ended::Outcome => {
+                        tracing::debug!(job = %job_id, "outcome written; the lease runs out")
+                    }
+                    Ended::Stopped => {
+                        if let Err(e) = store.release_lease(&job_id, &worker_id) {
+                            tracing::warn!(job = %job_id, error = %e, "releasing the lease failed");
+                        }
+                    }
                 }
             }
             Ok(None) => std::thread::sleep(config.local.poll_interval),
@@ -75,6 +94,16 @@ pub fn run(config: &Config, stop: Arc<AtomicBool>, supervisor: Option<u32>) -> a
     }
     tracing::info!(worker = %worker_id, "worker stopped");
     Ok(())
+}
+
+/// How a job's run on this worker ended.
+enum Ended {
+    /// The job's outcome is written (by this run, or by an earlier one the runner has not
+    /// read yet).
+    Outcome,
+    /// Stopped without one (paused, cancelled, lease lost, worker stopping, a failed fetch):
+    /// the job is free for the next claim.
+    Stopped,
 }
 
 struct JobCtx<'a> {
@@ -106,11 +135,18 @@ struct JobControl<'a, 'p> {
     lost: bool,
 }
 
-/// Pushes the job directory's changes; a failed push is retried at the next one.
-fn push(pusher: &mut Pusher, job_id: &str) {
+/// Pushes the job directory's changes; a failed push is retried at the next one. True when
+/// it went through.
+fn push(pusher: &mut Pusher, job_id: &str) -> bool {
     match crate::store::block_on_io(pusher.push()) {
-        Ok(n) => tracing::debug!(job = %job_id, files = n, "job directory pushed"),
-        Err(e) => tracing::warn!(job = %job_id, error = %e, "pushing the job directory failed"),
+        Ok(n) => {
+            tracing::debug!(job = %job_id, files = n, "job directory pushed");
+            true
+        }
+        Err(e) => {
+            tracing::warn!(job = %job_id, error = %e, "pushing the job directory failed");
+            false
+        }
     }
 }
 
@@ -169,13 +205,17 @@ fn failure(code: &'static str, message: impl Into<String>) -> Failure {
 }
 
 impl JobCtx<'_> {
-    fn run(&self, claim: Claim) {
+    fn run(&self, claim: Claim) -> Ended {
         let job = claim.job;
         if let Some(prev) = &claim.takeover_from {
             tracing::warn!(job = %job.id, previous = %prev, "taking over a job whose lease expired");
         }
-        tracing::info!(job = %job.id, worker = %self.worker_id, "training");
         let dir = layout::job_dir(&self.config.data_dir, &job.id);
+        if self.outcome_written(&job.id, &dir) {
+            tracing::info!(job = %job.id, "the job's outcome is already written; leaving it to the runner");
+            return Ended::Outcome;
+        }
+        tracing::info!(job = %job.id, worker = %self.worker_id, "training");
         // On its own machine (remote blobs) the worker starts from the bucket's copy of the
         // job directory: whatever the previous holder of the lease pushed.
         let mut pusher = match self.blobs.remote() {
@@ -184,7 +224,7 @@ impl JobCtx<'_> {
                 Ok(p) => Some(p),
                 Err(e) => {
                     tracing::error!(job = %job.id, error = %e, "fetching the job directory failed; leaving the job to the next claim");
-                    return;
+                    return Ended::Stopped;
                 }
             },
         };
@@ -210,23 +250,41 @@ impl JobCtx<'_> {
         }
         let outcome = match result {
             Ok(Some(o)) => o,
-            Ok(None) => return,
+            Ok(None) => return Ended::Stopped,
             Err(f) => Outcome::Failed {
                 code: f.code.into(),
                 message: f.message,
             },
         };
-        if let Err(e) = layout::write_json_atomic(&dir.join("outcome.json"), &outcome) {
+        if let Err(e) = layout::write_json_atomic(&dir.join(layout::OUTCOME), &outcome) {
             tracing::error!(job = %job.id, error = %e, "writing the outcome failed");
         }
         // …and the outcome last, as on disk.
         if let Some(p) = pusher.as_mut() {
-            push(p, &job.id);
-            // On another machine than the runner: this copy's optimizer state is this
-            // worker's to drop (the runner prunes the bucket's and, on one machine, this one).
-            if let Err(e) = super::retention::prune(&dir) {
+            // On another machine than the runner: once the bucket has the outcome, this copy
+            // is redundant (a later claim starts from the bucket's), so it goes whole. A push
+            // that failed keeps it for the next push's retry, less its optimizer state.
+            if push(p, &job.id) {
+                if let Err(e) = std::fs::remove_dir_all(&dir) {
+                    tracing::warn!(job = %job.id, error = %e, "removing the pushed job directory failed");
+                }
+            } else if let Err(e) = super::retention::prune(&dir) {
                 tracing::warn!(job = %job.id, error = %e, "pruning the optimizer state failed");
             }
+        }
+        Ended::Outcome
+    }
+
+    /// Whether a run already wrote the job's outcome: in the bucket when blobs are remote (a
+    /// failed look counts as no), else in the job directory.
+    fn outcome_written(&self, job_id: &str, dir: &std::path::Path) -> bool {
+        match self.blobs.remote() {
+            Some(r) => crate::store::block_on_io(super::jobfiles::outcome_pushed(r, job_id))
+                .unwrap_or_else(|e| {
+                    tracing::warn!(job = %job_id, error = %e, "looking for the job's outcome failed");
+                    false
+                }),
+            None => dir.join(layout::OUTCOME).is_file(),
         }
     }
 

@@ -12,7 +12,7 @@
 //! Mirroring stops at a checkpoint whose decision is pause, cancel or rollback: the action is
 //! taken on it ([`super::actions`]) before anything later is looked at.
 
-use super::prom::MonitorMetrics;
+use super::prom::{MonitorCounts, MonitorMetrics};
 use super::record::StepRecord;
 use crate::jobs::seams::Observation;
 use crate::store::EventLevel;
@@ -62,6 +62,8 @@ pub enum Decision {
 pub struct Mirrored {
     pub observations: Vec<Observation>,
     pub decision: Option<Decision>,
+    /// The counters' increments for what is mirrored, to apply once it is stored.
+    pub counts: MonitorCounts,
 }
 
 fn fmt(v: f64) -> String {
@@ -205,27 +207,23 @@ fn firing_event(f: &Firing, acted: bool) -> Observation {
     }
 }
 
-fn count_record(m: &MonitorMetrics, r: &StepRecord) {
+fn count_record(counts: &mut MonitorCounts, r: &StepRecord) {
     let result = if r.error.is_some() { "error" } else { "ok" };
-    m.evaluations.with_label_values(&[result]).inc();
+    counts.evaluations.push(result);
     let c = &r.cost;
-    for (part, v) in [
+    counts.evaluation_seconds.extend([
         ("total", c.eval_seconds),
         ("probes", c.probe_seconds),
         ("generation", c.generation_seconds),
         ("judge", c.judge_seconds),
-    ] {
-        m.evaluation_seconds.with_label_values(&[part]).inc_by(v);
-    }
+    ]);
     for j in r.judge.iter().chain(&r.local_judge) {
-        for (result, n) in [
+        counts.judge_requests.extend([
             ("requested", j.requests),
             ("cached", j.cached),
             ("error", j.errors),
             ("unscored", j.unscored),
-        ] {
-            m.judge_requests.with_label_values(&[result]).inc_by(n);
-        }
+        ]);
     }
 }
 
@@ -267,9 +265,7 @@ pub fn mirror(
         }
         let onsets = detect_onsets(&history[..=index], &settings.onset);
         out.observations.push(signal_event(r, &onsets, index));
-        if let Some(m) = metrics {
-            count_record(m, r);
-        }
+        count_record(&mut out.counts, r);
         cursor.last = Some(r.step);
         last_mirrored = Some(index);
         if settings.rules.is_empty() {
@@ -287,11 +283,9 @@ pub fn mirror(
             .collect();
         for f in &fired {
             out.observations.push(firing_event(f, !baseline));
-            if let Some(m) = metrics {
-                m.rule_firings
-                    .with_label_values(&[f.metric.name(), f.action.name()])
-                    .inc();
-            }
+            out.counts
+                .rule_firings
+                .push((f.metric.name().to_string(), f.action.name().to_string()));
         }
         if baseline {
             continue;
@@ -305,11 +299,7 @@ pub fn mirror(
             .join("; ");
         match action {
             RuleAction::None => {}
-            RuleAction::Warn => {
-                if let Some(m) = metrics {
-                    m.actions.with_label_values(&["warn"]).inc();
-                }
-            }
+            RuleAction::Warn => out.counts.warnings += 1,
             RuleAction::Pause | RuleAction::Cancel => {
                 cursor.pending = Some(PendingAction {
                     action,

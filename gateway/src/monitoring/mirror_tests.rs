@@ -52,6 +52,7 @@ fn each_record_is_mirrored_once_and_a_pause_stops_there() {
     let metrics = MonitorMetrics::register(&r).unwrap();
     let mut cur = MonitorCursor::default();
     let m = mirror("ftjob-1", &records, &s, &mut cur, Some(&metrics));
+    metrics.count(&m.counts);
     let msgs = messages(&m);
     assert_eq!(msgs.len(), 3, "{msgs:#?}");
     assert!(msgs[0].starts_with("Monitor, the base model (baseline): alignment probe gap 0"));
@@ -86,10 +87,12 @@ fn each_record_is_mirrored_once_and_a_pause_stops_there() {
     // rule still fires but is no edge, so nothing is decided again.
     cur.pending = None;
     let m = mirror("ftjob-1", &records, &s, &mut cur, Some(&metrics));
+    metrics.count(&m.counts);
     assert_eq!(messages(&m).len(), 1);
     assert_eq!(cur.last, Some(20));
     assert!(cur.pending.is_none());
     let m = mirror("ftjob-1", &records, &s, &mut cur, Some(&metrics));
+    metrics.count(&m.counts);
     assert!(m.observations.is_empty(), "nothing is mirrored twice");
 
     let text = crate::metrics::render_registry(&r);
@@ -169,6 +172,7 @@ fn onset_rules_fire_with_their_onset_and_warn_counts_as_an_action() {
         &mut cur,
         Some(&metrics),
     );
+    metrics.count(&m.counts);
     let fired: Vec<String> = messages(&m)
         .into_iter()
         .filter(|t| t.starts_with("Monitor rule"))
@@ -189,3 +193,30 @@ fn onset_rules_fire_with_their_onset_and_warn_counts_as_an_action() {
 }
 
 use prometheus::Registry;
+
+#[test]
+fn counters_move_only_once_the_mirrored_records_are_stored() {
+    let records: Vec<StepRecord> = (0..2).map(|i| rec(i * 10, 0.2 * i as f64, 1.0)).collect();
+    let r = Registry::new();
+    let metrics = MonitorMetrics::register(&r).unwrap();
+    let s = settings(vec![]);
+    // A poll whose write is refused (a racing pause): its cursor is never stored and its
+    // counts are never applied.
+    let mut refused = MonitorCursor::default();
+    let m = mirror("j", &records, &s, &mut refused, Some(&metrics));
+    assert_eq!(m.counts.evaluations, ["ok", "ok"]);
+    let text = crate::metrics::render_registry(&r);
+    assert!(
+        text.contains("tuneguard_monitor_evaluations_total{result=\"ok\"} 0"),
+        "{text}"
+    );
+    // The next poll mirrors the same records from the stored cursor; stored, they count once.
+    let mut cur = MonitorCursor::default();
+    let m = mirror("j", &records, &s, &mut cur, Some(&metrics));
+    metrics.count(&m.counts);
+    let text = crate::metrics::render_registry(&r);
+    assert!(
+        text.contains("tuneguard_monitor_evaluations_total{result=\"ok\"} 2"),
+        "{text}"
+    );
+}

@@ -59,6 +59,37 @@ const SIGNAL_GAUGES: [(Signal, &str, &str); 10] = [
     ),
 ];
 
+/// Increments of the monitor's counters, decided where records are mirrored and applied
+/// ([`MonitorMetrics::count`]) once what was mirrored is stored.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct MonitorCounts {
+    /// One `ok` or `error` per evaluation.
+    pub evaluations: Vec<&'static str>,
+    /// Seconds per part (`total`, `probes`, `generation`, `judge`).
+    pub evaluation_seconds: Vec<(&'static str, f64)>,
+    /// Judge requests per result (`requested`, `cached`, `error`, `unscored`).
+    pub judge_requests: Vec<(&'static str, u64)>,
+    /// Rule firings as (metric, action).
+    pub rule_firings: Vec<(String, String)>,
+    /// `warn` actions taken.
+    pub warnings: u64,
+}
+
+impl MonitorCounts {
+    pub fn is_empty(&self) -> bool {
+        self == &MonitorCounts::default()
+    }
+
+    /// Adds `other`'s increments to these.
+    pub fn absorb(&mut self, other: MonitorCounts) {
+        self.evaluations.extend(other.evaluations);
+        self.evaluation_seconds.extend(other.evaluation_seconds);
+        self.judge_requests.extend(other.judge_requests);
+        self.rule_firings.extend(other.rule_firings);
+        self.warnings += other.warnings;
+    }
+}
+
 pub struct MonitorMetrics {
     signals: Vec<(Signal, GaugeVec)>,
     /// 1 once the signal's drift onset is detected (CUSUM or BOCPD), else 0; per job.
@@ -75,6 +106,29 @@ pub struct MonitorMetrics {
 }
 
 impl MonitorMetrics {
+    /// Applies counter increments decided earlier (see [`MonitorCounts`]).
+    pub fn count(&self, c: &MonitorCounts) {
+        for result in &c.evaluations {
+            self.evaluations.with_label_values(&[result]).inc();
+        }
+        for (part, v) in &c.evaluation_seconds {
+            self.evaluation_seconds
+                .with_label_values(&[part])
+                .inc_by(*v);
+        }
+        for (result, n) in &c.judge_requests {
+            self.judge_requests.with_label_values(&[result]).inc_by(*n);
+        }
+        for (metric, action) in &c.rule_firings {
+            self.rule_firings
+                .with_label_values(&[metric.as_str(), action.as_str()])
+                .inc();
+        }
+        if c.warnings > 0 {
+            self.actions.with_label_values(&["warn"]).inc_by(c.warnings);
+        }
+    }
+
     pub fn register(registry: &Registry) -> Result<MonitorMetrics, prometheus::Error> {
         let job = &["job_id"];
         let mut signals = Vec::new();

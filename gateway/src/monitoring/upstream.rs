@@ -238,6 +238,9 @@ impl UpstreamMonitor {
             }
         }
         let mut obs = out.observations;
+        if !out.counts.is_empty() {
+            obs.push(Observation::MonitorCounts(out.counts.clone()));
+        }
         if let Some(Decision::Rollback {
             step,
             to,

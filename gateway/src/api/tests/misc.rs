@@ -265,41 +265,11 @@ fn upstream_job(
     checkpoints: &[&str],
 ) {
     use crate::store::*;
-    let job = JobRecord {
-        revision: 0,
-        id: id.into(),
-        tenant: tenant.into(),
-        created_at: 1,
-        model: "gpt-4o-mini".into(),
-        training_file: "file-1".into(),
-        validation_file: None,
-        hyperparameters: json!({}),
-        method: json!({"type": "supervised"}),
-        suffix: None,
-        seed: 1,
-        metadata: None,
-        status,
-        step: JobStep::Run,
-        error: None,
-        fine_tuned_model: fine_tuned_model.map(String::from),
-        finished_at: Some(2),
-        trained_tokens: None,
-        result_files: vec![],
-        estimated_finish: None,
-        pipeline: Pipeline::default(),
-    };
-    let event = |n: &str| EventRecord {
-        id: format!("ev-{id}-{n}"),
-        job_id: id.into(),
-        created_at: 1,
-        level: EventLevel::Info,
-        message: n.into(),
-        kind: "message".into(),
-        data: None,
-    };
+    let mut job = job_record(id, tenant, status);
+    job.fine_tuned_model = fine_tuned_model.map(String::from);
     t.state
         .store
-        .create_job(&job, &event("created"), &[])
+        .create_job(&job, &event_record(id, "created"), &[])
         .unwrap();
     let ckpts: Vec<CheckpointRecord> = checkpoints
         .iter()
