@@ -87,7 +87,13 @@ pub struct ServerConfig {
 pub struct StorageConfig {
     pub backend: StorageBackend,
     pub blobs: BlobBackend,
+    /// The most bytes `data_dir/adapters` may hold (`adapter_cache_mb`, default
+    /// [`DEFAULT_ADAPTER_CACHE_MB`]).
+    pub adapter_cache_bytes: u64,
 }
+
+/// `[storage] adapter_cache_mb` when unset.
+pub const DEFAULT_ADAPTER_CACHE_MB: u64 = 4096;
 
 /// Where blobs (files, upload parts, datasets, manifests, adapters, job directories of remote
 /// workers) live.

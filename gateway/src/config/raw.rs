@@ -55,6 +55,9 @@ pub(super) struct RawStorage {
     pub(super) s3_endpoint: Option<String>,
     pub(super) s3_region: Option<String>,
     pub(super) s3_allow_http: Option<bool>,
+    /// The most megabytes `data_dir/adapters` (unpacked adapters served from their stored
+    /// artifacts) may hold; least recently used first out.
+    pub(super) adapter_cache_mb: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -22,6 +22,19 @@ fn embedded_defaults_load() {
     assert_eq!(c.limits.upload_max_bytes, 8 * 1024 * 1024 * 1024);
     assert_eq!(c.screening.min_examples, 10);
     assert!(c.tenants.is_empty());
+    assert_eq!(c.storage.adapter_cache_bytes, 4096 * 1024 * 1024);
+}
+
+#[test]
+fn the_adapter_cache_holds_at_least_one_megabyte() {
+    let c = load("[storage]
+adapter_cache_mb = 64
+", &[]).unwrap();
+    assert_eq!(c.storage.adapter_cache_bytes, 64 * 1024 * 1024);
+    let e = err("[storage]
+adapter_cache_mb = 0
+");
+    assert!(e.contains("storage.adapter_cache_mb"), "{e}");
 }
 
 #[test]

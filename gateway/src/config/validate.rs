@@ -300,9 +300,19 @@ fn validate_storage(raw: &super::raw::RawStorage) -> Result<StorageConfig, Confi
             ))
         }
     };
+    let adapter_cache_mb = raw
+        .adapter_cache_mb
+        .unwrap_or(super::DEFAULT_ADAPTER_CACHE_MB);
+    if adapter_cache_mb == 0 {
+        return Err(invalid(
+            "storage.adapter_cache_mb",
+            "must be at least 1 (one adapter is unpacked to serve it)",
+        ));
+    }
     Ok(StorageConfig {
         backend,
         blobs: validate_blobs(raw)?,
+        adapter_cache_bytes: adapter_cache_mb.saturating_mul(1024 * 1024),
     })
 }
 

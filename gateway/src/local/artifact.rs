@@ -138,12 +138,90 @@ pub async fn recorded(
 
 /// The adapter directory of the blob `key`, unpacked once under `cache` (`cache/<key>/`,
 /// written to a temporary directory and renamed into place, so a crash leaves no half
-/// adapter). For serving a model whose worker's directory is not on this machine. Blocking.
-pub fn materialize(blobs: &BlobStore, key: &str, cache: &Path) -> std::io::Result<PathBuf> {
+/// adapter). For serving a model whose worker's directory is not on this machine. The cache
+/// holds at most `cap` bytes: after an unpack, the least recently used adapters go until it
+/// fits ([`evict`]; never the one just unpacked). Blocking.
+pub fn materialize(
+    blobs: &BlobStore,
+    key: &str,
+    cache: &Path,
+    cap: u64,
+) -> std::io::Result<PathBuf> {
     let dest = cache.join(key);
     if dest.join(ADAPTER_FILES[1]).is_file() {
+        touch(&dest);
         return Ok(dest);
     }
+    let dest = unpack(blobs, key, cache, &dest)?;
+    touch(&dest);
+    match evict(cache, cap, &dest) {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(
+            adapters = n,
+            "adapter cache over its size: least recently used removed"
+        ),
+        Err(e) => tracing::warn!(error = %e, "evicting from the adapter cache failed"),
+    }
+    Ok(dest)
+}
+
+/// The file whose modification time says when a cached adapter was last used.
+const USED: &str = ".used";
+
+fn touch(dir: &Path) {
+    if let Err(e) = std::fs::write(dir.join(USED), b"") {
+        tracing::warn!(dir = %dir.display(), error = %e, "marking a cached adapter used failed");
+    }
+}
+
+/// Removes the least recently used adapters of `cache` (by their `.used` mark, else their
+/// directory's time), never `keep` nor a temporary directory, until the rest hold at most
+/// `cap` bytes; returns how many went. Racing evictions (another process) are harmless.
+pub fn evict(cache: &Path, cap: u64, keep: &Path) -> std::io::Result<usize> {
+    let mut entries = Vec::new();
+    let mut total = 0u64;
+    for entry in std::fs::read_dir(cache)? {
+        let entry = entry?;
+        let dir = entry.path();
+        let hidden = entry
+            .file_name()
+            .to_str()
+            .is_none_or(|n| n.starts_with('.'));
+        if hidden || !dir.is_dir() {
+            continue;
+        }
+        let mut bytes = 0;
+        for f in std::fs::read_dir(&dir)?.flatten() {
+            bytes += f.metadata().map(|m| m.len()).unwrap_or(0);
+        }
+        let used = std::fs::metadata(dir.join(USED))
+            .or_else(|_| std::fs::metadata(&dir))
+            .and_then(|m| m.modified())
+            .unwrap_or(std::time::UNIX_EPOCH);
+        total += bytes;
+        if dir != keep {
+            entries.push((used, bytes, dir));
+        }
+    }
+    entries.sort_by_key(|(used, _, _)| *used);
+    let mut removed = 0;
+    for (_, bytes, dir) in entries {
+        if total <= cap {
+            break;
+        }
+        match std::fs::remove_dir_all(&dir) {
+            Ok(()) => removed += 1,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+        total = total.saturating_sub(bytes);
+    }
+    Ok(removed)
+}
+
+/// Unpacks the adapter blob `key` into `dest` (see [`materialize`]).
+fn unpack(blobs: &BlobStore, key: &str, cache: &Path, dest: &Path) -> std::io::Result<PathBuf> {
+    let dest = dest.to_path_buf();
     let path = blobs
         .local_file_blocking(key)
         .map_err(std::io::Error::other)?;
@@ -229,7 +307,7 @@ mod tests {
         );
         // Unpacked for serving: the adapter's two files, once.
         let cache = dir.path().join("cache");
-        let unpacked = materialize(&blobs, &key, &cache).unwrap();
+        let unpacked = materialize(&blobs, &key, &cache, u64::MAX).unwrap();
         assert_eq!(unpacked, cache.join(&key));
         assert_eq!(
             std::fs::read(unpacked.join("adapter_model.safetensors")).unwrap(),
@@ -240,7 +318,10 @@ mod tests {
             1,
             "no temp left"
         );
-        assert_eq!(materialize(&blobs, &key, &cache).unwrap(), unpacked);
+        assert_eq!(
+            materialize(&blobs, &key, &cache, u64::MAX).unwrap(),
+            unpacked
+        );
         // A directory without the weights is an error naming the missing file.
         std::fs::remove_file(adapter.join("adapter_model.safetensors")).unwrap();
         let e = store_adapter(&blobs, adapter, "x".into(), "k")
@@ -248,5 +329,35 @@ mod tests {
             .unwrap_err();
         assert!(e.to_string().contains("adapter_model.safetensors"), "{e}");
         assert!(!blobs.exists("k").await.unwrap());
+    }
+
+    /// An adapter directory of `bytes` bytes in `cache`, last used `age_s` seconds ago.
+    fn cached(cache: &Path, name: &str, bytes: usize, age_s: u64) -> PathBuf {
+        let d = cache.join(name);
+        std::fs::create_dir_all(&d).unwrap();
+        std::fs::write(d.join(ADAPTER_FILES[1]), vec![0u8; bytes]).unwrap();
+        let used = std::fs::File::create(d.join(USED)).unwrap();
+        used.set_modified(std::time::SystemTime::now() - std::time::Duration::from_secs(age_s))
+            .unwrap();
+        d
+    }
+
+    #[test]
+    fn the_cache_drops_the_least_recently_used_adapters_until_it_fits() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = dir.path();
+        let oldest = cached(cache, "a", 100, 300);
+        let older = cached(cache, "b", 100, 200);
+        let recent = cached(cache, "c", 100, 10);
+        let new = cached(cache, "d", 100, 0);
+        // A temporary unpack is never counted or removed.
+        let tmp = cached(cache, ".e.1.0.tmp", 1000, 1000);
+        assert_eq!(evict(cache, 250, &new).unwrap(), 2);
+        assert!(!oldest.exists() && !older.exists());
+        assert!(recent.exists() && new.exists() && tmp.exists());
+        assert_eq!(evict(cache, 250, &new).unwrap(), 0, "it fits now");
+        // The adapter just unpacked stays even when it alone is over the cap.
+        assert_eq!(evict(cache, 50, &new).unwrap(), 1);
+        assert!(!recent.exists() && new.exists());
     }
 }

@@ -67,7 +67,8 @@ async fn resolve(state: &AppState, tenant: &str, model: &str) -> Result<Target, 
         Some(AdapterSource::Blob(key)) => {
             // The worker's directory is not here: the adapter's artifact, unpacked once.
             let (blobs, cache) = (state.blobs.clone(), state.config.data_dir.join("adapters"));
-            tokio::task::spawn_blocking(move || artifact::materialize(&blobs, &key, &cache))
+            let cap = state.config.storage.adapter_cache_bytes;
+            tokio::task::spawn_blocking(move || artifact::materialize(&blobs, &key, &cache, cap))
                 .await
                 .map_err(|e| ApiError::internal(e.to_string()))?
                 .map_err(|e| ApiError::internal(format!("unpacking the adapter: {e}")))?
