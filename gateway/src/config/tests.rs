@@ -27,9 +27,13 @@ fn embedded_defaults_load() {
 
 #[test]
 fn the_adapter_cache_holds_at_least_one_megabyte() {
-    let c = load("[storage]
+    let c = load(
+        "[storage]
 adapter_cache_mb = 64
-", &[]).unwrap();
+",
+        &[],
+    )
+    .unwrap();
     assert_eq!(c.storage.adapter_cache_bytes, 64 * 1024 * 1024);
     let e = err("[storage]
 adapter_cache_mb = 0

@@ -1363,6 +1363,20 @@ fn leases_are_exclusive_expire_and_alternate_between_tenants(b: &dyn Backend) {
     );
     // Two takeovers in all (b1 from w2, a2 from w3); a claim of a released job is none.
     assert_eq!(s.local_queue(now + 46).unwrap().takeovers, 2);
+    // A worker that wrote its outcome holds the lease until it runs out, but a job that has
+    // ended is no busy worker.
+    let busy = s.local_queue(now + 46).unwrap().leased;
+    let done = StatusChange {
+        job_id: "a3".into(),
+        expected: JobStatus::Running,
+        expected_step: JobStep::Run,
+        status: JobStatus::Succeeded,
+        step: JobStep::Done,
+        finished_at: Some(now + 46),
+    };
+    assert!(s.set_job_status(&done, &event("ev-a3-done", "a3")).unwrap());
+    assert!(s.lease_of("a3").unwrap().is_some());
+    assert_eq!(s.local_queue(now + 46).unwrap().leased, busy - 1);
 }
 
 /// Many workers in two processes claim at once: every job is taken exactly once, and the

@@ -148,7 +148,8 @@ impl PgStore {
                 .try_get(0)?;
             let leased: i64 = c
                 .query_one(
-                    "SELECT COUNT(*) FROM job_leases WHERE expires_at > $1",
+                    "SELECT COUNT(*) FROM job_leases l JOIN jobs j ON j.id = l.job_id \
+                     WHERE l.expires_at > $1 AND j.status = 'running'",
                     &[&now],
                 )?
                 .try_get(0)?;

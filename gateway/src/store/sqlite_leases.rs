@@ -107,7 +107,8 @@ impl SqliteStore {
             |r| r.get(0),
         )?;
         let leased: i64 = conn.query_row(
-            "SELECT COUNT(*) FROM job_leases WHERE expires_at > ?1",
+            "SELECT COUNT(*) FROM job_leases l JOIN jobs j ON j.id = l.job_id \
+             WHERE l.expires_at > ?1 AND j.status = 'running'",
             params![now],
             |r| r.get(0),
         )?;
