@@ -118,7 +118,24 @@ impl FromRequestParts<AppState> for Admin {
 
 /// Reads the demo tenant key from `data_dir/demo_api_key`, creating it once (atomically).
 pub fn demo_key(data_dir: &Path) -> std::io::Result<String> {
-    let path = data_dir.join("demo_api_key");
+    persisted(data_dir, "demo_api_key", crate::ids::new_secret)
+}
+
+/// This replica's name, made once and kept in `data_dir/replica_id`: its runner's drive
+/// leases are its own again after a restart.
+pub fn replica_id(data_dir: &Path) -> std::io::Result<String> {
+    persisted(data_dir, "replica_id", || {
+        crate::ids::new_id(crate::ids::IdKind::Replica)
+    })
+}
+
+/// The value kept in `data_dir/name`, made by `make` and written durably the first time.
+fn persisted(
+    data_dir: &Path,
+    name: &str,
+    make: impl FnOnce() -> String,
+) -> std::io::Result<String> {
+    let path = data_dir.join(name);
     match std::fs::read_to_string(&path) {
         Ok(k) if !k.trim().is_empty() => return Ok(k.trim().to_string()),
         Ok(_) => {}
@@ -126,17 +143,17 @@ pub fn demo_key(data_dir: &Path) -> std::io::Result<String> {
         Err(e) => return Err(e),
     }
     std::fs::create_dir_all(data_dir)?;
-    let key = crate::ids::new_secret();
-    let tmp = data_dir.join("demo_api_key.tmp");
+    let value = make();
+    let tmp = data_dir.join(format!("{name}.tmp"));
     {
         use std::io::Write;
         let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(key.as_bytes())?;
+        f.write_all(value.as_bytes())?;
         f.sync_all()?;
     }
     std::fs::rename(&tmp, &path)?;
     std::fs::File::open(data_dir)?.sync_all()?;
-    Ok(key)
+    Ok(value)
 }
 
 #[cfg(test)]

@@ -8,6 +8,8 @@ const RANDOM_LEN: usize = 24;
 /// The kinds of object the gateway mints ids for, each with OpenAI's prefix.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum IdKind {
+    /// A gateway replica (its runner's name for drive leases).
+    Replica,
     File,
     Upload,
     Part,
@@ -28,6 +30,7 @@ impl IdKind {
             IdKind::Event => "ftevent-",
             IdKind::Checkpoint => "ftckpt-",
             IdKind::Request => "req_",
+            IdKind::Replica => "replica-",
             IdKind::ChatCompletion => "chatcmpl-",
         }
     }

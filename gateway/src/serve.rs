@@ -39,6 +39,11 @@ pub enum ServeError {
         path: String,
         source: std::io::Error,
     },
+    #[error("replica id under {path}: {source}")]
+    ReplicaId {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("binding {addr} (config key `server.listen`): {source}")]
     Bind {
         addr: String,
@@ -289,6 +294,11 @@ pub async fn serve(gateway: Gateway, shutdown: impl Future<Output = ()>) -> Resu
         out.flush().map_err(ServeError::Stdout)?;
     }
     let stop = CancellationToken::new();
+    let data_dir = &state.config.data_dir;
+    let replica = crate::auth::replica_id(data_dir).map_err(|source| ServeError::ReplicaId {
+        path: data_dir.display().to_string(),
+        source,
+    })?;
     let runner = Runner::new(
         Arc::clone(&state.store),
         state.blobs.clone(),
@@ -296,7 +306,8 @@ pub async fn serve(gateway: Gateway, shutdown: impl Future<Output = ()>) -> Resu
         Arc::clone(&state.metrics),
         state.runner.clone(),
         RUNNER_POLL_INTERVAL,
-    );
+    )
+    .with_holder(replica);
     let runner_task = tokio::spawn(runner.run(stop.clone()));
     let worker_tasks: Vec<_> = match workers {
         // Upstream mode trains locally only what `run_locally` policies send here, on the

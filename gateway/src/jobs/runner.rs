@@ -24,9 +24,19 @@ impl RunnerHandle {
     }
 }
 
+/// How long a replica's lease on driving a job lasts without renewal; renewed by every tick
+/// once half of it has passed. A replica that dies holds its jobs this long at most.
+pub const DRIVE_LEASE_SECONDS: i64 = 30;
+
 pub struct Runner {
     ctx: Arc<Ctx>,
     handle: RunnerHandle,
+    /// Who this runner is to the store's drive leases: several replicas drive different jobs
+    /// (one replica per job at a time), so no provider call or checkpoint evaluation is
+    /// repeated by another replica.
+    holder: String,
+    /// The drive leases this runner holds, and until when.
+    held: Mutex<HashMap<String, i64>>,
     in_flight: Arc<Mutex<HashSet<String>>>,
     /// Owed cancels that failed: attempts so far and when the next one is due.
     cancel_retries: Arc<Mutex<HashMap<String, (u32, Instant)>>>,
@@ -50,9 +60,87 @@ impl Runner {
                 metrics,
             }),
             handle,
+            holder: format!(
+                "runner-{}-{}",
+                std::process::id(),
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.subsec_nanos())
+                    .unwrap_or(0)
+            ),
+            held: Mutex::default(),
             in_flight: Arc::new(Mutex::new(HashSet::new())),
             cancel_retries: Arc::default(),
             poll_interval,
+        }
+    }
+
+    /// Same, holding drive leases as `holder`: a replica's own stable name (`serve` keeps it
+    /// in its data folder), so a restarted replica takes its jobs back at once.
+    pub fn with_holder(mut self, holder: String) -> Runner {
+        self.holder = holder;
+        self
+    }
+
+    /// Takes or renews the lease on driving `job_id` (renewed once half of it has passed);
+    /// false when another replica holds it.
+    async fn leased(&self, job_id: &str, now: i64) -> bool {
+        let fresh = self
+            .held
+            .lock()
+            .map(|h| {
+                h.get(job_id)
+                    .is_some_and(|until| until - now > DRIVE_LEASE_SECONDS / 2)
+            })
+            .unwrap_or(false);
+        if fresh {
+            return true;
+        }
+        let (id, holder) = (job_id.to_string(), self.holder.clone());
+        let got = run_blocking(&self.ctx.store, move |s| {
+            s.lease_drive(&id, &holder, now, DRIVE_LEASE_SECONDS)
+        })
+        .await;
+        let got = match got {
+            Ok(g) => g,
+            Err(e) => {
+                tracing::warn!(job = job_id, error = %e, "runner: taking the drive lease failed");
+                false
+            }
+        };
+        if let Ok(mut h) = self.held.lock() {
+            if got {
+                h.insert(job_id.to_string(), now + DRIVE_LEASE_SECONDS);
+            } else {
+                h.remove(job_id);
+            }
+        }
+        got
+    }
+
+    /// Gives back the drive leases of jobs that are no longer active.
+    async fn release_ended(&self, active: &HashSet<&str>) {
+        let ended: Vec<String> = match self.held.lock() {
+            Ok(mut h) => {
+                let gone: Vec<String> = h
+                    .keys()
+                    .filter(|id| !active.contains(id.as_str()))
+                    .cloned()
+                    .collect();
+                for id in &gone {
+                    h.remove(id);
+                }
+                gone
+            }
+            Err(_) => return,
+        };
+        for id in ended {
+            let holder = self.holder.clone();
+            let released =
+                run_blocking(&self.ctx.store, move |s| s.release_drive(&id, &holder)).await;
+            if let Err(e) = released {
+                tracing::warn!(error = %e, "runner: releasing a drive lease failed");
+            }
         }
     }
 
@@ -78,12 +166,19 @@ impl Runner {
             }
         };
         // The monitor's per-job series exist only while their job is active.
-        let active: std::collections::HashSet<&str> = jobs.iter().map(|j| j.id.as_str()).collect();
+        let active: HashSet<&str> = jobs.iter().map(|j| j.id.as_str()).collect();
         self.ctx.metrics.monitor.retain_jobs(&active);
-        for job in jobs {
+        self.release_ended(&active).await;
+        let now = crate::ids::now_unix();
+        for job in &jobs {
             if job.status == JobStatus::Paused {
                 continue;
             }
+            // Renewed while this runner drives the job; skipped while another replica does.
+            if !self.leased(&job.id, now).await {
+                continue;
+            }
+            let job = job.clone();
             {
                 let Ok(mut set) = self.in_flight.lock() else {
                     return;

@@ -898,3 +898,70 @@ async fn an_owed_cancel_survives_a_restart() {
     settled(&t, &id).await;
     stop.cancel();
 }
+
+/// A [`FakeExecutor`] that counts the polls it answers.
+struct CountingPolls {
+    inner: FakeExecutor,
+    polls: Arc<AtomicUsize>,
+}
+
+impl Executor for CountingPolls {
+    fn start(&self, input: StartInput) -> BoxFuture<'static, StepResult<Value>> {
+        self.inner.start(input)
+    }
+    fn poll(
+        &self,
+        job: JobRecord,
+        state: Value,
+    ) -> BoxFuture<'static, StepResult<(RunState, Vec<Observation>)>> {
+        self.polls.fetch_add(1, Ordering::SeqCst);
+        self.inner.poll(job, state)
+    }
+    fn cancel(&self, job: JobRecord, s: Value) -> BoxFuture<'static, StepResult<()>> {
+        self.inner.cancel(job, s)
+    }
+}
+
+/// Two replicas' runners over one store: the job is driven by one of them only (no poll of
+/// the backend, no checkpoint evaluation, is repeated by the other).
+#[tokio::test]
+async fn one_of_two_replicas_drives_a_job() {
+    let polls = [Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0))];
+    let exec = |i: usize| {
+        Arc::new(CountingPolls {
+            inner: FakeExecutor {
+                polls_before_success: 6,
+                cancels: Arc::default(),
+            },
+            polls: polls[i].clone(),
+        })
+    };
+    let t = app_with("", seams(exec(0)));
+    let runner = |seams: Seams, holder: &str| {
+        Runner::new(
+            t.state.store.clone(),
+            t.state.blobs.clone(),
+            seams,
+            t.state.metrics.clone(),
+            t.state.runner.clone(),
+            Duration::from_millis(10),
+        )
+        .with_holder(holder.to_string())
+    };
+    let stop = tokio_util::sync::CancellationToken::new();
+    tokio::spawn(runner(t.state.seams.clone(), "replica-a").run(stop.clone()));
+    tokio::spawn(runner(seams(exec(1)), "replica-b").run(stop.clone()));
+    let id = create_job(&t).await;
+    let done = wait_for(&t, &id, |j| j["status"] == "succeeded").await;
+    assert_eq!(done["fine_tuned_model"], "ft:m:acme");
+    let (a, b) = (
+        polls[0].load(Ordering::SeqCst),
+        polls[1].load(Ordering::SeqCst),
+    );
+    assert!(
+        a + b >= 7 && (a == 0 || b == 0),
+        "polls: replica-a {a}, replica-b {b}"
+    );
+    assert_eq!(checkpoint_steps(&t, &id).await, [6, 5, 4, 3, 2, 1]);
+    stop.cancel();
+}

@@ -74,6 +74,7 @@ contract!(
     events_and_checkpoints_page_newest_first,
     a_model_is_listed_to_its_tenant_once_served,
     owed_cancels_are_cancelled_jobs_at_the_cancel_step,
+    one_replica_drives_a_job_until_its_lease_runs_out,
     a_refused_poll_stores_no_checkpoint,
     a_status_change_decided_on_an_old_step_does_not_rewind_the_job,
     a_status_change_clears_the_estimated_finish,
@@ -978,6 +979,58 @@ fn owed_cancels_are_cancelled_jobs_at_the_cancel_step(b: &dyn Backend) {
         "settled once"
     );
     assert_eq!(ids(&s.owed_cancels().unwrap(), |j| &j.id), ["ftjob-4"]);
+}
+
+fn one_replica_drives_a_job_until_its_lease_runs_out(b: &dyn Backend) {
+    let (s, other) = (b.open(), b.open());
+    assert!(s.lease_drive("ftjob-1", "r1", 100, 30).unwrap());
+    assert!(
+        !other.lease_drive("ftjob-1", "r2", 110, 30).unwrap(),
+        "held by r1"
+    );
+    assert!(
+        other.lease_drive("ftjob-2", "r2", 110, 30).unwrap(),
+        "per job"
+    );
+    assert!(
+        s.lease_drive("ftjob-1", "r1", 120, 30).unwrap(),
+        "renewed to 150"
+    );
+    assert!(!other.lease_drive("ftjob-1", "r2", 140, 30).unwrap());
+    assert!(
+        other.lease_drive("ftjob-1", "r2", 150, 30).unwrap(),
+        "expired: taken over"
+    );
+    assert!(
+        !s.lease_drive("ftjob-1", "r1", 151, 30).unwrap(),
+        "r1 lost it"
+    );
+    s.release_drive("ftjob-1", "r1").unwrap();
+    assert!(
+        !s.lease_drive("ftjob-1", "r1", 152, 30).unwrap(),
+        "not r1's to release"
+    );
+    other.release_drive("ftjob-1", "r2").unwrap();
+    assert!(
+        s.lease_drive("ftjob-1", "r1", 152, 30).unwrap(),
+        "released: free at once"
+    );
+    // Racing replicas: exactly one takes a free job.
+    let barrier = Barrier::new(8);
+    let won: usize = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..8)
+            .map(|i| {
+                let (st, barrier) = (b.open(), &barrier);
+                scope.spawn(move || {
+                    barrier.wait();
+                    st.lease_drive("ftjob-3", &format!("r{i}"), 200, 30)
+                        .unwrap() as usize
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).sum()
+    });
+    assert_eq!(won, 1);
 }
 
 /// A poll whose write is refused (a pause raced it) stores neither its events nor its

@@ -171,6 +171,13 @@ pub trait Store: Send + Sync + 'static {
     /// succeeded jobs, or a checkpoint of one of its jobs. What it lists is what it serves.
     fn model_listed(&self, tenant: &str, model: &str) -> StoreResult<bool>;
 
+    // which replica's runner drives a job
+    /// Takes or renews the lease on driving `job_id` for `holder` until `now + seconds`: true
+    /// when `holder` has it now (it was free, expired, or already `holder`'s).
+    fn lease_drive(&self, job_id: &str, holder: &str, now: i64, seconds: i64) -> StoreResult<bool>;
+    /// Gives up `holder`'s lease on driving `job_id` (a no-op when another holds it).
+    fn release_drive(&self, job_id: &str, holder: &str) -> StoreResult<()>;
+
     // leases of local jobs (several worker processes share the queue)
     /// Takes a running local job (`exec_state.backend = "local"`) that no live lease holds:
     /// the tenant served longest ago first (round-robin), then the oldest job. The lease

@@ -326,6 +326,26 @@ impl Store for PgStore {
     fn owed_cancels(&self) -> StoreResult<Vec<JobRecord>> {
         self.owed_cancels_impl()
     }
+    fn lease_drive(&self, job_id: &str, holder: &str, now: i64, seconds: i64) -> StoreResult<bool> {
+        self.with(|c| {
+            let n = c.execute(
+                "INSERT INTO runner_leases (job_id, holder, expires_at) VALUES ($1, $2, $4) \
+                 ON CONFLICT (job_id) DO UPDATE SET holder = EXCLUDED.holder, expires_at = EXCLUDED.expires_at \
+                 WHERE runner_leases.holder = EXCLUDED.holder OR runner_leases.expires_at <= $3",
+                &[&job_id, &holder, &now, &now.saturating_add(seconds)],
+            )?;
+            Ok(n == 1)
+        })
+    }
+    fn release_drive(&self, job_id: &str, holder: &str) -> StoreResult<()> {
+        self.with(|c| {
+            c.execute(
+                "DELETE FROM runner_leases WHERE job_id = $1 AND holder = $2",
+                &[&job_id, &holder],
+            )?;
+            Ok(())
+        })
+    }
     fn insert_event(&self, e: &EventRecord) -> StoreResult<()> {
         self.with(|c| super::postgres_jobs::insert_event(&mut **c, e))
     }

@@ -346,6 +346,22 @@ impl Store for SqliteStore {
     fn owed_cancels(&self) -> StoreResult<Vec<JobRecord>> {
         self.owed_cancels_impl()
     }
+    fn lease_drive(&self, job_id: &str, holder: &str, now: i64, seconds: i64) -> StoreResult<bool> {
+        let n = self.conn()?.execute(
+            "INSERT INTO runner_leases (job_id, holder, expires_at) VALUES (?1, ?2, ?4) \
+             ON CONFLICT(job_id) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at \
+             WHERE runner_leases.holder = excluded.holder OR runner_leases.expires_at <= ?3",
+            params![job_id, holder, now, now.saturating_add(seconds)],
+        )?;
+        Ok(n == 1)
+    }
+    fn release_drive(&self, job_id: &str, holder: &str) -> StoreResult<()> {
+        self.conn()?.execute(
+            "DELETE FROM runner_leases WHERE job_id = ?1 AND holder = ?2",
+            params![job_id, holder],
+        )?;
+        Ok(())
+    }
     fn insert_event(&self, e: &EventRecord) -> StoreResult<()> {
         super::sqlite_jobs::insert_event(&*self.conn()?, e)
     }
