@@ -71,18 +71,13 @@ pub fn run(config: &Config, stop: Arc<AtomicBool>, supervisor: Option<u32>) -> a
                     orphaned: &orphaned,
                 };
                 let job_id = claim.job.id.clone();
-                match ctx.run(claim) {
-                    // Held until it expires: the job stays `running` until the runner reads
-                    // the outcome, and a released lease would let a worker claim (and fetch,
-                    // and train) a finished job meanwhile.
-                    Ended::Outcome => {
-                        tracing::debug!(job = %job_id, "outcome written; the lease runs out")
-                    }
-                    Ended::Stopped => {
-                        if let Err(e) = store.release_lease(&job_id, &worker_id) {
-                            tracing::warn!(job = %job_id, error = %e, "releasing the lease failed");
-                        }
-                    }
+                if let Ended::Outcome = ctx.run(claim) {
+                    // The job stays `running` until the runner reads the outcome: a lease let
+                    // go now would let a worker claim (fetch, and train) a finished job.
+                    ctx.hold_until_read(&job_id, lease);
+                }
+                if let Err(e) = store.release_lease(&job_id, &worker_id) {
+                    tracing::warn!(job = %job_id, error = %e, "releasing the lease failed");
                 }
             }
             Ok(None) => std::thread::sleep(config.local.poll_interval),
@@ -99,7 +94,7 @@ pub fn run(config: &Config, stop: Arc<AtomicBool>, supervisor: Option<u32>) -> a
 /// How a job's run on this worker ended.
 enum Ended {
     /// The job's outcome is written (by this run, or by an earlier one the runner has not
-    /// read yet).
+    /// read yet): the lease is held until the runner reads it.
     Outcome,
     /// Stopped without one (paused, cancelled, lease lost, worker stopping, a failed fetch):
     /// the job is free for the next claim.
@@ -114,6 +109,9 @@ struct JobCtx<'a> {
     stop: Arc<AtomicBool>,
     orphaned: &'a dyn Fn() -> bool,
 }
+
+/// The longest a worker waits, holding its lease, for the runner to read an outcome.
+const OUTCOME_READ_WAIT: Duration = Duration::from_secs(300);
 
 /// How often a worker on its own machine (remote blobs) pushes its job directory between
 /// optimizer steps; it always pushes when it stops.
@@ -273,6 +271,34 @@ impl JobCtx<'_> {
             }
         }
         Ended::Outcome
+    }
+
+    /// Heartbeats the lease on `job_id`, whose outcome is written, until the runner has read
+    /// it (the job is no longer `running`), at most [`OUTCOME_READ_WAIT`] (no runner may be
+    /// up), or the worker is asked to stop. Usually one poll interval of the runner.
+    fn hold_until_read(&self, job_id: &str, lease_seconds: i64) {
+        let since = Instant::now();
+        while since.elapsed() < OUTCOME_READ_WAIT
+            && !self.stop.load(Ordering::SeqCst)
+            && !(self.orphaned)()
+        {
+            match self.store.get_job_any(job_id) {
+                Ok(Some(j)) if j.status == JobStatus::Running => {}
+                Ok(_) => return,
+                Err(e) => {
+                    tracing::warn!(job = %job_id, error = %e, "reading the job's status failed")
+                }
+            }
+            match self
+                .store
+                .heartbeat_lease(job_id, self.worker_id, now_unix(), lease_seconds)
+            {
+                Ok(true) => {}
+                Ok(false) => return,
+                Err(e) => tracing::warn!(job = %job_id, error = %e, "renewing the lease failed"),
+            }
+            std::thread::sleep(self.config.local.poll_interval);
+        }
     }
 
     /// Whether a run already wrote the job's outcome: in the bucket when blobs are remote (a

@@ -1416,8 +1416,8 @@ fn leases_are_exclusive_expire_and_alternate_between_tenants(b: &dyn Backend) {
     );
     // Two takeovers in all (b1 from w2, a2 from w3); a claim of a released job is none.
     assert_eq!(s.local_queue(now + 46).unwrap().takeovers, 2);
-    // A worker that wrote its outcome holds the lease until it runs out, but a job that has
-    // ended is no busy worker.
+    // A worker may still hold the lease of a job that has just ended (it waits for the runner
+    // to read its outcome), but a job that has ended is no busy worker.
     let busy = s.local_queue(now + 46).unwrap().leased;
     let done = StatusChange {
         job_id: "a3".into(),
