@@ -9,9 +9,19 @@
 //! pass through. `GET /v1/models` comes back with the `ft:` entries the tenant may not reach
 //! left out.
 //!
-//! Where a model is named: the path of `/v1/models/{model}` (any method), and the top-level
-//! `model` of a JSON request body (chat completions, completions, responses, embeddings, …),
-//! which is buffered for that, up to [`JSON_MAX_BYTES`].
+//! Where a model can be named, and how each is read (failing closed: a request that might
+//! name one the gateway cannot read is refused, never forwarded unread):
+//! - the path of `/v1/models/{model}` (any method), normalised as the HTTP client will send it;
+//! - any query parameter's value;
+//! - a JSON body (any content type, buffered up to [`JSON_MAX_BYTES`]): every string in the
+//!   whole document (`model`, and nested ones such as an eval run's `data_source.model`), and
+//!   the body forwarded is the document as checked, serialised again, so the provider parses
+//!   exactly what the gateway read;
+//! - a `multipart/form-data` or `application/x-www-form-urlencoded` body: every text field;
+//! - any other body: refused when its bytes contain `ft:` in any case; a body that looks like
+//!   JSON but does not parse, or one with a `Content-Encoding`, is refused outright.
+//!
+//! A string names a fine-tuned model when, trimmed, it starts with `ft:` in any case.
 
 use crate::error::ApiError;
 use crate::jobs::seams::Proxy;
@@ -40,9 +50,11 @@ pub fn model_not_found(model: &str) -> ApiError {
     .with_param("model")
 }
 
-/// Whether `model` names a fine-tuned model (OpenAI's `ft:` prefix, in any case).
+/// Whether `model` names a fine-tuned model (OpenAI's `ft:` prefix, in any case, past any
+/// white space).
 fn fine_tuned(model: &str) -> bool {
     model
+        .trim()
         .get(..3)
         .is_some_and(|p| p.eq_ignore_ascii_case("ft:"))
 }
@@ -82,16 +94,6 @@ fn family(v1: &str, models: &str) -> bool {
     v1.eq_ignore_ascii_case("v1") && models.eq_ignore_ascii_case("models")
 }
 
-fn is_json(req: &Request) -> bool {
-    req.headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|c| {
-            let c = c.trim_start().to_ascii_lowercase();
-            c.starts_with("application/json") || c.starts_with("text/json")
-        })
-}
-
 /// Forwards `req` for `tenant` unless it names an `ft:` model the tenant may not reach.
 pub async fn forward(
     state: &AppState,
@@ -104,7 +106,10 @@ pub async fn forward(
             if let Err(e) = check(&state.store, tenant, &model).await {
                 return e.into_response();
             }
-            proxy.forward(req).await
+            match checked_body(state, tenant, req).await {
+                Ok(req) => proxy.forward(req).await,
+                Err(e) => e.into_response(),
+            }
         }
         ModelsPath::List if req.method() == Method::GET => {
             // The list is read back to filter it: ask for it unencoded.
@@ -113,33 +118,142 @@ pub async fn forward(
             let resp = proxy.forward(req).await;
             filter_list(&state.store, tenant, resp).await
         }
-        _ if is_json(&req) => {
-            let (parts, body) = req.into_parts();
-            let bytes = match axum::body::to_bytes(body, JSON_MAX_BYTES).await {
-                Ok(b) => b,
-                Err(_) => {
-                    return ApiError::too_large(
-                        "body",
-                        format!("Request body is larger than {JSON_MAX_BYTES} bytes."),
-                    )
-                    .into_response()
+        _ => match checked_body(state, tenant, req).await {
+            Ok(req) => proxy.forward(req).await,
+            Err(e) => e.into_response(),
+        },
+    }
+}
+
+/// Ok when every model a request names — by query or body (see the module's doc) — may be
+/// reached by `tenant`; the request to forward comes back (its body as checked).
+async fn checked_body(state: &AppState, tenant: &str, req: Request) -> Result<Request, ApiError> {
+    let (mut parts, body) = req.into_parts();
+    let mut named: Vec<String> = parts
+        .uri
+        .query()
+        .map(|q| {
+            form_urlencoded::parse(q.as_bytes())
+                .map(|(_, v)| v.into_owned())
+                .filter(|v| fine_tuned(v))
+                .collect()
+        })
+        .unwrap_or_default();
+    let bytes = axum::body::to_bytes(body, JSON_MAX_BYTES)
+        .await
+        .map_err(|_| {
+            ApiError::too_large(
+                "body",
+                format!("Request body is larger than {JSON_MAX_BYTES} bytes."),
+            )
+        })?;
+    let body = if bytes.is_empty() {
+        Body::empty()
+    } else {
+        if parts.headers.contains_key(header::CONTENT_ENCODING) {
+            return Err(ApiError::with_status(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "Request bodies sent through the gateway must not be content-encoded: it reads them for the models they name.".to_string(),
+            ));
+        }
+        let content_type = parts
+            .headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase();
+        if content_type.starts_with("multipart/form-data") {
+            named.extend(multipart_fields(&parts.headers, bytes.clone()).await?);
+            Body::from(bytes)
+        } else if content_type.starts_with("application/x-www-form-urlencoded") {
+            named.extend(
+                form_urlencoded::parse(&bytes)
+                    .map(|(_, v)| v.into_owned())
+                    .filter(|v| fine_tuned(v)),
+            );
+            Body::from(bytes)
+        } else {
+            match serde_json::from_slice::<Value>(&bytes) {
+                Ok(doc) => {
+                    strings_naming_models(&doc, &mut named);
+                    let again = serde_json::to_vec(&doc)
+                        .map_err(|e| ApiError::internal(format!("serialising the body: {e}")))?;
+                    parts
+                        .headers
+                        .insert(header::CONTENT_LENGTH, again.len().into());
+                    Body::from(again)
                 }
-            };
-            // A body that is not JSON goes on as it came: the provider answers it.
-            let model = serde_json::from_slice::<Value>(&bytes)
-                .ok()
-                .and_then(|v| v.get("model")?.as_str().map(String::from));
-            if let Some(model) = model {
-                if let Err(e) = check(&state.store, tenant, &model).await {
-                    return e.into_response();
+                Err(e) if content_type.contains("json") || looks_like_json(&bytes) => {
+                    return Err(ApiError::bad_request(format!(
+                        "We could not parse the JSON body of your request: {e}"
+                    )));
+                }
+                Err(_) => {
+                    let lower = bytes.to_ascii_lowercase();
+                    if lower.windows(3).any(|w| w == b"ft:") {
+                        return Err(ApiError::bad_request(
+                            "The request body names a fine-tuned model (`ft:`) in a form the gateway cannot read; send JSON, multipart or form data.".to_string(),
+                        ));
+                    }
+                    Body::from(bytes)
                 }
             }
-            proxy
-                .forward(Request::from_parts(parts, Body::from(bytes)))
-                .await
         }
-        _ => proxy.forward(req).await,
+    };
+    for model in &named {
+        check(&state.store, tenant, model).await?;
     }
+    Ok(Request::from_parts(parts, body))
+}
+
+/// Whether `bytes`, past a byte-order mark and white space, open a JSON object or array.
+fn looks_like_json(bytes: &[u8]) -> bool {
+    let b = bytes.strip_prefix(b"\xef\xbb\xbf").unwrap_or(bytes);
+    matches!(
+        b.iter().find(|c| !c.is_ascii_whitespace()),
+        Some(b'{') | Some(b'[')
+    ) || bytes.starts_with(&[0xfe, 0xff])
+        || bytes.starts_with(&[0xff, 0xfe])
+}
+
+/// Every string in `doc` that names a fine-tuned model, at any depth.
+fn strings_naming_models(doc: &Value, out: &mut Vec<String>) {
+    match doc {
+        Value::String(s) if fine_tuned(s) => out.push(s.clone()),
+        Value::Array(items) => items.iter().for_each(|v| strings_naming_models(v, out)),
+        Value::Object(map) => map.values().for_each(|v| strings_naming_models(v, out)),
+        _ => {}
+    }
+}
+
+/// The text fields of a multipart body that name fine-tuned models.
+async fn multipart_fields(
+    headers: &axum::http::HeaderMap,
+    bytes: bytes::Bytes,
+) -> Result<Vec<String>, ApiError> {
+    use axum::extract::FromRequest;
+    let mut req = Request::new(Body::from(bytes));
+    *req.headers_mut() = headers.clone();
+    let unreadable = |e: &dyn std::fmt::Display| {
+        ApiError::bad_request(format!(
+            "We could not read the multipart body of your request: {e}"
+        ))
+    };
+    let mut form = axum::extract::Multipart::from_request(req, &())
+        .await
+        .map_err(|e| unreadable(&e))?;
+    let mut out = Vec::new();
+    while let Some(field) = form.next_field().await.map_err(|e| unreadable(&e))? {
+        if field.file_name().is_some() {
+            continue;
+        }
+        let text = field.text().await.map_err(|e| unreadable(&e))?;
+        if fine_tuned(&text) {
+            out.push(text);
+        }
+    }
+    Ok(out)
 }
 
 /// The provider's model list without the `ft:` models `tenant` may not reach. A list that is
@@ -215,5 +329,6 @@ mod tests {
         assert!(!fine_tuned("ft"));
         assert!(!fine_tuned("é"));
         assert!(!fine_tuned("a€b"));
+        assert!(fine_tuned(" \tft:x"), "as a lenient provider would trim it");
     }
 }

@@ -469,4 +469,143 @@ async fn the_proxy_serves_a_tenant_only_the_fine_tuned_models_listed_to_it() {
         (404, Some("model_not_found")),
         "{v}"
     );
+
+    // Every other way of naming a model is read too, or the request is refused unread.
+    let raw = |method: &str, path: &str, headers: &[(&str, &str)], body: Vec<u8>| {
+        let mut b = Request::builder()
+            .method(method)
+            .uri(path)
+            .header("authorization", "Bearer sk-acme");
+        for (k, v) in headers {
+            b = b.header(*k, *v);
+        }
+        b.body(Body::from(body)).unwrap()
+    };
+    let json_body = |model: &str| chat(model).to_string().into_bytes();
+    let (form_type, form) = multipart(&[
+        ("model", None, OTHERS.as_bytes()),
+        ("file", Some("a.wav"), b"RIFF"),
+    ]);
+    let refused: Vec<(&str, Request<Body>, u16)> = vec![
+        (
+            "JSON without a content type",
+            raw("POST", "/v1/chat/completions", &[], json_body(OTHERS)),
+            404,
+        ),
+        (
+            "JSON as a vendor type",
+            raw(
+                "POST",
+                "/v1/chat/completions",
+                &[("content-type", "application/vnd.x+json")],
+                json_body(OTHERS),
+            ),
+            404,
+        ),
+        (
+            "a name padded with spaces",
+            raw(
+                "POST",
+                "/v1/chat/completions",
+                &[],
+                json_body(&format!(" {OTHERS}")),
+            ),
+            404,
+        ),
+        (
+            "a nested model",
+            raw(
+                "POST",
+                "/v1/evals/e1/runs",
+                &[],
+                json!({"data_source": {"type": "completions", "model": OTHERS}})
+                    .to_string()
+                    .into_bytes(),
+            ),
+            404,
+        ),
+        (
+            "a query parameter",
+            raw("GET", &format!("/v1/things?model={OTHERS}"), &[], vec![]),
+            404,
+        ),
+        (
+            "a multipart field",
+            raw(
+                "POST",
+                "/v1/audio/transcriptions",
+                &[("content-type", form_type.as_str())],
+                form.clone(),
+            ),
+            404,
+        ),
+        (
+            "a form field",
+            raw(
+                "POST",
+                "/v1/completions",
+                &[("content-type", "application/x-www-form-urlencoded")],
+                format!("model={OTHERS}&prompt=hi").into_bytes(),
+            ),
+            404,
+        ),
+        (
+            "JSON a stricter parser refuses",
+            raw(
+                "POST",
+                "/v1/chat/completions",
+                &[("content-type", "application/json")],
+                format!("{{\"model\": \"{OTHERS}\", \"temperature\": NaN}}").into_bytes(),
+            ),
+            400,
+        ),
+        (
+            "JSON behind a byte-order mark",
+            raw(
+                "POST",
+                "/v1/chat/completions",
+                &[],
+                [&b"\xef\xbb\xbf"[..], &json_body(OTHERS)].concat(),
+            ),
+            400,
+        ),
+        (
+            "a name in a body of another kind",
+            raw(
+                "POST",
+                "/v1/chat/completions",
+                &[("content-type", "text/plain")],
+                format!("model: {}", OTHERS.to_uppercase()).into_bytes(),
+            ),
+            400,
+        ),
+        (
+            "an encoded body",
+            raw(
+                "POST",
+                "/v1/chat/completions",
+                &[("content-encoding", "gzip")],
+                vec![0x1f, 0x8b, 0, 1],
+            ),
+            415,
+        ),
+    ];
+    for (what, req, want) in refused {
+        let resp = t.send(req).await;
+        let status = resp.status().as_u16();
+        let v = body_json(resp).await;
+        assert_eq!(status, want, "{what}: {v}");
+        assert!(v["error"]["message"].is_string(), "{what}: {v}");
+    }
+    assert_eq!(
+        asked.lock().unwrap().len(),
+        5,
+        "no refused request reached the provider"
+    );
+    // The tenant's own model without a content type: read, checked, and forwarded as read.
+    let resp = t
+        .send(raw("POST", "/v1/chat/completions", &[], json_body(OWN)))
+        .await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(body_json(resp).await["model"], OWN);
 }
