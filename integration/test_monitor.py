@@ -103,8 +103,14 @@ def test_a_rollback_rule_finishes_the_job_with_the_last_checkpoint_under_it(gate
         "nothing after the deciding checkpoint is mirrored"
     # The rolled-back model is the checkpoint's: listed, and it serves chat completions.
     assert done.fine_tuned_model in [m.id for m in c.models.list()]
-    cps = [cp.fine_tuned_model_checkpoint for cp in c.fine_tuning.jobs.checkpoints.list(job.id)]
+    listed = list(c.fine_tuning.jobs.checkpoints.list(job.id))
+    cps = [cp.fine_tuned_model_checkpoint for cp in listed]
     assert done.fine_tuned_model in cps
+    # The checkpoint that decided the rollback (step 8) is withheld: not listed, not served.
+    assert max(cp.step_number for cp in listed) == 4, [cp.step_number for cp in listed]
+    with pytest.raises(openai.NotFoundError):
+        c.chat.completions.create(model=done.fine_tuned_model.replace(":ckpt-step-4", ":ckpt-step-8"),
+                                  max_tokens=4, messages=[{"role": "user", "content": "Hello"}])
     r = c.chat.completions.create(model=done.fine_tuned_model, max_tokens=4,
                                   messages=[{"role": "user", "content": "Hello"}])
     assert r.choices[0].message.content is not None

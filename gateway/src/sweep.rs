@@ -138,6 +138,7 @@ pub async fn drop_mirrors(state: &AppState) {
             s,
             now_unix(),
             crate::local::retention::MIRROR_GRACE_S,
+            &crate::local::retention::mirror_still_needed,
         )
     })
     .await;

@@ -216,8 +216,35 @@ pub async fn checkpoints(
     let job = get_job(&state, &caller.tenant, &id).await?;
     let p = ListParams::parse(&pairs, 100)?;
     let limit = p.limit.unwrap_or(10);
+    // A job a monitor rollback finished with one of its checkpoints lists none after it (they
+    // are not served either: `Store::model_listed`). Those are the newest, so they can only
+    // open the first page: it is read past them.
+    let finished_with = job.fine_tuned_model.clone();
     let page = run_blocking(&state.store, move |s| {
-        s.list_checkpoints(&job.id, p.after.as_deref(), limit)
+        let Some(name) = finished_with.filter(|_| p.after.is_none()) else {
+            return s.list_checkpoints(&job.id, p.after.as_deref(), limit);
+        };
+        // How many checkpoints come before (are newer than) the one the job finished with.
+        let mut newer = 0;
+        let mut after: Option<String> = None;
+        let skipped = loop {
+            let page = s.list_checkpoints(&job.id, after.as_deref(), 100)?;
+            if let Some(i) = page
+                .data
+                .iter()
+                .position(|c| c.fine_tuned_model_checkpoint == name)
+            {
+                break newer + i;
+            }
+            newer += page.data.len();
+            match page.data.last() {
+                Some(last) if page.has_more => after = Some(last.id.clone()),
+                _ => break 0, // its final model is its own, not a checkpoint
+            }
+        };
+        let mut page = s.list_checkpoints(&job.id, None, limit + skipped)?;
+        page.data.drain(..skipped.min(page.data.len()));
+        Ok(page)
     })
     .await?;
     Ok(Json(wire::page(&page, wire::checkpoint)))

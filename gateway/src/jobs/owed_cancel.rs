@@ -13,10 +13,12 @@ use std::time::Duration;
 /// The longest wait between two attempts to forward one cancel.
 pub(super) const MAX_RETRY_WAIT: Duration = Duration::from_secs(300);
 
-/// Failure codes after which another attempt may succeed (the provider failed or could not
-/// be reached); every other failure is final.
+/// Whether another attempt may succeed: every failure but the provider's refusal of the
+/// request itself (it does not know the job, or will not cancel it), so an outage, a rate
+/// limit or a key rotated meanwhile (401/403) never drops a cancel while the provider trains
+/// on and bills.
 fn retryable(f: &StepFailure) -> bool {
-    f.code == "upstream_unavailable"
+    f.code != "upstream_rejected"
 }
 
 /// The wait before attempt `attempts + 1`: `base` doubled per failed attempt, at most

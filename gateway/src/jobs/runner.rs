@@ -84,7 +84,8 @@ impl Runner {
 
     /// Takes or renews the lease on driving `job_id` (renewed once half of it has passed);
     /// false when another replica holds it.
-    async fn leased(&self, job_id: &str, now: i64) -> bool {
+    async fn leased(&self, job_id: &str) -> bool {
+        let now = crate::ids::now_unix();
         let fresh = self
             .held
             .lock()
@@ -155,6 +156,8 @@ impl Runner {
                 _ = tokio::time::sleep(self.poll_interval) => {}
             }
         }
+        // Another replica may take this one's jobs at once instead of when the leases lapse.
+        self.release_ended(&HashSet::new()).await;
     }
 
     async fn tick(&self) {
@@ -169,13 +172,12 @@ impl Runner {
         let active: HashSet<&str> = jobs.iter().map(|j| j.id.as_str()).collect();
         self.ctx.metrics.monitor.retain_jobs(&active);
         self.release_ended(&active).await;
-        let now = crate::ids::now_unix();
         for job in &jobs {
             if job.status == JobStatus::Paused {
                 continue;
             }
             // Renewed while this runner drives the job; skipped while another replica does.
-            if !self.leased(&job.id, now).await {
+            if !self.leased(&job.id).await {
                 continue;
             }
             let job = job.clone();

@@ -838,7 +838,7 @@ async fn a_cancel_the_backend_cannot_take_yet_is_retried_until_it_does() {
 
 #[tokio::test]
 async fn a_cancel_the_backend_refuses_for_good_is_not_retried() {
-    let (t, id, cancels, stop) = cancelled_on_flaky_backend(1, "upstream_auth_failed").await;
+    let (t, id, cancels, stop) = cancelled_on_flaky_backend(1, "upstream_rejected").await;
     let job = settled(&t, &id).await;
     assert_eq!(job.status, JobStatus::Cancelled);
     let (_, ev) = t
@@ -852,7 +852,7 @@ async fn a_cancel_the_backend_refuses_for_good_is_not_retried() {
     assert_eq!(ev["data"][0]["level"], "warn");
     let msg = ev["data"][0]["message"].as_str().unwrap();
     assert!(
-        msg.contains("could not be forwarded") && msg.contains("upstream_auth_failed"),
+        msg.contains("could not be forwarded") && msg.contains("upstream_rejected"),
         "{msg}"
     );
     let witness = create_job(&t).await;

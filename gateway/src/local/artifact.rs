@@ -174,10 +174,16 @@ fn touch(dir: &Path) {
     }
 }
 
+/// Adapters used this recently are never evicted: a request that just resolved one may not
+/// have loaded it yet (the cache may run over its cap meanwhile).
+const IN_USE: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// Removes the least recently used adapters of `cache` (by their `.used` mark, else their
-/// directory's time), never `keep` nor a temporary directory, until the rest hold at most
-/// `cap` bytes; returns how many went. Racing evictions (another process) are harmless.
+/// directory's time), never `keep`, one used in the last [`IN_USE`], nor a temporary
+/// directory, until the rest hold at most `cap` bytes; returns how many went. Racing
+/// evictions (another process) are harmless.
 pub fn evict(cache: &Path, cap: u64, keep: &Path) -> std::io::Result<usize> {
+    let recent = std::time::SystemTime::now() - IN_USE;
     let mut entries = Vec::new();
     let mut total = 0u64;
     for entry in std::fs::read_dir(cache)? {
@@ -199,7 +205,7 @@ pub fn evict(cache: &Path, cap: u64, keep: &Path) -> std::io::Result<usize> {
             .and_then(|m| m.modified())
             .unwrap_or(std::time::UNIX_EPOCH);
         total += bytes;
-        if dir != keep {
+        if dir != keep && used < recent {
             entries.push((used, bytes, dir));
         }
     }
@@ -348,8 +354,9 @@ mod tests {
         let cache = dir.path();
         let oldest = cached(cache, "a", 100, 300);
         let older = cached(cache, "b", 100, 200);
-        let recent = cached(cache, "c", 100, 10);
+        let recent = cached(cache, "c", 100, 100);
         let new = cached(cache, "d", 100, 0);
+        let in_use = cached(cache, "f", 0, 5);
         // A temporary unpack is never counted or removed.
         let tmp = cached(cache, ".e.1.0.tmp", 1000, 1000);
         assert_eq!(evict(cache, 250, &new).unwrap(), 2);
@@ -359,5 +366,9 @@ mod tests {
         // The adapter just unpacked stays even when it alone is over the cap.
         assert_eq!(evict(cache, 50, &new).unwrap(), 1);
         assert!(!recent.exists() && new.exists());
+        assert!(
+            in_use.exists(),
+            "used a moment ago: a request may be loading it"
+        );
     }
 }

@@ -13,6 +13,7 @@ use super::progress::{self, MetricsTail, Pace};
 use crate::config::ModelRegistry;
 use crate::jobs::seams::*;
 use crate::metrics::Metrics;
+use crate::monitoring::prom::MonitorCounts;
 use crate::monitoring::{actions, mirror, record};
 use crate::store::{
     run_blocking, BlobStore, EventLevel, FileRecord, JobRecord, Store, LOCAL_BACKEND,
@@ -494,9 +495,7 @@ impl Executor for LocalExecutor {
                 obs.push(actions::rollback_event(d, &model));
                 let file = this.result_file(&job, results_csv(&lines, &ckpts)).await?;
                 obs.push(Observation::ResultFile(file));
-                if let Some(m) = &this.metrics {
-                    m.monitor.actions.with_label_values(&["rollback"]).inc();
-                }
+                obs.push(Observation::MonitorCounts(MonitorCounts::rollback()));
                 this.forget(&job.id);
                 let artifact = this.store_artifact(&job, &run, Some(*to as usize)).await;
                 return Ok((

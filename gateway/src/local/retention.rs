@@ -14,7 +14,7 @@
 //! startup sweep tries local job directories again.
 
 use super::layout;
-use crate::store::{JobStatus, Store, StoreResult};
+use crate::store::{JobRecord, JobStatus, Store, StoreResult};
 use std::path::Path;
 
 /// What a prune removed.
@@ -133,14 +133,15 @@ pub fn sweep(data_dir: &Path, store: &dyn Store) -> StoreResult<Pruned> {
 /// job's directory that the bucket makes redundant once the job is over (blobs remote): a
 /// replica's mirror (`data_dir/mirror/<id>`; every adapter is then served from its recorded
 /// artifact) and a worker's own copy (`data_dir/jobs/<id>` on a worker's machine). A
-/// directory whose job the store does not know, or that is not terminal, is left alone; the
-/// grace keeps a just-finished job's adapters where a request that found them a moment ago
-/// reads them.
+/// directory whose job the store does not know, that is not terminal, or that `keep` says is
+/// still needed, is left alone; the grace keeps a just-finished job's adapters where a request
+/// that found them a moment ago reads them.
 pub fn drop_terminal(
     parent: &Path,
     store: &dyn Store,
     now: i64,
     grace_s: i64,
+    keep: &dyn Fn(&dyn Store, &JobRecord) -> StoreResult<bool>,
 ) -> StoreResult<usize> {
     let Ok(entries) = std::fs::read_dir(parent) else {
         return Ok(0);
@@ -157,7 +158,7 @@ pub fn drop_terminal(
             continue;
         };
         let over = terminal(job.status) && job.finished_at.is_none_or(|t| t + grace_s <= now);
-        if !over {
+        if !over || keep(store, &job)? {
             continue;
         }
         match std::fs::remove_dir_all(entry.path()) {
@@ -173,6 +174,31 @@ pub fn drop_terminal(
 
 /// How long a replica keeps a finished job's mirror.
 pub const MIRROR_GRACE_S: i64 = 60;
+
+/// Whether a finished job's mirror is still the only copy a replica can serve some adapter of
+/// the job from: its final adapter (a succeeded job) or a checkpoint's has no stored artifact
+/// (the artifact's upload failed, or the job predates artifacts).
+pub fn mirror_still_needed(store: &dyn Store, job: &JobRecord) -> StoreResult<bool> {
+    if job.status == JobStatus::Succeeded && job.pipeline.adapter_blob.is_none() {
+        return Ok(true);
+    }
+    let mut after: Option<String> = None;
+    loop {
+        let page = store.list_checkpoints(&job.id, after.as_deref(), 100)?;
+        if page.data.iter().any(|c| c.artifact.is_none()) {
+            return Ok(true);
+        }
+        match (page.has_more, page.data.last()) {
+            (true, Some(last)) => after = Some(last.id.clone()),
+            _ => return Ok(false),
+        }
+    }
+}
+
+/// For copies nothing is ever served from (a worker's own): none is still needed.
+pub fn never_needed(_: &dyn Store, _: &JobRecord) -> StoreResult<bool> {
+    Ok(false)
+}
 
 #[cfg(test)]
 mod tests {
@@ -246,7 +272,10 @@ mod tests {
         // Unknown to the store, and a temporary name: not ours to judge.
         checkpoint(&parent.join("ftjob-unknown"), 2, b"m");
         checkpoint(&parent.join(".ftjob-old.tmp"), 2, b"m");
-        assert_eq!(drop_terminal(&parent, &store, 200, 60).unwrap(), 2);
+        assert_eq!(
+            drop_terminal(&parent, &store, 200, 60, &never_needed).unwrap(),
+            2
+        );
         let mut left: Vec<String> = std::fs::read_dir(&parent)
             .unwrap()
             .map(|e| e.unwrap().file_name().into_string().unwrap())
@@ -262,13 +291,67 @@ mod tests {
             ]
         );
         assert_eq!(
-            drop_terminal(&parent, &store, 230, 60).unwrap(),
+            drop_terminal(&parent, &store, 230, 60, &never_needed).unwrap(),
             1,
             "its grace is over"
         );
         assert_eq!(
-            drop_terminal(&d.path().join("none"), &store, 230, 60).unwrap(),
+            drop_terminal(&d.path().join("none"), &store, 230, 60, &never_needed).unwrap(),
             0
         );
+    }
+
+    #[test]
+    fn a_mirror_stays_while_some_adapter_of_the_job_has_no_stored_artifact() {
+        use crate::store::{CheckpointRecord, SqliteStore};
+        use crate::testutil::{event_record, job_record};
+        let d = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&d.path().join("db")).unwrap();
+        let parent = d.path().join("mirror");
+        let ckpt = |id: &str, job: &str, artifact: Option<&str>| CheckpointRecord {
+            id: id.into(),
+            job_id: job.into(),
+            created_at: 1,
+            fine_tuned_model_checkpoint: format!("ft:m:acme::{job}:ckpt-step-1"),
+            step_number: 1,
+            metrics: serde_json::json!({}),
+            artifact: artifact.map(String::from),
+        };
+        for (id, adapter, ckpt_artifact) in [
+            ("ftjob-stored", Some("adapter-stored"), Some("ckpt-stored")),
+            ("ftjob-no-final", None, Some("ckpt-no-final")),
+            ("ftjob-no-ckpt", Some("adapter-no-ckpt"), None),
+        ] {
+            let mut j = job_record(id, "acme", JobStatus::Running);
+            store
+                .create_job(&j, &event_record(id, "created"), &[])
+                .unwrap();
+            assert!(store
+                .update_job_observed(
+                    &j,
+                    JobStatus::Running,
+                    &[],
+                    &[ckpt(&format!("ck-{id}"), id, ckpt_artifact)]
+                )
+                .unwrap());
+            j = store.get_job_any(id).unwrap().unwrap();
+            j.status = JobStatus::Succeeded;
+            j.finished_at = Some(100);
+            j.pipeline.adapter_blob = adapter.map(String::from);
+            assert!(store.update_job(&j, JobStatus::Running, &[]).unwrap());
+            checkpoint(&parent.join(id), 1, b"m");
+        }
+        let needed = |id: &str| {
+            mirror_still_needed(&store, &store.get_job_any(id).unwrap().unwrap()).unwrap()
+        };
+        assert!(!needed("ftjob-stored"));
+        assert!(needed("ftjob-no-final"));
+        assert!(needed("ftjob-no-ckpt"));
+        assert_eq!(
+            drop_terminal(&parent, &store, 200, 60, &mirror_still_needed).unwrap(),
+            1
+        );
+        assert!(!parent.join("ftjob-stored").exists());
+        assert!(parent.join("ftjob-no-final").exists() && parent.join("ftjob-no-ckpt").exists());
     }
 }

@@ -52,7 +52,13 @@ pub fn run(config: &Config, stop: Arc<AtomicBool>, supervisor: Option<u32>) -> a
         // Copies of finished jobs a previous run of a worker here left (it died before
         // removing them, or stopped before the job ended elsewhere).
         let jobs = config.data_dir.join("jobs");
-        match super::retention::drop_terminal(&jobs, &*store, now_unix(), 0) {
+        match super::retention::drop_terminal(
+            &jobs,
+            &*store,
+            now_unix(),
+            0,
+            &super::retention::never_needed,
+        ) {
             Ok(n) if n > 0 => tracing::info!(dirs = n, "removed the copies of finished jobs"),
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "looking for copies of finished jobs failed"),
@@ -109,6 +115,10 @@ struct JobCtx<'a> {
     stop: Arc<AtomicBool>,
     orphaned: &'a dyn Fn() -> bool,
 }
+
+/// Attempts to push the job directory with its outcome (backing off from twice the poll
+/// interval) before the worker gives the job up.
+const FINAL_PUSH_ATTEMPTS: u32 = 4;
 
 /// The longest a worker waits, holding its lease, for the runner to read an outcome.
 const OUTCOME_READ_WAIT: Duration = Duration::from_secs(300);
@@ -255,19 +265,29 @@ impl JobCtx<'_> {
             },
         };
         if let Err(e) = layout::write_json_atomic(&dir.join(layout::OUTCOME), &outcome) {
+            // The runner cannot see an outcome that is not written: the job is left to the
+            // next claim, which trains on from the last checkpoint.
             tracing::error!(job = %job.id, error = %e, "writing the outcome failed");
+            return Ended::Stopped;
         }
         // …and the outcome last, as on disk.
         if let Some(p) = pusher.as_mut() {
-            // On another machine than the runner: once the bucket has the outcome, this copy
-            // is redundant (a later claim starts from the bucket's), so it goes whole. A push
-            // that failed keeps it for the next push's retry, less its optimizer state.
-            if push(p, &job.id) {
-                if let Err(e) = std::fs::remove_dir_all(&dir) {
-                    tracing::warn!(job = %job.id, error = %e, "removing the pushed job directory failed");
+            let pushed = (0..FINAL_PUSH_ATTEMPTS).any(|attempt| {
+                if attempt > 0 {
+                    std::thread::sleep(self.config.local.poll_interval * (1 << attempt));
                 }
-            } else if let Err(e) = super::retention::prune(&dir) {
-                tracing::warn!(job = %job.id, error = %e, "pruning the optimizer state failed");
+                push(p, &job.id)
+            });
+            if !pushed {
+                // The bucket lacks the outcome, so the runner never sees it: the job is left
+                // to the next claim, which starts from the bucket's copy.
+                tracing::error!(job = %job.id, attempts = FINAL_PUSH_ATTEMPTS, "pushing the outcome failed; leaving the job to the next claim");
+                return Ended::Stopped;
+            }
+            // On another machine than the runner: with the outcome in the bucket this copy is
+            // redundant (a later claim starts from the bucket's), so it goes whole.
+            if let Err(e) = std::fs::remove_dir_all(&dir) {
+                tracing::warn!(job = %job.id, error = %e, "removing the pushed job directory failed");
             }
         }
         Ended::Outcome

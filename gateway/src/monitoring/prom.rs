@@ -73,6 +73,8 @@ pub struct MonitorCounts {
     pub rule_firings: Vec<(String, String)>,
     /// `warn` actions taken.
     pub warnings: u64,
+    /// `rollback` actions taken (the job's success with the checkpoint's model).
+    pub rollbacks: u64,
 }
 
 impl MonitorCounts {
@@ -87,6 +89,15 @@ impl MonitorCounts {
         self.judge_requests.extend(other.judge_requests);
         self.rule_firings.extend(other.rule_firings);
         self.warnings += other.warnings;
+        self.rollbacks += other.rollbacks;
+    }
+
+    /// One rollback taken.
+    pub fn rollback() -> MonitorCounts {
+        MonitorCounts {
+            rollbacks: 1,
+            ..MonitorCounts::default()
+        }
     }
 }
 
@@ -126,6 +137,11 @@ impl MonitorMetrics {
         }
         if c.warnings > 0 {
             self.actions.with_label_values(&["warn"]).inc_by(c.warnings);
+        }
+        if c.rollbacks > 0 {
+            self.actions
+                .with_label_values(&["rollback"])
+                .inc_by(c.rollbacks);
         }
     }
 

@@ -181,13 +181,6 @@ impl UpstreamMonitor {
         }
     }
 
-    /// Counts a rollback taken.
-    pub fn count_rollback(&self) {
-        if let Some(m) = &self.metrics {
-            m.monitor.actions.with_label_values(&["rollback"]).inc();
-        }
-    }
-
     /// One poll's monitoring: evaluates the next queued step (unless an action is pending or
     /// a rollback was decided) and mirrors what is new. Returns the observations to store.
     pub async fn step(

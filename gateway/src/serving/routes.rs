@@ -56,6 +56,13 @@ async fn resolve(state: &AppState, tenant: &str, model: &str) -> Result<Target, 
     if ft.checkpoint.is_none() && job.status != JobStatus::Succeeded {
         return Err(model_not_found(model));
     }
+    if ft.checkpoint.is_some() {
+        // Not a checkpoint after the one a monitor rollback finished the job with.
+        let (t, m) = (tenant.to_string(), model.to_string());
+        if !run_blocking(&state.store, move |s| s.model_listed(&t, &m)).await? {
+            return Err(model_not_found(model));
+        }
+    }
     let run = layout::run_dir(&jobfiles::runner_dir(
         &state.config.data_dir,
         &state.blobs,

@@ -943,6 +943,33 @@ fn a_model_is_listed_to_its_tenant_once_served(b: &dyn Backend) {
     assert!(!s.model_listed("b", final_model).unwrap());
     assert!(!s.model_listed("a", "ft:m:acme::ftjob-2").unwrap());
     assert!(!s.model_listed("a", "m").unwrap());
+
+    // A job the monitor rolled back finishes with a checkpoint: the checkpoints after it
+    // (stored before the decision) are no longer listed; it and those before it are.
+    let mut rb = job("ftjob-rb", "a", &[]);
+    s.create_job(&rb, &event("ev-rb", "ftjob-rb"), &[]).unwrap();
+    rb.status = JobStatus::Running;
+    rb.step = JobStep::Run;
+    let cks: Vec<_> = [1, 2, 3]
+        .map(|n| checkpoint(&format!("ftckpt-rb-{n}"), "ftjob-rb", n * 10))
+        .to_vec();
+    assert!(s
+        .update_job_observed(&rb, JobStatus::ValidatingFiles, &[], &cks)
+        .unwrap());
+    let name = |i: usize| cks[i].fine_tuned_model_checkpoint.clone();
+    assert!(
+        s.model_listed("a", &name(2)).unwrap(),
+        "listed until the job ends"
+    );
+    let mut rb = s.get_job_any("ftjob-rb").unwrap().unwrap();
+    (rb.status, rb.fine_tuned_model) = (JobStatus::Succeeded, Some(name(1)));
+    assert!(s.update_job(&rb, JobStatus::Running, &[]).unwrap());
+    assert!(s.model_listed("a", &name(0)).unwrap());
+    assert!(s.model_listed("a", &name(1)).unwrap());
+    assert!(
+        !s.model_listed("a", &name(2)).unwrap(),
+        "after the rollback target"
+    );
 }
 
 fn owed_cancels_are_cancelled_jobs_at_the_cancel_step(b: &dyn Backend) {

@@ -168,7 +168,9 @@ pub trait Store: Send + Sync + 'static {
         limit: usize,
     ) -> StoreResult<Page<CheckpointRecord>>;
     /// Whether the gateway lists `model` to `tenant`: the `fine_tuned_model` of one of its
-    /// succeeded jobs, or a checkpoint of one of its jobs. What it lists is what it serves.
+    /// succeeded jobs, or a checkpoint of one of its jobs — except, for a job that finished
+    /// with one of its checkpoints (a monitor rollback), the checkpoints after that one. What
+    /// it lists is what it serves.
     fn model_listed(&self, tenant: &str, model: &str) -> StoreResult<bool>;
 
     // which replica's runner drives a job

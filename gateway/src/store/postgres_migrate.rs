@@ -127,7 +127,7 @@ mod tests {
             .iter()
             .map(|r| r.get(0))
             .collect();
-        assert_eq!(versions, [1, 2, 3, 4]);
+        assert_eq!(versions, [1, 2, 3, 4, 5]);
         let takeovers: i64 = client
             .query_one(
                 "SELECT value FROM counters WHERE name = 'lease_takeovers'",

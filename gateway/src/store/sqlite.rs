@@ -386,7 +386,10 @@ impl Store for SqliteStore {
             "SELECT EXISTS(SELECT 1 FROM jobs WHERE fine_tuned_model = ?2 AND tenant = ?1 \
                  AND status = 'succeeded') \
              OR EXISTS(SELECT 1 FROM checkpoints c JOIN jobs j ON j.id = c.job_id \
-                 WHERE c.fine_tuned_model_checkpoint = ?2 AND j.tenant = ?1)",
+                 WHERE c.fine_tuned_model_checkpoint = ?2 AND j.tenant = ?1 \
+                 AND NOT EXISTS(SELECT 1 FROM checkpoints r WHERE r.job_id = j.id \
+                     AND r.fine_tuned_model_checkpoint = j.fine_tuned_model \
+                     AND c.step_number > r.step_number))",
             params![tenant, model],
             |r| r.get(0),
         )?;

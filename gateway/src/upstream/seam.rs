@@ -232,7 +232,9 @@ impl Executor for UpstreamExecutor {
                     let mut model = snap.fine_tuned_model;
                     if let (Some(mon), Some(r)) = (&monitor, &rollback) {
                         obs.push(mon.rollback_event(r));
-                        mon.count_rollback();
+                        obs.push(Observation::MonitorCounts(
+                            crate::monitoring::prom::MonitorCounts::rollback(),
+                        ));
                         model = Some(r.model.clone());
                     }
                     RunState::Succeeded {
