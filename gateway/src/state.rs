@@ -21,6 +21,8 @@ pub struct AppState {
     pub proxy: Option<Arc<dyn Proxy>>,
     /// Engines and adapters serving local chat completions.
     pub serving: Arc<crate::serving::Serving>,
+    /// The proxy's recent "this tenant may reach this model" answers.
+    pub listed_models: Arc<crate::api::proxied_models::ListedCache>,
     ready: Arc<AtomicBool>,
 }
 
@@ -43,6 +45,7 @@ impl AppState {
             seams,
             proxy: None,
             serving: Arc::default(),
+            listed_models: Arc::default(),
             ready: Arc::new(AtomicBool::new(false)),
         }
     }

@@ -26,7 +26,7 @@
 use crate::error::ApiError;
 use crate::jobs::seams::Proxy;
 use crate::state::AppState;
-use crate::store::{run_blocking, Store};
+use crate::store::run_blocking;
 use axum::body::Body;
 use axum::extract::Request;
 use axum::http::{header, Method, StatusCode};
@@ -59,13 +59,48 @@ fn fine_tuned(model: &str) -> bool {
         .is_some_and(|p| p.eq_ignore_ascii_case("ft:"))
 }
 
+/// How long a "listed" answer is reused. Only positive answers are kept: a model becomes
+/// listed (its job succeeds) the moment the store says so, and stops being listed only when a
+/// rollback finishes its job with an earlier checkpoint — seen here at most this late.
+const LISTED_FOR: std::time::Duration = std::time::Duration::from_secs(5);
+/// Entries kept at most (cleared whole when full: a cache, not a record).
+const LISTED_MAX: usize = 10_000;
+
+/// Recent positive answers of [`Store::model_listed`], by tenant and model: a proxied request
+/// naming a fine-tuned model asks the store at most once per [`LISTED_FOR`].
+#[derive(Default)]
+pub struct ListedCache(
+    std::sync::Mutex<std::collections::HashMap<(String, String), std::time::Instant>>,
+);
+
+impl ListedCache {
+    fn fresh(&self, tenant: &str, model: &str) -> bool {
+        let Ok(map) = self.0.lock() else { return false };
+        map.get(&(tenant.to_string(), model.to_string()))
+            .is_some_and(|at| at.elapsed() < LISTED_FOR)
+    }
+
+    fn remember(&self, tenant: &str, model: &str) {
+        if let Ok(mut map) = self.0.lock() {
+            if map.len() >= LISTED_MAX {
+                map.clear();
+            }
+            map.insert(
+                (tenant.to_string(), model.to_string()),
+                std::time::Instant::now(),
+            );
+        }
+    }
+}
+
 /// Ok when `tenant` may reach `model` through the proxy.
-async fn check(store: &Arc<dyn Store>, tenant: &str, model: &str) -> Result<(), ApiError> {
-    if !fine_tuned(model) {
+async fn check(state: &AppState, tenant: &str, model: &str) -> Result<(), ApiError> {
+    if !fine_tuned(model) || state.listed_models.fresh(tenant, model) {
         return Ok(());
     }
     let (t, m) = (tenant.to_string(), model.to_string());
-    if run_blocking(store, move |s| s.model_listed(&t, &m)).await? {
+    if run_blocking(&state.store, move |s| s.model_listed(&t, &m)).await? {
+        state.listed_models.remember(tenant, model);
         Ok(())
     } else {
         Err(model_not_found(model))
@@ -103,7 +138,7 @@ pub async fn forward(
 ) -> Response {
     match models_path(req.uri().path()) {
         ModelsPath::One(model) => {
-            if let Err(e) = check(&state.store, tenant, &model).await {
+            if let Err(e) = check(state, tenant, &model).await {
                 return e.into_response();
             }
             match checked_body(state, tenant, req).await {
@@ -116,7 +151,7 @@ pub async fn forward(
             let mut req = req;
             req.headers_mut().remove(header::ACCEPT_ENCODING);
             let resp = proxy.forward(req).await;
-            filter_list(&state.store, tenant, resp).await
+            filter_list(state, tenant, resp).await
         }
         _ => match checked_body(state, tenant, req).await {
             Ok(req) => proxy.forward(req).await,
@@ -202,7 +237,7 @@ async fn checked_body(state: &AppState, tenant: &str, req: Request) -> Result<Re
         }
     };
     for model in &named {
-        check(&state.store, tenant, model).await?;
+        check(state, tenant, model).await?;
     }
     Ok(Request::from_parts(parts, body))
 }
@@ -259,7 +294,7 @@ async fn multipart_fields(
 /// The provider's model list without the `ft:` models `tenant` may not reach. A list that is
 /// not a JSON object with `data` (an error, an unexpected shape) cannot be filtered safely and
 /// is answered as a 502 rather than passed on.
-async fn filter_list(store: &Arc<dyn Store>, tenant: &str, resp: Response) -> Response {
+async fn filter_list(state: &AppState, tenant: &str, resp: Response) -> Response {
     if !resp.status().is_success() {
         return resp;
     }
@@ -284,7 +319,7 @@ async fn filter_list(store: &Arc<dyn Store>, tenant: &str, resp: Response) -> Re
     let mut kept = Vec::with_capacity(data.len());
     for entry in data.drain(..) {
         let id = entry.get("id").and_then(Value::as_str).unwrap_or_default();
-        if check(store, tenant, id).await.is_ok() {
+        if check(state, tenant, id).await.is_ok() {
             kept.push(entry);
         }
     }
