@@ -70,12 +70,19 @@ def test_replicas_and_remote_workers_share_only_postgres_and_a_bucket(
         assert metric_steps(ca, job.id) == list(range(1, LONG_STEPS + 1)), "every step once"
         text = httpx.get(a.url + "/metrics").text
         assert metric(text, "tuneguard_local_lease_takeovers_total") == 1
-        # The killed worker left its copy of the job behind; started again, it finds the job
-        # finished and removes it before claiming anything.
-        assert (victim.data_dir / "jobs" / job.id).is_dir()
+        # A worker killed mid-job leaves its copy behind (this one may have died before it had
+        # one: a stale copy of a finished job stands in for it); started again, it finds the
+        # jobs finished and removes their copies before claiming anything, and leaves alone a
+        # folder no job of the store names.
+        stale = [victim.data_dir / "jobs" / ref.id, victim.data_dir / "jobs" / job.id]
+        stray = victim.data_dir / "jobs" / "not-a-job"
+        for d in (*stale, stray):
+            (d / "run").mkdir(parents=True, exist_ok=True)
+            (d / "run" / "adapter_model.safetensors").write_bytes(b"stale")
         victim.start()
-        wait_for(lambda: not (victim.data_dir / "jobs" / job.id).exists(), timeout_s=60,
-                 what="the restarted worker to remove its copy of the finished job")
+        wait_for(lambda: not any(d.exists() for d in stale), timeout_s=60,
+                 what="the restarted worker to remove its copies of finished jobs")
+        assert stray.is_dir()
 
         # Replica a is killed -9 mid-job: b drives the job to the same adapter.
         job = create(ca, f, n_epochs=LONG, suffix="orphaned")
