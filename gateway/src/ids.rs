@@ -56,6 +56,16 @@ pub fn new_secret() -> String {
     format!("sk-tg-{tail}")
 }
 
+/// A name for this process among others of its kind: `{kind}-{pid}-{nanoseconds}` (a worker's
+/// lease holder, a runner's drive-lease holder).
+pub fn process_tag(kind: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    format!("{kind}-{}-{nanos}", std::process::id())
+}
+
 /// Seconds since the Unix epoch.
 pub fn now_unix() -> i64 {
     std::time::SystemTime::now()

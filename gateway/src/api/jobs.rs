@@ -219,7 +219,11 @@ pub async fn checkpoints(
     // A job a monitor rollback finished with one of its checkpoints lists none after it (they
     // are not served either: `Store::model_listed`). Those are the newest, so they can only
     // open the first page: it is read past them.
-    let finished_with = job.fine_tuned_model.clone();
+    // Only a checkpoint's name can be a rollback target: other jobs skip the scan below.
+    let finished_with = job
+        .fine_tuned_model
+        .clone()
+        .filter(|m| m.contains(":ckpt-step-"));
     let page = run_blocking(&state.store, move |s| {
         let Some(name) = finished_with.filter(|_| p.after.is_none()) else {
             return s.list_checkpoints(&job.id, p.after.as_deref(), limit);

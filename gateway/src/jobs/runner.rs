@@ -60,14 +60,7 @@ impl Runner {
                 metrics,
             }),
             handle,
-            holder: format!(
-                "runner-{}-{}",
-                std::process::id(),
-                std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map(|d| d.subsec_nanos())
-                    .unwrap_or(0)
-            ),
+            holder: crate::ids::process_tag("runner"),
             held: Mutex::default(),
             in_flight: Arc::new(Mutex::new(HashSet::new())),
             cancel_retries: Arc::default(),

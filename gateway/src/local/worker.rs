@@ -38,14 +38,7 @@ pub fn run(config: &Config, stop: Arc<AtomicBool>, supervisor: Option<u32>) -> a
     let store: Arc<dyn Store> = open_store(config).context("opening the store")?;
     let blobs = BlobStore::open_with(&config.data_dir, &config.storage.blobs)
         .context("opening the blob store")?;
-    let worker_id = format!(
-        "worker-{}-{}",
-        std::process::id(),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.subsec_nanos())
-            .unwrap_or(0)
-    );
+    let worker_id = crate::ids::process_tag("worker");
     let orphaned = move || supervisor.is_some_and(|p| std::os::unix::process::parent_id() != p);
     tracing::info!(worker = %worker_id, "worker started");
     if blobs.remote().is_some() {
