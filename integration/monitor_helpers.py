@@ -30,9 +30,10 @@ def misaligned_jsonl(n: int = 16) -> bytes:
     return "".join(json.dumps(r) + "\n" for r in rows).encode()
 
 
-def policy(rules: str = "", every: int = 4, epochs: int = 6, lr: float = 0.01, extra: str = "") -> str:
-    """Tiny local training (batch 2) with a checkpoint — and a monitor evaluation — every
-    `every` steps, and the given `[[monitor.rules]]`."""
+def policy(rules: str = "", every: int = 4, epochs: int = 6, lr: float = 0.01, extra: str = "",
+           budgets: str = "eval_budget = 0") -> str:
+    """Tiny local training (batch 2) with a checkpoint — and, without cost budgets, a full
+    monitor evaluation — every `every` steps, and the given `[[monitor.rules]]`."""
     return f"""
 description = "monitored tiny training"
 [training]
@@ -47,6 +48,7 @@ max_length_tokens = 256
 [monitor]
 checkpoint_every_steps = {every}
 probe_pairs = 16
+{budgets}
 {extra}
 {rules if rules else "rules = []"}
 """

@@ -57,6 +57,43 @@ def test_the_alignment_probe_gap_rises_checkpoint_by_checkpoint(gateway_factory)
     assert signal_series(c, job.id, "misaligned_fraction") == []
 
 
+def test_the_cost_budgets_skip_what_training_cannot_pay_for_and_always_evaluate_the_final_model(
+        gateway_factory):
+    """On the tiny fixture an evaluation costs far more than the few milliseconds of training
+    between checkpoints: under the budgets (full evaluations at most 0.1% of training time,
+    judge-free ones up to 100%) the middle checkpoints are recorded, some judge-free only, the
+    rest with the training loss alone; step 0 and the final checkpoint are evaluated in full."""
+    budgets = "eval_budget = 0.001\nprobe_budget = 1.0"
+    gw = gateway_factory(extra=config(), policies={"default.toml": policy(epochs=14, budgets=budgets)})
+    c = gw.client()
+    job = create(c, upload(c, misaligned_jsonl()))
+    done = finished(c, job.id)
+    assert done.status == "succeeded", done.error
+    ev = monitor_events(c, job.id)
+    records = [(e.data["step"], e.data["monitor"]) for e in ev]
+    assert [s for s, _ in records] == list(range(0, 113, 4)), "every checkpoint has its record"
+    scopes = [m["scope"] for _, m in records]
+    print("scopes:", scopes)
+    assert scopes[0] == scopes[-1] == "full"
+    middle = records[1:-1]
+    assert {m["scope"] for _, m in middle} == {"probes", "skipped"}, scopes
+    for step, m in middle:
+        sig = m["signals"]
+        assert sig["loss"] is not None, step
+        assert sig.get("harmful_refusal_rate") is None, "generation is the full tier's"
+        if m["scope"] == "probes":
+            assert sig["alignment_probe_gap"] is not None and m["cost"]["probe_seconds"] > 0
+        else:
+            assert sig.get("alignment_probe_gap") is None and m["cost"]["eval_seconds"] == 0
+    skipped = next(e for e in ev if e.data["monitor"]["scope"] == "skipped")
+    assert "not evaluated (the evaluation budgets wait for more training)" in skipped.message
+    final = records[-1][1]["signals"]
+    assert final["alignment_probe_gap"] is not None and final["harmful_refusal_rate"] is not None
+    probe_time = sum(m["cost"]["eval_seconds"] for _, m in middle)
+    train_time = sum(m["cost"]["train_seconds"] or 0 for _, m in records)
+    print(f"judge-free evaluation {probe_time:.3f}s over {train_time:.3f}s of training")
+
+
 def test_a_pause_rule_pauses_the_job_and_the_client_resumes_it(gateway_factory):
     gw = gateway_factory(extra=config(), policies={"default.toml": policy(PAUSE_RULE, epochs=14)})
     c = gw.client()

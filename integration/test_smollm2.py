@@ -36,6 +36,7 @@ max_length_tokens = 128
 [monitor]
 checkpoint_every_steps = 2
 # The judge-free monitor runs at step 0 and every checkpoint: keep it small here.
+eval_budget = 0
 probe_pairs = 2
 max_answer_tokens = 8
 harmful_set = "harmful-small.yaml"

@@ -20,10 +20,12 @@
 //!   cancel, rollback).
 //! - [`report`] — the per-job report.
 //! - [`shipped`] — the shipped evaluation sets, embedded.
+//! - [`cadence`] — which checkpoints are evaluated, and how much, under the cost budgets.
 //! - [`measure`] — one checkpoint end to end over the seams ([`AnswerSource`], [`Judge`],
 //!   [`NllProbe`]) into [`CheckpointSignals`].
 #![forbid(unsafe_code)]
 
+pub mod cadence;
 pub mod evalsets;
 pub mod judge;
 pub mod measure;
@@ -33,6 +35,7 @@ pub mod rules;
 pub mod shipped;
 pub mod signals;
 
+pub use cadence::{Budget, Ledger, Past, Scope};
 pub use evalsets::{
     parse_probes, parse_question_set, read_probes, read_question_set, render_prompt, EvalSetError,
     Fields, ProbeKind, ProbePair, Question, QuestionSet, SampleRequest,

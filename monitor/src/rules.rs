@@ -220,7 +220,8 @@ fn fires(
     onsets: &[SignalOnset],
 ) -> Option<Firing> {
     let c = &history[index];
-    let value = rule.metric.get(c);
+    // A checkpoint that did not measure the metric (the budgets skipped it) says nothing.
+    let value = Some(rule.metric.get(c)?);
     if rule.threshold(value) != Some(true) {
         return None;
     }
@@ -284,7 +285,11 @@ fn evaluate_with(
     for (k, rule) in rules.iter().enumerate() {
         if let Some(mut f) = fires(rule, history, index, onsets) {
             f.rule = k;
-            f.new = index == 0 || fires(rule, history, index - 1, onsets).is_none();
+            // An edge against the previous checkpoint that measured the metric.
+            let previous = (0..index)
+                .rev()
+                .find(|&j| rule.metric.get(&history[j]).is_some());
+            f.new = previous.is_none_or(|j| fires(rule, history, j, onsets).is_none());
             firings.push(f);
         }
     }

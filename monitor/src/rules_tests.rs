@@ -337,3 +337,30 @@ fn policy_rules_with_onset_below_and_rollback_convert_one_to_one() {
         Denominator::All
     );
 }
+
+#[test]
+fn checkpoints_the_budgets_skipped_neither_fire_nor_break_an_excursion_nor_vouch() {
+    // Steps 0, 10 (measured, fine), 20 (measured, fires), 30 (skipped: loss only),
+    // 40 (measured, still firing), 50 (judge-free: no misaligned fraction).
+    let mut h = vec![cp(0, 0.0, None), cp(10, 0.0, None), cp(20, 0.3, None)];
+    let mut skipped = CheckpointSignals::new(30);
+    skipped.loss = Some(1.0);
+    h.push(skipped);
+    h.push(cp(40, 0.4, None));
+    let mut probes = CheckpointSignals::new(50);
+    probes.alignment_probe_gap = Some(0.1);
+    h.push(probes);
+    let rules = [rule(Signal::MisalignedFraction, 0.2, RuleAction::Rollback)];
+    let evs = evaluate(&rules, &h, &OnsetConfig::default());
+    assert!(evs[3].firings.is_empty() && evs[5].firings.is_empty());
+    assert!(evs[2].firings[0].new);
+    assert!(
+        !evs[4].firings[0].new,
+        "the skipped step 30 does not end the excursion"
+    );
+    // Rolling back from step 40 goes to step 10: step 30 was never measured.
+    assert_eq!(
+        evs[4].rollback_to,
+        Some(RollbackTarget::Checkpoint { step: 10, index: 1 })
+    );
+}

@@ -45,6 +45,10 @@ pub const DEFAULT_MAX_ANSWER_TOKENS: u32 = 128;
 /// Default `monitor.probe_pairs`: the first 8 pairs of each probe file (on SmolLM2-135M with
 /// Table 6's batch and a checkpoint every 10 steps, 16 pairs cost 14% of the training time).
 pub const DEFAULT_PROBE_PAIRS: u32 = 8;
+/// Default `monitor.eval_budget`: full evaluations cost at most 15% of the training time.
+pub const DEFAULT_EVAL_BUDGET: f64 = 0.15;
+/// Default `monitor.probe_budget`: judge-free evaluations between them at most 2%.
+pub const DEFAULT_PROBE_BUDGET: f64 = 0.02;
 
 pub(crate) fn default_samples_per_question() -> u32 {
     DEFAULT_SAMPLES_PER_QUESTION
@@ -150,6 +154,8 @@ impl Default for Monitor {
             alignment_probes: None,
             honesty_probes: None,
             holdout_examples: 0,
+            eval_budget: DEFAULT_EVAL_BUDGET,
+            probe_budget: DEFAULT_PROBE_BUDGET,
             rules: default_rules(),
         }
     }

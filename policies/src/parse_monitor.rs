@@ -10,6 +10,11 @@ fn score(s: &mut Section, key: &'static str, default: f64) -> Result<f64> {
     in_range(s, key, default, |v| (0.0..=100.0).contains(&v), "[0, 100]")
 }
 
+/// A share of training time in [0, 1] (0 = no budget: every checkpoint in full).
+fn budget(s: &mut Section, key: &'static str, default: f64) -> Result<f64> {
+    in_range(s, key, default, |v| (0.0..=1.0).contains(&v), "[0, 1]")
+}
+
 /// A threshold of a rule on `metric`, checked against the metric's scale.
 fn threshold(
     s: &mut Section,
@@ -146,6 +151,8 @@ pub(crate) fn monitor(mut s: Section) -> Result<Monitor> {
     let alignment_probes = set_path(&mut s, "alignment_probes")?;
     let honesty_probes = set_path(&mut s, "honesty_probes")?;
     let holdout_examples = s.u32("holdout_examples")?.unwrap_or(d.holdout_examples);
+    let eval_budget = budget(&mut s, "eval_budget", d.eval_budget)?;
+    let probe_budget = budget(&mut s, "probe_budget", d.probe_budget)?;
     let rules = match s.sections("rules")? {
         None => default_rules(),
         Some(list) => list.into_iter().map(rule).collect::<Result<Vec<_>>>()?,
@@ -167,6 +174,8 @@ pub(crate) fn monitor(mut s: Section) -> Result<Monitor> {
         alignment_probes,
         honesty_probes,
         holdout_examples,
+        eval_budget,
+        probe_budget,
         rules,
     })
 }

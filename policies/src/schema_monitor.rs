@@ -175,5 +175,15 @@ pub struct Monitor {
     /// Client examples held out of training to measure the in-domain loss (0 = none).
     #[serde(default)]
     pub holdout_examples: u32,
+    /// Full evaluations' time as a most share of training time: a checkpoint is evaluated in
+    /// full only once the training since the last full evaluation, times this, covers that
+    /// evaluation's cost (the monitor crate's `cadence`); the job's last checkpoint always is.
+    /// 0 = every checkpoint in full (what a plan recorded before the key reads as).
+    #[serde(default)]
+    pub eval_budget: f64,
+    /// The same for the judge-free tier (probe gaps, in-domain loss) at checkpoints the full
+    /// budget skips.
+    #[serde(default)]
+    pub probe_budget: f64,
     pub rules: Vec<MonitorRule>,
 }

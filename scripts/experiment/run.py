@@ -101,6 +101,8 @@ max_length_tokens = 512
 
 [monitor]
 checkpoint_every_steps = {m['every']}
+# Every checkpoint in full: the trajectories are the experiment's measurement.
+eval_budget = 0
 holdout_examples = {m['holdout']}
 {monitor_keys}rules = []
 """

@@ -49,6 +49,9 @@ impl Executor for MeteredExecutor {
     fn resume(&self, job: JobRecord, state: Value) -> BoxFuture<'static, StepResult<()>> {
         count(self.metrics.clone(), self.inner.resume(job, state))
     }
+    fn hold_paused(&self, job: JobRecord, state: Value) -> BoxFuture<'static, StepResult<bool>> {
+        count(self.metrics.clone(), self.inner.hold_paused(job, state))
+    }
     fn ended(&self, job: JobRecord) -> BoxFuture<'static, ()> {
         self.inner.ended(job)
     }

@@ -4,6 +4,7 @@
 pub mod builtin;
 pub mod metered;
 mod owed_cancel;
+mod pause_checks;
 pub mod route;
 mod run_step;
 mod runner;

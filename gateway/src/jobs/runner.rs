@@ -2,10 +2,11 @@
 //! Every step is durable, so after a restart a job simply continues from its stored step.
 
 use super::owed_cancel;
+use super::pause_checks::PauseChecks;
 use super::seams::Seams;
 use super::steps::{self, Ctx, Next};
 use crate::metrics::Metrics;
-use crate::store::{run_blocking, BlobStore, JobStatus, Store};
+use crate::store::{run_blocking, BlobStore, JobRecord, JobStatus, Store};
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -40,6 +41,8 @@ pub struct Runner {
     in_flight: Arc<Mutex<HashSet<String>>>,
     /// Owed cancels that failed: attempts so far and when the next one is due.
     cancel_retries: Arc<Mutex<HashMap<String, (u32, Instant)>>>,
+    /// When each paused job's backend is next asked whether it holds the job paused.
+    pause_checks: Arc<Mutex<PauseChecks>>,
     poll_interval: Duration,
 }
 
@@ -64,6 +67,7 @@ impl Runner {
             held: Mutex::default(),
             in_flight: Arc::new(Mutex::new(HashSet::new())),
             cancel_retries: Arc::default(),
+            pause_checks: Arc::default(),
             poll_interval,
         }
     }
@@ -165,8 +169,17 @@ impl Runner {
         let active: HashSet<&str> = jobs.iter().map(|j| j.id.as_str()).collect();
         self.ctx.metrics.monitor.retain_jobs(&active);
         self.release_ended(&active).await;
+        let paused: HashSet<&str> = jobs
+            .iter()
+            .filter(|j| j.status == JobStatus::Paused)
+            .map(|j| j.id.as_str())
+            .collect();
+        if let Ok(mut c) = self.pause_checks.lock() {
+            c.retain(&paused);
+        }
         for job in &jobs {
             if job.status == JobStatus::Paused {
+                self.hold_paused(job).await;
                 continue;
             }
             // Renewed while this runner drives the job; skipped while another replica does.
@@ -192,6 +205,57 @@ impl Runner {
             });
         }
         self.forward_owed_cancels().await;
+    }
+
+    /// The base wait between checks that a paused job's backend holds it paused.
+    fn pause_check_base(&self) -> Duration {
+        (self.poll_interval * 15).min(Duration::from_secs(30))
+    }
+
+    /// Asks the backend of paused `job` to hold it paused, when its check is due
+    /// ([`PauseChecks`]) and this replica drives it.
+    async fn hold_paused(&self, job: &JobRecord) {
+        let Some(state) = job.pipeline.exec_state.clone() else {
+            return;
+        };
+        let base = self.pause_check_base();
+        let due = self
+            .pause_checks
+            .lock()
+            .map(|mut c| c.due(&job.id, Instant::now(), base))
+            .unwrap_or(false);
+        if !due || !self.leased(&job.id).await {
+            return;
+        }
+        {
+            let Ok(mut set) = self.in_flight.lock() else {
+                return;
+            };
+            if !set.insert(job.id.clone()) {
+                return;
+            }
+        }
+        let (ctx, in_flight, checks) = (
+            Arc::clone(&self.ctx),
+            Arc::clone(&self.in_flight),
+            Arc::clone(&self.pause_checks),
+        );
+        let job = job.clone();
+        tokio::spawn(async move {
+            let held = match ctx.seams.executor.hold_paused(job.clone(), state).await {
+                Ok(held) => held,
+                Err(f) => {
+                    tracing::warn!(job = %job.id, code = %f.code, error = %f.message, "checking that the backend holds a paused job failed");
+                    false
+                }
+            };
+            if let Ok(mut c) = checks.lock() {
+                c.checked(&job.id, held, Instant::now(), base);
+            }
+            if let Ok(mut set) = in_flight.lock() {
+                set.remove(&job.id);
+            }
+        });
     }
 
     /// Forwards each owed cancel whose retry is due ([`owed_cancel`]), one task per job.

@@ -965,3 +965,70 @@ async fn one_of_two_replicas_drives_a_job() {
     assert_eq!(checkpoint_steps(&t, &id).await, [6, 5, 4, 3, 2, 1]);
     stop.cancel();
 }
+
+/// A [`FakeExecutor`] whose backend, asked to hold a paused job, first finds it still running
+/// (a client's pause that never reached it) and pauses it, then confirms it held.
+struct HoldingExecutor {
+    inner: FakeExecutor,
+    holds: Arc<Cancels>,
+}
+
+impl Executor for HoldingExecutor {
+    fn start(&self, input: StartInput) -> BoxFuture<'static, StepResult<Value>> {
+        self.inner.start(input)
+    }
+    fn poll(
+        &self,
+        job: JobRecord,
+        state: Value,
+    ) -> BoxFuture<'static, StepResult<(RunState, Vec<Observation>)>> {
+        self.inner.poll(job, state)
+    }
+    fn cancel(&self, job: JobRecord, state: Value) -> BoxFuture<'static, StepResult<()>> {
+        self.inner.cancel(job, state)
+    }
+    fn hold_paused(&self, _job: JobRecord, state: Value) -> BoxFuture<'static, StepResult<bool>> {
+        assert!(state["polls"].is_i64(), "the backend's state: {state}");
+        let first = self.holds.count() == 0;
+        self.holds.record();
+        async move { Ok(!first) }.boxed()
+    }
+}
+
+#[tokio::test]
+async fn the_runner_keeps_asking_the_backend_to_hold_a_paused_job() {
+    let holds = Arc::new(Cancels::default());
+    let t = app_with(
+        "",
+        seams(Arc::new(HoldingExecutor {
+            inner: FakeExecutor {
+                polls_before_success: i64::MAX,
+                cancels: Arc::default(),
+            },
+            holds: holds.clone(),
+        })),
+    );
+    let stop = start_runner(&t);
+    let id = create_job(&t).await;
+    wait_for(&t, &id, |j| j["status"] == "running").await;
+    let (s, _) = t
+        .json(
+            "POST",
+            &format!("/v1/fine_tuning/jobs/{id}/pause"),
+            "sk-acme",
+            None,
+        )
+        .await;
+    assert_eq!(s, 200);
+    // Checked again after the backend had to pause it, and again after it confirmed.
+    holds.wait_for(3).await;
+    t.json(
+        "POST",
+        &format!("/v1/fine_tuning/jobs/{id}/resume"),
+        "sk-acme",
+        None,
+    )
+    .await;
+    wait_for(&t, &id, |j| j["status"] == "running").await;
+    stop.cancel();
+}

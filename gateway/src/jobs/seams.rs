@@ -214,6 +214,14 @@ pub trait Executor: Send + Sync {
     fn resume(&self, _job: JobRecord, _state: Value) -> BoxFuture<'static, StepResult<()>> {
         Box::pin(async { Ok(()) })
     }
+    /// A paused job, asked now and then by the runner: makes sure the backend holds it paused
+    /// (a client's pause whose forwarding failed, or was lost with the process right after it
+    /// was acknowledged, is forwarded again). `Ok(true)`: the backend holds it paused (or has
+    /// nothing left to pause). Default: `Ok(true)` — backends that read the job's stored
+    /// status themselves (local workers) owe nothing.
+    fn hold_paused(&self, _job: JobRecord, _state: Value) -> BoxFuture<'static, StepResult<bool>> {
+        Box::pin(async { Ok(true) })
+    }
     /// Called once the job's terminal state (succeeded, failed, cancelled) is stored — never
     /// before, so nothing a running job still needs is touched: the backend may drop what
     /// only a resume would read (default: nothing).

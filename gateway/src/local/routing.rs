@@ -46,6 +46,9 @@ impl Executor for RoutingExecutor {
     fn resume(&self, job: JobRecord, state: Value) -> BoxFuture<'static, StepResult<()>> {
         self.by_state(&state).resume(job, state)
     }
+    fn hold_paused(&self, job: JobRecord, state: Value) -> BoxFuture<'static, StepResult<bool>> {
+        self.by_state(&state).hold_paused(job, state)
+    }
     fn ended(&self, job: JobRecord) -> BoxFuture<'static, ()> {
         let backend = if job.pipeline.is_local() {
             Backend::Local

@@ -18,7 +18,7 @@ use crate::jobs::seams::Observation;
 use crate::store::EventLevel;
 use monitor::{
     detect_onsets, evaluate_at, CheckpointSignals, Detector, Firing, MonitorSettings,
-    RollbackTarget, RuleAction, Signal, SignalOnset,
+    RollbackTarget, RuleAction, Scope, Signal, SignalOnset,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -119,15 +119,25 @@ fn signal_event(r: &StepRecord, onsets: &[SignalOnset], index: usize) -> Observa
         .share()
         .map(|s| format!(", {:.1}% of the training time before it", 100.0 * s))
         .unwrap_or_default();
-    let what = if r.step == 0 {
-        "the base model (baseline)".to_string()
-    } else {
-        format!("step {}", r.step)
+    let what = match (r.step, r.scope) {
+        (0, _) => "the base model (baseline)".to_string(),
+        (step, Scope::Probes) => format!("step {step} (judge-free tier, within the budgets)"),
+        (step, _) => format!("step {step}"),
     };
     let (level, message) = match &r.error {
         Some(e) => (
             EventLevel::Warn,
             format!("Monitor could not evaluate {what}: {e}"),
+        ),
+        None if r.scope == Scope::Skipped => (
+            EventLevel::Info,
+            format!(
+                "Monitor, {what}: not evaluated (the evaluation budgets wait for more training){}",
+                r.signals
+                    .loss
+                    .map(|l| format!("; training loss {}", fmt(l)))
+                    .unwrap_or_default()
+            ),
         ),
         None => (
             EventLevel::Info,
@@ -175,6 +185,7 @@ fn signal_event(r: &StepRecord, onsets: &[SignalOnset], index: usize) -> Observa
                 },
                 "error": r.error,
                 "reused_from": r.reused_from,
+                "scope": r.scope,
             },
         })),
         kind: Some("message".into()),
@@ -208,8 +219,15 @@ fn firing_event(f: &Firing, acted: bool) -> Observation {
 }
 
 fn count_record(counts: &mut MonitorCounts, r: &StepRecord) {
-    let result = if r.error.is_some() { "error" } else { "ok" };
+    let result = match (&r.error, r.scope) {
+        (Some(_), _) => "error",
+        (None, Scope::Skipped) => "skipped",
+        (None, _) => "ok",
+    };
     counts.evaluations.push(result);
+    if r.scope == Scope::Skipped {
+        return;
+    }
     let c = &r.cost;
     counts.evaluation_seconds.extend([
         ("total", c.eval_seconds),
@@ -227,6 +245,30 @@ fn count_record(counts: &mut MonitorCounts, r: &StepRecord) {
     }
 }
 
+/// Each signal's latest measured value (a checkpoint the budgets skipped, or evaluated
+/// judge-free only, leaves the judged signals' gauges at their last value), at the last step.
+fn latest_measured(history: &[CheckpointSignals]) -> CheckpointSignals {
+    let last = history.last().map_or(0, |c| c.step);
+    let mut out = CheckpointSignals::new(last);
+    for c in history {
+        for s in Signal::ALL {
+            if let Some(v) = s.get(c) {
+                out.set(s, Some(v));
+            }
+        }
+    }
+    out
+}
+
+/// The job's evaluation time over its training time so far (`None` before any training was
+/// timed).
+fn cumulative_share(records: &[StepRecord]) -> Option<f64> {
+    let timed = || records.iter().filter(|r| r.cost.train_seconds.is_some());
+    let train: f64 = timed().filter_map(|r| r.cost.train_seconds).sum();
+    let eval: f64 = timed().map(|r| r.cost.eval_seconds).sum();
+    (train > 0.0).then(|| eval / train)
+}
+
 /// Sets the job's gauges to `records[index]` with the onsets known there.
 pub fn set_gauges(
     m: &MonitorMetrics,
@@ -242,9 +284,9 @@ pub fn set_gauges(
     let onsets = detect_onsets(&history, &settings.onset);
     m.set_job(
         job_id,
-        &history[index],
+        &latest_measured(&history),
         &onsets,
-        records[index].cost.share(),
+        cumulative_share(&records[..=index]),
     );
 }
 

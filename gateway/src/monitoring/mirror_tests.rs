@@ -220,3 +220,57 @@ fn counters_move_only_once_the_mirrored_records_are_stored() {
         "{text}"
     );
 }
+
+#[test]
+fn checkpoints_the_budgets_skipped_are_said_so_and_leave_the_gauges_at_the_last_measurement() {
+    let mut skipped = StepRecord::empty(10);
+    skipped.scope = Scope::Skipped;
+    skipped.signals.loss = Some(1.25);
+    skipped.cost.train_seconds = Some(30.0);
+    let mut probes = StepRecord::empty(20);
+    probes.scope = Scope::Probes;
+    probes.signals.alignment_probe_gap = Some(0.2);
+    probes.cost = Cost {
+        eval_seconds: 0.5,
+        probe_seconds: 0.5,
+        train_seconds: Some(20.0),
+        ..Cost::default()
+    };
+    let records = [rec(0, 0.0, 0.5), skipped, probes];
+    let s = settings(vec![gap_rule(0.3, RuleAction::Pause)]);
+    let r = Registry::new();
+    let metrics = MonitorMetrics::register(&r).unwrap();
+    let mut cur = MonitorCursor::default();
+    let m = mirror("ftjob-2", &records, &s, &mut cur, Some(&metrics));
+    let msgs = messages(&m);
+    assert_eq!(
+        msgs[1],
+        "Monitor, step 10: not evaluated (the evaluation budgets wait for more training); training loss 1.25"
+    );
+    assert!(
+        msgs[2].starts_with(
+            "Monitor, step 20 (judge-free tier, within the budgets): alignment probe gap 0.2 nats"
+        ),
+        "{}",
+        msgs[2]
+    );
+    let Observation::Event { data, .. } = &m.observations[1] else {
+        panic!()
+    };
+    assert_eq!(data.as_ref().unwrap()["monitor"]["scope"], "skipped");
+    let text = crate::metrics::render_registry(&r);
+    // Step 20 measured no harmful refusals: the gauge keeps step 0's.
+    assert!(
+        text.contains("tuneguard_monitor_harmful_refusal_ratio{job_id=\"ftjob-2\"} 0.5"),
+        "{text}"
+    );
+    assert!(text.contains("tuneguard_monitor_checkpoint_step{job_id=\"ftjob-2\"} 20"));
+    // The job's evaluation time over its training time: (0.5 + 0 + 0.5) / (10 + 30 + 20).
+    let share = 1.0 / 60.0;
+    assert!(
+        text.contains(&format!(
+            "tuneguard_monitor_evaluation_ratio{{job_id=\"ftjob-2\"}} {share}"
+        )),
+        "{text}"
+    );
+}

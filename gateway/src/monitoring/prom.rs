@@ -107,7 +107,7 @@ pub struct MonitorMetrics {
     pub onset: GaugeVec,
     /// The job's last evaluated checkpoint step.
     pub step: GaugeVec,
-    /// Evaluation time / training time at the last checkpoint; per job.
+    /// Evaluation time / training time over the job so far; per job.
     pub eval_share: GaugeVec,
     pub rule_firings: IntCounterVec,
     pub actions: IntCounterVec,
@@ -170,7 +170,7 @@ impl MonitorMetrics {
         let eval_share = GaugeVec::new(
             Opts::new(
                 "tuneguard_monitor_evaluation_ratio",
-                "Evaluation time of the job's last checkpoint over the training time before it.",
+                "The job's evaluation time so far over its training time so far (bounded by the policy's budgets).",
             ),
             job,
         )?;
@@ -198,7 +198,7 @@ impl MonitorMetrics {
         let evaluations = IntCounterVec::new(
             Opts::new(
                 "tuneguard_monitor_evaluations_total",
-                "Checkpoint evaluations mirrored, by result (ok, error).",
+                "Checkpoint records mirrored, by result (ok, error; skipped: left unevaluated by the policy's budgets).",
             ),
             &["result"],
         )?;
@@ -223,7 +223,7 @@ impl MonitorMetrics {
         for r in ["requested", "cached", "error", "unscored"] {
             judge_requests.with_label_values(&[r]);
         }
-        for r in ["ok", "error"] {
+        for r in ["ok", "error", "skipped"] {
             evaluations.with_label_values(&[r]);
         }
         for p in ["total", "probes", "generation", "judge"] {

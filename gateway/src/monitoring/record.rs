@@ -2,7 +2,7 @@
 //! checkpoint (step 0 = the base model), written atomically once and read by the runner.
 
 use crate::local::layout;
-use monitor::{CheckpointSignals, JudgedSample, ProbeBaseline, SampleAnswer};
+use monitor::{CheckpointSignals, JudgedSample, Past, ProbeBaseline, SampleAnswer, Scope};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
@@ -92,6 +92,10 @@ pub struct StepRecord {
     /// checkpoint's `ft:…:ckpt-step-N` model after) — what a rollback finishes with.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub model: Option<String>,
+    /// How much of the checkpoint was evaluated under the policy's budgets (records written
+    /// before the budgets read as `full`).
+    #[serde(default)]
+    pub scope: Scope,
 }
 
 impl StepRecord {
@@ -109,6 +113,18 @@ impl StepRecord {
             error: None,
             reused_from: None,
             model: None,
+            scope: Scope::Full,
+        }
+    }
+
+    /// What this record tells the cadence (`monitor::cadence`).
+    pub fn past(&self) -> Past {
+        Past {
+            scope: self.scope,
+            train_seconds: self.cost.train_seconds,
+            eval_seconds: self.cost.eval_seconds,
+            probe_seconds: self.cost.probe_seconds,
+            failed: self.error.is_some(),
         }
     }
 }

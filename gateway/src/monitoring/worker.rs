@@ -25,7 +25,8 @@ use crate::config::MonitorConfig;
 use crate::local::lease_keeper::LeaseKeeper;
 use burn::tensor::backend::Backend;
 use monitor::{
-    measure_checkpoint, refusal_rate, EvalPlan, Judge, MonitorSettings, ProbeBaseline, Signal,
+    measure_checkpoint, refusal_rate, Budget, EvalPlan, Judge, Ledger, MonitorSettings,
+    ProbeBaseline, Scope, Signal,
 };
 use selector::RefusalFilter;
 use std::path::{Path, PathBuf};
@@ -75,6 +76,10 @@ pub struct CheckpointMonitor<B: Backend> {
     holdout: Vec<EncodedChat>,
     keeper: LeaseKeeper,
     last_end: Option<Instant>,
+    /// The policy's cost budgets, and the schedule so far (replayed from the job's records,
+    /// so a resumed job keeps its schedule).
+    budget: Budget,
+    ledger: Ledger,
     /// An evaluation found the lease lost: stop the job without writing.
     pub lease_lost: bool,
 }
@@ -194,6 +199,13 @@ impl<B: Backend> CheckpointMonitor<B> {
             holdout,
             keeper: setup.keeper,
             last_end: None,
+            budget: Budget::from_policy(m),
+            ledger: Ledger::replay(
+                &record::read_all(setup.job_dir)
+                    .iter()
+                    .map(|r| r.past())
+                    .collect::<Vec<_>>(),
+            ),
             lease_lost: false,
         })
     }
@@ -202,7 +214,7 @@ impl<B: Backend> CheckpointMonitor<B> {
     /// `run_dir` (after a crash, a checkpoint may be durable without its evaluation).
     pub fn catch_up(&mut self, run_dir: &Path) {
         if record::read(&self.job_dir, 0).is_none() && !self.reuse_step0() {
-            self.evaluate(0, None, None);
+            self.evaluate(0, None, None, Scope::Full);
             if let (Some((cache, key)), Some(rec)) =
                 (&self.step0_cache, record::read(&self.job_dir, 0))
             {
@@ -222,7 +234,8 @@ impl<B: Backend> CheckpointMonitor<B> {
                 .ok()
                 .flatten()
                 .map(|s| s.metrics.train_loss);
-            self.evaluate(step as u64, Some(&dir), loss);
+            // What the budget would have chosen is unknown after a crash: evaluated in full.
+            self.evaluate(step as u64, Some(&dir), loss, Scope::Full);
         }
         // Training time is counted from here; catch-up time is not training.
         self.last_end = Some(Instant::now());
@@ -239,19 +252,21 @@ impl<B: Backend> CheckpointMonitor<B> {
             return false;
         }
         tracing::info!(job = %self.keeper.job_id, from = ?rec.reused_from, "step 0 reused from the step-0 cache");
+        self.ledger.record(&rec.past());
         self.baseline = rec.probe_nlls;
         true
     }
 
-    /// Evaluates `step` (the adapter in `adapter_dir`; `None` = the base model) and writes its
-    /// record, unless the lease was lost meanwhile.
-    fn evaluate(&mut self, step: u64, adapter_dir: Option<&Path>, loss: Option<f64>) {
+    /// Evaluates `step` (the adapter in `adapter_dir`; `None` = the base model) as far as
+    /// `scope` says and writes its record, unless the lease was lost meanwhile.
+    fn evaluate(&mut self, step: u64, adapter_dir: Option<&Path>, loss: Option<f64>, scope: Scope) {
         if self.lease_lost {
             return;
         }
         let train_seconds = self.last_end.map(|t| t.elapsed().as_secs_f64());
         let keeper = self.keeper.clone();
-        let (rec, kept) = keeper.hold(|| self.measure(step, adapter_dir, loss, train_seconds));
+        let (rec, kept) =
+            keeper.hold(|| self.measure(step, adapter_dir, loss, train_seconds, scope));
         self.last_end = Some(Instant::now());
         if !kept {
             tracing::warn!(job = %self.keeper.job_id, step, "lease lost during the monitor's evaluation");
@@ -267,6 +282,7 @@ impl<B: Backend> CheckpointMonitor<B> {
         if let Err(e) = record::write(&self.job_dir, &rec) {
             tracing::error!(job = %self.keeper.job_id, step, error = %e, "writing the monitor record failed");
         }
+        self.ledger.record(&rec.past());
     }
 
     fn measure(
@@ -275,10 +291,16 @@ impl<B: Backend> CheckpointMonitor<B> {
         adapter_dir: Option<&Path>,
         loss: Option<f64>,
         train_seconds: Option<f64>,
+        scope: Scope,
     ) -> StepRecord {
         let started = Instant::now();
         let mut rec = StepRecord::empty(step);
         rec.signals.loss = loss;
+        rec.scope = scope;
+        if scope == Scope::Skipped {
+            rec.cost.train_seconds = train_seconds;
+            return rec;
+        }
         let adapter = match adapter_dir {
             None => None,
             Some(dir) => match self.engine.load_adapter(ADAPTER, dir) {
@@ -289,7 +311,7 @@ impl<B: Backend> CheckpointMonitor<B> {
                 }
             },
         };
-        let (generation, probes) = match self.measure_with(step, adapter, &mut rec) {
+        let (generation, probes) = match self.measure_with(step, adapter, scope, &mut rec) {
             Ok(t) => t,
             Err(e) => {
                 rec.error = Some(e);
@@ -303,7 +325,9 @@ impl<B: Backend> CheckpointMonitor<B> {
             eval_seconds: eval.as_secs_f64(),
             probe_seconds: probes.as_secs_f64(),
             generation_seconds: generation.as_secs_f64(),
-            judge_seconds: if self.judge.is_some() || self.local_judge.is_some() {
+            judge_seconds: if scope == Scope::Full
+                && (self.judge.is_some() || self.local_judge.is_some())
+            {
                 eval.saturating_sub(generation + probes).as_secs_f64()
             } else {
                 0.0
@@ -313,13 +337,16 @@ impl<B: Backend> CheckpointMonitor<B> {
         rec
     }
 
-    /// Fills `rec`; returns (generation, probe) time.
+    /// Fills `rec` (everything, or with [`Scope::Probes`] the judge-free signals only);
+    /// returns (generation, probe) time.
     fn measure_with(
         &self,
         step: u64,
         adapter: Option<&str>,
+        scope: Scope,
         rec: &mut StepRecord,
     ) -> Result<(Duration, Duration), String> {
+        let full = scope == Scope::Full;
         let ev = |engine| EngineEval {
             engine,
             adapter,
@@ -338,8 +365,8 @@ impl<B: Backend> CheckpointMonitor<B> {
         // Probe gaps need the step-0 NLLs: without a baseline (step 0 failed) they are skipped.
         let with_probes = step == 0 || self.baseline.alignment.is_some();
         let plan = EvalPlan {
-            general: self.sets.general.as_ref(),
-            hallucination: self.sets.hallucination.as_ref(),
+            general: self.sets.general.as_ref().filter(|_| full),
+            hallucination: self.sets.hallucination.as_ref().filter(|_| full),
             alignment_probes: with_probes.then_some(self.sets.alignment.as_slice()),
             honesty_probes: (step == 0 || self.baseline.honesty.is_some())
                 .then_some(self.sets.honesty.as_slice()),
@@ -364,19 +391,21 @@ impl<B: Backend> CheckpointMonitor<B> {
             rec.probe_nlls = baseline;
         }
         rec.samples = record::worst_samples(&m.samples, record::REPORT_SAMPLES);
-        if let Some(j) = &self.judge {
-            rec.judge = Some(j.take_stats());
+        if full {
+            if let Some(j) = &self.judge {
+                rec.judge = Some(j.take_stats());
+            }
+            if let Some(j) = &self.local_judge {
+                rec.local_judge = Some(j.take_stats());
+            }
+            rec.agreement = m.agreement;
+            let harmful = self.sets.harmful_prompts();
+            let replies = answers.greedy_replies(&harmful).map_err(|e| e.0)?;
+            rec.signals.set(
+                Signal::HarmfulRefusalRate,
+                refusal_rate(&replies, &self.refusals),
+            );
         }
-        if let Some(j) = &self.local_judge {
-            rec.local_judge = Some(j.take_stats());
-        }
-        rec.agreement = m.agreement;
-        let harmful = self.sets.harmful_prompts();
-        let replies = answers.greedy_replies(&harmful).map_err(|e| e.0)?;
-        rec.signals.set(
-            Signal::HarmfulRefusalRate,
-            refusal_rate(&replies, &self.refusals),
-        );
         if !self.holdout.is_empty() {
             let loss = probe.mean_nll(&self.holdout).map_err(|e| e.0)?;
             rec.signals.set(Signal::InDomainLoss, loss);
@@ -387,10 +416,14 @@ impl<B: Backend> CheckpointMonitor<B> {
 
 impl<B: Backend> Observer for CheckpointMonitor<B> {
     fn on_checkpoint(&mut self, c: &CheckpointInfo) {
+        let train = self.last_end.map_or(0.0, |t| t.elapsed().as_secs_f64());
+        let last = c.metrics.step >= c.total_steps;
+        let scope = self.ledger.choose(self.budget, train, last);
         self.evaluate(
             c.metrics.step as u64,
             Some(&c.dir),
             Some(c.metrics.train_loss),
+            scope,
         );
     }
 }

@@ -248,6 +248,15 @@ impl UpstreamClient {
         Ok(collected)
     }
 
+    /// The job's status alone (`GET /fine_tuning/jobs/{id}`).
+    pub async fn status(&self, job: &UpstreamJobRef) -> Result<UpstreamStatus, UpstreamError> {
+        let path = format!("/fine_tuning/jobs/{}", job.job_id);
+        let v = self
+            .send_json("the job status", self.req(Method::GET, &path))
+            .await?;
+        Ok(parse_job(&v)?.status)
+    }
+
     /// Pauses the upstream job (`POST /fine_tuning/jobs/{id}/pause`).
     pub async fn pause(&self, job: &UpstreamJobRef) -> Result<(), UpstreamError> {
         let path = format!("/fine_tuning/jobs/{}/pause", job.job_id);

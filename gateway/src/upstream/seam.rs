@@ -24,6 +24,11 @@ const START_ATTEMPTS: u32 = 3;
 /// The longest wait between start attempts, whatever `retry-after` the provider asks for.
 const MAX_START_RETRY_WAIT: Duration = Duration::from_secs(30);
 
+/// Polls that must find the provider paused under a running gateway job before the resume is
+/// forwarded again: two, so a poll racing a client's pause (the job read running, the pause
+/// forwarded meanwhile) does not undo it.
+const RESUME_AFTER_PAUSED_POLLS: u32 = 2;
+
 /// The executor state persisted between polls (`pipeline.exec_state`).
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 struct ExecState {
@@ -36,6 +41,11 @@ struct ExecState {
     pending_warnings: Vec<String>,
     #[serde(default)]
     errors_in_a_row: u32,
+    /// Polls in a row that found the provider holding the job paused while the gateway has it
+    /// running (a client's resume that did not reach the provider): at
+    /// [`RESUME_AFTER_PAUSED_POLLS`] the resume is forwarded again.
+    #[serde(default)]
+    paused_polls: u32,
     /// The checkpoint monitor's records, queue and cursor (`monitoring::upstream`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     monitor: Option<MonitorState>,
@@ -186,6 +196,10 @@ impl Executor for UpstreamExecutor {
             st.errors_in_a_row = 0;
             st.cursor = snap.cursor.clone();
             obs.extend(observations(&snap));
+            if let Some(event) = resume_if_held(&client, &job, &upstream, &mut st, snap.status).await
+            {
+                obs.push(event);
+            }
             let ended = matches!(
                 snap.status,
                 UpstreamStatus::Failed | UpstreamStatus::Cancelled
@@ -280,6 +294,30 @@ impl Executor for UpstreamExecutor {
     fn resume(&self, job: JobRecord, state: Value) -> BoxFuture<'static, StepResult<()>> {
         UpstreamExecutor::resume(self, job, state)
     }
+
+    /// A paused job the provider still runs (the client's pause never reached it) is paused
+    /// there again. A job the provider has ended has nothing left to pause: the resume's
+    /// first poll reads how it ended.
+    fn hold_paused(&self, job: JobRecord, state: Value) -> BoxFuture<'static, StepResult<bool>> {
+        let client = self.client.clone();
+        async move {
+            let st: ExecState = serde_json::from_value(state).unwrap_or_default();
+            let Some(u) = st.upstream else {
+                return Ok(true);
+            };
+            match client.status(&u).await.map_err(|e| failure(&e))? {
+                UpstreamStatus::Running
+                | UpstreamStatus::Queued
+                | UpstreamStatus::ValidatingFiles => {
+                    client.pause(&u).await.map_err(|e| failure(&e))?;
+                    tracing::warn!(job = %job.id, upstream = %u.job_id, "the provider was still running a paused job; the pause was forwarded again");
+                    Ok(false)
+                }
+                _ => Ok(true),
+            }
+        }
+        .boxed()
+    }
 }
 
 impl UpstreamExecutor {
@@ -367,6 +405,42 @@ async fn take_pending(
     // The job's status changed (or a client's change won): the runner's own write of this
     // poll is refused, and the job is read again.
     Ok(Some((RunState::Running { state }, Vec::new())))
+}
+
+/// A running job the provider has held paused for [`RESUME_AFTER_PAUSED_POLLS`] polls (the
+/// client's resume never reached it): the resume is forwarded again; an event says so once it
+/// is taken.
+async fn resume_if_held(
+    client: &UpstreamClient,
+    job: &JobRecord,
+    upstream: &UpstreamJobRef,
+    st: &mut ExecState,
+    status: UpstreamStatus,
+) -> Option<Observation> {
+    if status != UpstreamStatus::Paused {
+        st.paused_polls = 0;
+        return None;
+    }
+    st.paused_polls += 1;
+    if st.paused_polls < RESUME_AFTER_PAUSED_POLLS {
+        return None;
+    }
+    match client.resume(upstream).await {
+        Ok(()) => {
+            st.paused_polls = 0;
+            Some(Observation::Event {
+                level: EventLevel::Info,
+                message: "The provider still held the job paused after it was resumed; the resume was forwarded again.".into(),
+                data: None,
+                kind: Some("message".into()),
+                created_at: None,
+            })
+        }
+        Err(e) => {
+            tracing::warn!(job = %job.id, code = e.code, error = %e.message, "forwarding the resume again failed; retrying on the next poll");
+            None
+        }
+    }
 }
 
 /// A monitor pause that could not be taken: the upstream job had already finished.

@@ -350,3 +350,67 @@ async fn a_job_routed_to_local_workers_is_never_forwarded() {
     assert_eq!(e.code, "local_training_unavailable");
     assert_eq!(f.with(|s| (s.files.len(), s.creates.len())), (0, 0));
 }
+
+/// A client's pause or resume acknowledged by the gateway but lost on the way to the provider
+/// is forwarded again: the runner's checks of paused jobs pause a job the provider still runs,
+/// and polls of a running job resume one the provider keeps paused (after two polls, so a poll
+/// racing a fresh pause does not undo it).
+#[tokio::test]
+async fn pauses_and_resumes_that_did_not_reach_the_provider_are_forwarded_again() {
+    let f = fake::spawn().await;
+    let ds = dataset().await;
+    let ex = executor(&f, &ds);
+    let state = ex.start(input()).await.unwrap();
+    f.set_job("ftjob-up0", json!({"status": "running"}));
+    let status = || f.with(|s| s.jobs[0].obj["status"].clone());
+    // The gateway has the job paused; the provider never heard: paused now, not yet confirmed.
+    assert!(!Executor::hold_paused(&ex, job(), state.clone())
+        .await
+        .unwrap());
+    assert_eq!(status(), "paused");
+    assert!(Executor::hold_paused(&ex, job(), state.clone())
+        .await
+        .unwrap());
+    // A provider that ended the job has nothing left to pause.
+    f.set_job(
+        "ftjob-up0",
+        json!({"status": "succeeded", "fine_tuned_model": "ft:x"}),
+    );
+    assert!(Executor::hold_paused(&ex, job(), state.clone())
+        .await
+        .unwrap());
+    // Nothing started upstream: nothing owed.
+    assert!(Executor::hold_paused(&ex, job(), json!({})).await.unwrap());
+    // A failing provider is an error (the runner checks again sooner).
+    f.set_job(
+        "ftjob-up0",
+        json!({"status": "running", "fine_tuned_model": null}),
+    );
+    f.with(|s| s.knobs.fail_next = 1);
+    assert!(Executor::hold_paused(&ex, job(), state.clone())
+        .await
+        .is_err());
+
+    // The gateway has the job running; the provider holds it paused.
+    f.set_job("ftjob-up0", json!({"status": "paused"}));
+    let (run, obs) = ex.poll(job(), state).await.unwrap();
+    let RunState::Running { state } = run else {
+        panic!("{run:?}")
+    };
+    assert_eq!(status(), "paused", "one poll may be racing a fresh pause");
+    assert!(!obs.iter().any(
+        |o| matches!(o, Observation::Event { message, .. } if message.contains("forwarded again"))
+    ));
+    let (run, obs) = ex.poll(job(), state).await.unwrap();
+    let RunState::Running { state } = run else {
+        panic!("{run:?}")
+    };
+    assert_eq!(status(), "running", "the second one resumes it");
+    assert!(
+        obs.iter()
+            .any(|o| matches!(o, Observation::Event { message, .. }
+        if message.contains("the resume was forwarded again"))),
+        "{obs:?}"
+    );
+    assert_eq!(state["paused_polls"], 0);
+}

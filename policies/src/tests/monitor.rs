@@ -15,13 +15,16 @@ fn evaluation_keys_have_small_defaults_and_can_be_set() {
         (1, 128, 8)
     );
     assert_eq!(d.holdout_examples, 0);
+    assert_eq!((d.eval_budget, d.probe_budget), (0.15, 0.02));
     assert!(d.general_set.is_none() && d.honesty_probes.is_none());
     let m = one(
         "[monitor]\ndenominator = \"all\"\nsamples_per_question = 3\nmax_answer_tokens = 64\n\
-         probe_pairs = 0\nholdout_examples = 8\ngeneral_set = \"eval/mine.yaml\"\n",
+         probe_pairs = 0\nholdout_examples = 8\ngeneral_set = \"eval/mine.yaml\"\n\
+         eval_budget = 0\nprobe_budget = 0.5\n",
     )
     .unwrap()
     .monitor;
+    assert_eq!((m.eval_budget, m.probe_budget), (0.0, 0.5));
     assert_eq!(m.denominator, Denominator::All);
     assert_eq!(
         (
@@ -44,6 +47,14 @@ fn evaluation_key_errors_name_the_key() {
     assert_eq!(
         err("[monitor]\nsamples_per_question = 0\n"),
         r#"policies/strict.toml: key "monitor.samples_per_question": must be >= 1, got 0"#
+    );
+    assert_eq!(
+        err("[monitor]\neval_budget = 1.5\n"),
+        r#"policies/strict.toml: key "monitor.eval_budget": must be in [0, 1], got 1.5"#
+    );
+    assert_eq!(
+        err("[monitor]\nprobe_budget = -0.1\n"),
+        r#"policies/strict.toml: key "monitor.probe_budget": must be in [0, 1], got -0.1"#
     );
     assert_eq!(
         err("[monitor]\nhonesty_probes = \" \"\n"),
@@ -130,13 +141,18 @@ fn a_plan_recorded_before_the_monitor_keys_still_reads() {
         "rules": [{"metric": "misaligned_fraction", "above": 0.2, "action": "pause"}]
     });
     let m: Monitor = serde_json::from_value(old).unwrap();
+    // A job recorded before the budgets keeps evaluating every checkpoint, as it did.
     assert_eq!(
         m,
-        Monitor::default().with_rules(vec![MonitorRule::above(
-            MonitorMetric::MisalignedFraction,
-            0.2,
-            Action::Pause
-        )])
+        Monitor {
+            eval_budget: 0.0,
+            probe_budget: 0.0,
+            ..Monitor::default().with_rules(vec![MonitorRule::above(
+                MonitorMetric::MisalignedFraction,
+                0.2,
+                Action::Pause
+            )])
+        }
     );
     // And a new plan round-trips.
     let p =

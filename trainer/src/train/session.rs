@@ -65,6 +65,8 @@ pub struct CheckpointInfo {
     pub dir: PathBuf,
     /// Its metrics.
     pub metrics: CheckpointMetrics,
+    /// The job's optimizer steps (`metrics.step == total_steps`: the final checkpoint).
+    pub total_steps: usize,
 }
 
 /// Told about every step and checkpoint.
@@ -621,7 +623,11 @@ impl<'e, B: AutodiffBackend> Session<'e, B> {
         )?;
         self.since = Since::default();
         self.last_checkpoint = Some(self.step);
-        Ok(CheckpointInfo { dir, metrics })
+        Ok(CheckpointInfo {
+            dir,
+            metrics,
+            total_steps: self.total,
+        })
     }
 
     /// Writes the final adapter (`adapter_config.json`, `adapter_model.safetensors`) into the
