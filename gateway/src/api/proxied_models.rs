@@ -316,14 +316,26 @@ async fn filter_list(state: &AppState, tenant: &str, resp: Response) -> Response
     let Some(data) = list.get_mut("data").and_then(Value::as_array_mut) else {
         return unreadable();
     };
-    let mut kept = Vec::with_capacity(data.len());
-    for entry in data.drain(..) {
-        let id = entry.get("id").and_then(Value::as_str).unwrap_or_default();
-        if check(state, tenant, id).await.is_ok() {
-            kept.push(entry);
+    let id = |e: &Value| {
+        e.get("id")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string()
+    };
+    // One query for every fine-tuned model in the list (a provider may list thousands).
+    let listed = if data.iter().any(|e| fine_tuned(&id(e))) {
+        let t = tenant.to_string();
+        match run_blocking(&state.store, move |s| s.listed_models(&t)).await {
+            Ok(l) => l,
+            Err(e) => return ApiError::from(e).into_response(),
         }
-    }
-    *data = kept;
+    } else {
+        Default::default()
+    };
+    data.retain(|e| {
+        let id = id(e);
+        !fine_tuned(&id) || listed.contains(&id)
+    });
     let body = list.to_string();
     parts.headers.remove(header::CONTENT_LENGTH);
     parts.headers.remove(header::CONTENT_ENCODING);

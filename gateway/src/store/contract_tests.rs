@@ -970,6 +970,17 @@ fn a_model_is_listed_to_its_tenant_once_served(b: &dyn Backend) {
         !s.model_listed("a", &name(2)).unwrap(),
         "after the rollback target"
     );
+    // All at once: exactly what `model_listed` says yes to.
+    let all = s.listed_models("a").unwrap();
+    let want: std::collections::HashSet<String> = [
+        final_model.to_string(),
+        ckpt.fine_tuned_model_checkpoint.clone(),
+        name(0),
+        name(1),
+    ]
+    .into();
+    assert_eq!(all, want);
+    assert!(s.listed_models("b").unwrap().is_empty());
 }
 
 fn owed_cancels_are_cancelled_jobs_at_the_cancel_step(b: &dyn Backend) {

@@ -172,6 +172,9 @@ pub trait Store: Send + Sync + 'static {
     /// with one of its checkpoints (a monitor rollback), the checkpoints after that one. What
     /// it lists is what it serves.
     fn model_listed(&self, tenant: &str, model: &str) -> StoreResult<bool>;
+    /// Every model [`Store::model_listed`] lists to `tenant`, in one query (the filter of a
+    /// provider's `GET /v1/models`, which may name thousands).
+    fn listed_models(&self, tenant: &str) -> StoreResult<std::collections::HashSet<String>>;
 
     // which replica's runner drives a job
     /// Takes or renews the lease on driving `job_id` for `holder` until `now + seconds`: true

@@ -381,6 +381,24 @@ impl Store for PgStore {
         })
     }
 
+    fn listed_models(&self, tenant: &str) -> StoreResult<std::collections::HashSet<String>> {
+        self.with(|c| {
+            let rows = c.query(
+                "SELECT fine_tuned_model FROM jobs WHERE tenant = $1 AND status = 'succeeded' \
+                     AND fine_tuned_model IS NOT NULL \
+                 UNION SELECT c.fine_tuned_model_checkpoint FROM checkpoints c \
+                     JOIN jobs j ON j.id = c.job_id WHERE j.tenant = $1 \
+                     AND NOT EXISTS(SELECT 1 FROM checkpoints r WHERE r.job_id = j.id \
+                         AND r.fine_tuned_model_checkpoint = j.fine_tuned_model \
+                         AND c.step_number > r.step_number)",
+                &[&tenant],
+            )?;
+            rows.iter()
+                .map(|r| Ok(r.try_get::<_, String>(0)?))
+                .collect()
+        })
+    }
+
     fn claim_local_job(
         &self,
         worker_id: &str,

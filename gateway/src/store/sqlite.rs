@@ -396,6 +396,21 @@ impl Store for SqliteStore {
         Ok(listed)
     }
 
+    fn listed_models(&self, tenant: &str) -> StoreResult<std::collections::HashSet<String>> {
+        let conn = self.conn()?;
+        let mut stmt = conn.prepare(
+            "SELECT fine_tuned_model FROM jobs WHERE tenant = ?1 AND status = 'succeeded' \
+                 AND fine_tuned_model IS NOT NULL \
+             UNION SELECT c.fine_tuned_model_checkpoint FROM checkpoints c \
+                 JOIN jobs j ON j.id = c.job_id WHERE j.tenant = ?1 \
+                 AND NOT EXISTS(SELECT 1 FROM checkpoints r WHERE r.job_id = j.id \
+                     AND r.fine_tuned_model_checkpoint = j.fine_tuned_model \
+                     AND c.step_number > r.step_number)",
+        )?;
+        let rows = stmt.query_map([tenant], |r| r.get::<_, String>(0))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
     fn save_policy_snapshot(&self, s: &PolicySnapshot) -> StoreResult<()> {
         self.conn()?.execute(
             "INSERT OR IGNORE INTO policy_snapshots (version_hash, created_at, body) VALUES (?1,?2,?3)",
