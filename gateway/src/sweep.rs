@@ -120,6 +120,18 @@ pub async fn expiry_loop(state: AppState, shutdown: tokio_util::sync::Cancellati
             tracing::warn!(error = %e, "file expiry failed");
         }
         drop_mirrors(&state).await;
+        trim_blob_cache(&state).await;
+    }
+}
+
+/// With remote blobs, keeps this replica's cached copies within `[storage] blob_cache_mb`.
+async fn trim_blob_cache(state: &AppState) {
+    let (blobs, cap) = (state.blobs.clone(), state.config.storage.blob_cache_bytes);
+    match tokio::task::spawn_blocking(move || blobs.trim_cache(cap)).await {
+        Ok(Ok(n)) if n > 0 => tracing::info!(removed = n, "trimmed the blob cache"),
+        Ok(Ok(_)) => {}
+        Ok(Err(e)) => tracing::warn!(error = %e, "trimming the blob cache failed"),
+        Err(e) => tracing::warn!(error = %e, "trimming the blob cache failed"),
     }
 }
 

@@ -90,10 +90,15 @@ pub struct StorageConfig {
     /// The most bytes `data_dir/adapters` may hold (`adapter_cache_mb`, default
     /// [`DEFAULT_ADAPTER_CACHE_MB`]).
     pub adapter_cache_bytes: u64,
+    /// With remote blobs: the most bytes of cached copies `data_dir/blobs` may hold
+    /// (`blob_cache_mb`, default [`DEFAULT_BLOB_CACHE_MB`]).
+    pub blob_cache_bytes: u64,
 }
 
 /// `[storage] adapter_cache_mb` when unset.
 pub const DEFAULT_ADAPTER_CACHE_MB: u64 = 4096;
+/// `[storage] blob_cache_mb` when unset.
+pub const DEFAULT_BLOB_CACHE_MB: u64 = 4096;
 
 /// Where blobs (files, upload parts, datasets, manifests, adapters, job directories of remote
 /// workers) live.

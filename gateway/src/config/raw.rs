@@ -58,6 +58,9 @@ pub(super) struct RawStorage {
     /// The most megabytes `data_dir/adapters` (unpacked adapters served from their stored
     /// artifacts) may hold; least recently used first out.
     pub(super) adapter_cache_mb: Option<u64>,
+    /// With remote blobs, the most megabytes of cached copies in `data_dir/blobs`; least
+    /// recently used first out.
+    pub(super) blob_cache_mb: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -23,6 +23,7 @@ fn embedded_defaults_load() {
     assert_eq!(c.screening.min_examples, 10);
     assert!(c.tenants.is_empty());
     assert_eq!(c.storage.adapter_cache_bytes, 4096 * 1024 * 1024);
+    assert_eq!(c.storage.blob_cache_bytes, 4096 * 1024 * 1024);
 }
 
 #[test]
@@ -30,11 +31,13 @@ fn the_adapter_cache_holds_at_least_one_megabyte() {
     let c = load(
         "[storage]
 adapter_cache_mb = 64
+blob_cache_mb = 16
 ",
         &[],
     )
     .unwrap();
     assert_eq!(c.storage.adapter_cache_bytes, 64 * 1024 * 1024);
+    assert_eq!(c.storage.blob_cache_bytes, 16 * 1024 * 1024);
     let e = err("[storage]
 adapter_cache_mb = 0
 ");

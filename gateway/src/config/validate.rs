@@ -309,10 +309,12 @@ fn validate_storage(raw: &super::raw::RawStorage) -> Result<StorageConfig, Confi
             "must be at least 1 (one adapter is unpacked to serve it)",
         ));
     }
+    let blob_cache_mb = raw.blob_cache_mb.unwrap_or(super::DEFAULT_BLOB_CACHE_MB);
     Ok(StorageConfig {
         backend,
         blobs: validate_blobs(raw)?,
         adapter_cache_bytes: adapter_cache_mb.saturating_mul(1024 * 1024),
+        blob_cache_bytes: blob_cache_mb.saturating_mul(1024 * 1024),
     })
 }
 

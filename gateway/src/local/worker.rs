@@ -56,6 +56,7 @@ pub fn run(config: &Config, stop: Arc<AtomicBool>, supervisor: Option<u32>) -> a
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "looking for copies of finished jobs failed"),
         }
+        trim_blob_cache(&blobs, config);
     }
     let lease = config.local.lease_seconds as i64;
     while !stop.load(Ordering::SeqCst) && !orphaned() {
@@ -78,6 +79,7 @@ pub fn run(config: &Config, stop: Arc<AtomicBool>, supervisor: Option<u32>) -> a
                 if let Err(e) = store.release_lease(&job_id, &worker_id) {
                     tracing::warn!(job = %job_id, error = %e, "releasing the lease failed");
                 }
+                trim_blob_cache(&blobs, config);
             }
             Ok(None) => std::thread::sleep(config.local.poll_interval),
             Err(e) => {
@@ -88,6 +90,16 @@ pub fn run(config: &Config, stop: Arc<AtomicBool>, supervisor: Option<u32>) -> a
     }
     tracing::info!(worker = %worker_id, "worker stopped");
     Ok(())
+}
+
+/// Keeps the cached copies of remote blobs (datasets, manifests) within
+/// `[storage] blob_cache_mb`, between jobs.
+fn trim_blob_cache(blobs: &BlobStore, config: &Config) {
+    match blobs.trim_cache(config.storage.blob_cache_bytes) {
+        Ok(n) if n > 0 => tracing::info!(removed = n, "trimmed the blob cache"),
+        Ok(_) => {}
+        Err(e) => tracing::warn!(error = %e, "trimming the blob cache failed"),
+    }
 }
 
 /// How a job's run on this worker ended.

@@ -34,6 +34,9 @@ const REMOTE_DIR: &str = "blobs/";
 /// A remote object no record names yet may be one another process is about to record: the
 /// startup sweep leaves remote objects younger than this alone.
 pub const REMOTE_SWEEP_GRACE_SECS: i64 = 3600;
+/// A cached copy used (or written) this recently is never trimmed: a reader may have been
+/// handed its path and not opened it yet (an open file outlives its removal).
+pub const CACHE_IN_USE: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// A blob opened for reading: a local file, or a remote object's byte stream.
 pub type BlobReader = std::pin::Pin<Box<dyn tokio::io::AsyncRead + Send>>;
@@ -157,6 +160,7 @@ impl BlobStore {
             return Ok(path);
         };
         if tokio::fs::try_exists(&path).await.unwrap_or(false) {
+            mark_used(&path);
             return Ok(path);
         }
         remote
@@ -243,7 +247,12 @@ impl BlobStore {
     pub async fn open_read(&self, key: &str) -> StoreResult<BlobReader> {
         let path = self.cache_path(key)?;
         match (tokio::fs::File::open(&path).await, &self.remote) {
-            (Ok(f), _) => Ok(Box::pin(f)),
+            (Ok(f), remote) => {
+                if remote.is_some() {
+                    mark_used(&path);
+                }
+                Ok(Box::pin(f))
+            }
             (Err(e), None) => Err(io_err(&path)(e)),
             (Err(_), Some(r)) => Ok(Box::pin(
                 r.stream(&format!("{REMOTE_DIR}{key}"))
@@ -307,6 +316,47 @@ impl BlobStore {
         Ok(removed)
     }
 
+    /// With a remote backend, removes the least recently used cached copies until
+    /// `data_dir/blobs` holds at most `cap` bytes, never one used in the last
+    /// [`CACHE_IN_USE`] (the remote keeps every object: a removed copy is fetched again when
+    /// read). Returns how many were removed; a local backend's files are the blobs
+    /// themselves and are never trimmed.
+    pub fn trim_cache(&self, cap: u64) -> StoreResult<usize> {
+        if self.remote.is_none() {
+            return Ok(0);
+        }
+        let recent = std::time::SystemTime::now() - CACHE_IN_USE;
+        let mut copies = Vec::new();
+        let mut total = 0u64;
+        let entries = std::fs::read_dir(&self.root).map_err(io_err(&self.root))?;
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().to_string();
+            let Ok(meta) = entry.metadata() else { continue };
+            if !meta.is_file() {
+                continue;
+            }
+            total += meta.len();
+            let used = meta.modified().unwrap_or(std::time::UNIX_EPOCH);
+            if !name.starts_with(TEMP_PREFIX) && used < recent {
+                copies.push((used, meta.len(), entry.path()));
+            }
+        }
+        copies.sort();
+        let mut removed = 0;
+        for (_, bytes, path) in copies {
+            if total <= cap {
+                break;
+            }
+            match std::fs::remove_file(&path) {
+                Ok(()) => removed += 1,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(io_err(&path)(e)),
+            }
+            total = total.saturating_sub(bytes);
+        }
+        Ok(removed)
+    }
+
     fn sweep_local(&self, referenced: &std::collections::HashSet<String>) -> StoreResult<usize> {
         let mut removed = 0;
         let entries = std::fs::read_dir(&self.root).map_err(io_err(&self.root))?;
@@ -320,6 +370,14 @@ impl BlobStore {
             }
         }
         Ok(removed)
+    }
+}
+
+/// Marks a cached copy as just used (its modification time: the copy's content never changes,
+/// the remote object is the blob), for [`BlobStore::trim_cache`]. Best effort.
+fn mark_used(path: &Path) {
+    if let Ok(f) = std::fs::File::options().append(true).open(path) {
+        let _ = f.set_modified(std::time::SystemTime::now());
     }
 }
 
@@ -554,5 +612,41 @@ mod tests {
             .map(|l| l.name)
             .collect();
         assert_eq!(names, vec![format!("{REMOTE_DIR}kept")]);
+    }
+
+    #[tokio::test]
+    async fn s3_cached_copies_are_trimmed_least_recently_used_first_and_fetched_again() {
+        let Some(s3) = crate::store::s3_test_server::fresh_bucket() else {
+            return;
+        };
+        let (_dir, a, _b) = two_machines(&s3);
+        let hours_ago =
+            |h: u64| std::time::SystemTime::now() - std::time::Duration::from_secs(3600 * h);
+        for (key, age) in [("old", 3), ("older", 4), ("used", 5)] {
+            let mut w = a.create().await.unwrap();
+            w.write(&[7u8; 100]).await.unwrap();
+            w.commit(key).await.unwrap();
+            let f = std::fs::File::options()
+                .append(true)
+                .open(a.cache_path(key).unwrap())
+                .unwrap();
+            f.set_modified(hours_ago(age)).unwrap();
+        }
+        // Read a minute ago or less: in use, whatever its age.
+        a.local_file("used").await.unwrap();
+        assert_eq!(a.trim_cache(150).unwrap(), 2, "older first, then old");
+        assert!(a.cache_path("used").unwrap().exists());
+        assert!(!a.cache_path("old").unwrap().exists());
+        // A trimmed copy is only a copy: read again from the bucket.
+        let path = a.local_file("old").await.unwrap();
+        assert_eq!(std::fs::read(path).unwrap(), vec![7u8; 100]);
+        assert_eq!(a.trim_cache(1 << 20).unwrap(), 0, "under the cap");
+        // A local store's files are the blobs: never trimmed.
+        let dir = tempfile::tempdir().unwrap();
+        let local = BlobStore::open(dir.path()).unwrap();
+        let mut w = local.create().await.unwrap();
+        w.write(b"x").await.unwrap();
+        w.commit("k").await.unwrap();
+        assert_eq!(local.trim_cache(0).unwrap(), 0);
     }
 }
