@@ -8,6 +8,7 @@ the job's tenant only."""
 import httpx2 as httpx
 import openai
 import pytest
+import time
 
 from conftest import KEYS, wait_for
 from datasets import upload
@@ -127,6 +128,17 @@ def test_a_rollback_rule_finishes_the_job_with_the_last_checkpoint_under_it(gate
     gw = gateway_factory(extra=config(), policies={"default.toml": policy(ROLLBACK_RULE, epochs=14)})
     c = gw.client()
     job = create(c, upload(c, misaligned_jsonl()), suffix="rb")
+    # While it runs, a checkpoint is listed only once the monitor's record of it is (with a
+    # rollback rule, one that drifted must never be offered, even during its evaluation).
+    samples, deadline = 0, time.monotonic() + 180
+    while c.fine_tuning.jobs.retrieve(job.id).status not in ("succeeded", "failed", "cancelled"):
+        assert time.monotonic() < deadline, "the job never finished"
+        listed_now = [cp.step_number for cp in c.fine_tuning.jobs.checkpoints.list(job.id)]
+        evaluated = {s for s, _ in signal_series(c, job.id, "loss")}
+        assert set(listed_now) <= evaluated, (listed_now, evaluated)
+        samples += 1
+        time.sleep(0.05)
+    print(f"{samples} samples of the checkpoint list while the job ran")
     done = finished(c, job.id, timeout_s=180)
     assert done.status == "succeeded", done.error
     short = job.id.removeprefix("ftjob-")

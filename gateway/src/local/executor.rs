@@ -123,6 +123,16 @@ impl LocalExecutor {
     }
 }
 
+/// Whether the job's recorded plan has a `[[monitor.rules]]` entry that rolls back.
+pub(crate) fn has_rollback_rule(job: &JobRecord) -> bool {
+    job.pipeline.plan().is_ok_and(|p| {
+        p.monitor
+            .rules
+            .iter()
+            .any(|r| r.action == policies::Action::Rollback)
+    })
+}
+
 /// The monitor settings of the job's recorded plan (no rules when it has none).
 fn monitor_settings(job: &JobRecord) -> monitor::MonitorSettings {
     job.pipeline
@@ -364,7 +374,7 @@ impl Executor for LocalExecutor {
                 .unwrap_or(true);
             let last_mirrored = cur.monitor.last;
             let tail = cur.metrics.clone();
-            let (lines, tail, ckpts, resolved, outcome, records) = {
+            let (lines, tail, ckpts, resolved, outcome, records, recorded) = {
                 let (run, dir) = (run.clone(), dir.clone());
                 tokio::task::spawn_blocking(move || {
                     // The outcome first: it is written last, so when it is there every
@@ -374,7 +384,8 @@ impl Executor for LocalExecutor {
                         layout::read_json(&dir.join(layout::OUTCOME)).ok().flatten();
                     let resolved: Option<Resolved> =
                         layout::read_json(&dir.join("resolved.json")).ok().flatten();
-                    let fresh = record::steps(&dir)
+                    let recorded = record::steps(&dir);
+                    let fresh = recorded
                         .last()
                         .is_some_and(|s| last_mirrored.is_none_or(|l| *s > l));
                     let records = if fresh || !gauged {
@@ -384,7 +395,7 @@ impl Executor for LocalExecutor {
                     };
                     let ckpts = read_checkpoints(&run);
                     let (lines, tail) = progress::read_new_lines(&run, &tail);
-                    (lines, tail, ckpts, resolved, outcome, records)
+                    (lines, tail, ckpts, resolved, outcome, records, recorded)
                 })
                 .await
                 .map_err(|e| fail("internal_error", e.to_string()))?
@@ -451,7 +462,14 @@ impl Executor for LocalExecutor {
                 cur.pace.as_ref().and_then(|p| p.estimate(now, total_steps));
             obs.push(Observation::Progress(measured));
             let ft = LocalExecutor::fine_tuned(&job);
+            // With a rollback rule, a checkpoint is offered only once the monitor has its
+            // record: one that drifted is never listed, even for the length of its
+            // evaluation (its record and a rollback's decision are stored together).
+            let gated = outcome.is_none() && has_rollback_rule(&job);
             for (step, m) in &ckpts {
+                if gated && !recorded.contains(&(*step as u64)) {
+                    break;
+                }
                 if *step > cur.checkpoint {
                     let artifact = this.store_artifact(&job, &run, Some(*step)).await;
                     obs.push(Observation::Checkpoint {

@@ -85,6 +85,18 @@ pub struct MonitorState {
     /// Failed attempts in a row to forward the pending action to the provider.
     #[serde(default)]
     pub action_errors: u32,
+    /// With a rollback rule: checkpoints the provider listed that are not offered to the
+    /// client until their evaluation is recorded ([`MonitorState::gate`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub held: Vec<HeldCheckpoint>,
+}
+
+/// A provider checkpoint held back until the monitor has evaluated it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HeldCheckpoint {
+    pub model: String,
+    pub step: i64,
+    pub metrics: Value,
 }
 
 impl MonitorState {
@@ -99,6 +111,42 @@ impl MonitorState {
             }],
             ..MonitorState::default()
         }
+    }
+
+    /// Holds back the checkpoint observations in `obs` whose step has no record yet, and
+    /// gives back (appends to `obs`) the held ones that have one now — or all of them with
+    /// `release_all` (the job ended). So with a rollback rule a checkpoint that drifted is
+    /// never offered, even while it is being evaluated: its record, a rollback's decision and
+    /// the checkpoint are stored in one write.
+    pub fn gate(&mut self, obs: &mut Vec<Observation>, release_all: bool) {
+        let mut kept = Vec::with_capacity(obs.len());
+        for o in obs.drain(..) {
+            match o {
+                Observation::Checkpoint {
+                    fine_tuned_model_checkpoint,
+                    step_number,
+                    metrics,
+                    ..
+                } => self.held.push(HeldCheckpoint {
+                    model: fine_tuned_model_checkpoint,
+                    step: step_number,
+                    metrics,
+                }),
+                other => kept.push(other),
+            }
+        }
+        *obs = kept;
+        let recorded = |step: i64| self.records.iter().any(|r| r.step as i64 == step);
+        let (ready, wait): (Vec<_>, Vec<_>) = std::mem::take(&mut self.held)
+            .into_iter()
+            .partition(|h| release_all || recorded(h.step));
+        self.held = wait;
+        obs.extend(ready.into_iter().map(|h| Observation::Checkpoint {
+            fine_tuned_model_checkpoint: h.model,
+            step_number: h.step,
+            metrics: h.metrics,
+            artifact: None,
+        }));
     }
 
     /// Queues the checkpoints the provider listed (each step once; none after a rollback was

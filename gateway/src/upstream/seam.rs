@@ -205,6 +205,12 @@ impl Executor for UpstreamExecutor {
                 UpstreamStatus::Failed | UpstreamStatus::Cancelled
             );
             let plan = job.pipeline.plan().ok();
+            let gated = plan.is_some_and(|p| {
+                p.monitor
+                    .rules
+                    .iter()
+                    .any(|r| r.action == policies::Action::Rollback)
+            });
             if let (Some(mon), Some(plan), false) = (&monitor, plan, ended) {
                 let ms = st
                     .monitor
@@ -216,6 +222,15 @@ impl Executor for UpstreamExecutor {
                     attempts: 0,
                 }));
                 obs.extend(mon.step(&job, plan, ms).await);
+            }
+            let hold = st.monitor.as_ref().is_some_and(|m| m.holds_success());
+            if let Some(ms) = st.monitor.as_mut() {
+                let finishing = ended
+                    || (snap.status == UpstreamStatus::Succeeded && !hold)
+                    || ms.rollback.is_some();
+                if gated || !ms.held.is_empty() {
+                    ms.gate(&mut obs, finishing);
+                }
                 if let Some(r) = &ms.rollback {
                     // The job ends with checkpoint `to`: the ones past the decision (the
                     // drift it rolls back) are not offered to the client.
@@ -237,7 +252,6 @@ impl Executor for UpstreamExecutor {
                     }
                 }
             }
-            let hold = st.monitor.as_ref().is_some_and(|m| m.holds_success());
             let rollback = st.monitor.as_ref().and_then(|m| m.rollback.clone());
             let state = to_value(&st)?;
             let run = match snap.status {
