@@ -138,7 +138,20 @@ pub fn policy_summary(plan: Option<&policies::Plan>, manifest: Option<&Value>) -
         ),
         (
             "Checkpoint cadence".into(),
-            format!("every {} steps", m.checkpoint_every_steps),
+            if m.eval_budget > 0.0 {
+                format!(
+                    "every {} steps; evaluated in full within {:.0}% of training time, \
+                     judge-free within {:.0}%, the last checkpoint always in full",
+                    m.checkpoint_every_steps,
+                    100.0 * m.eval_budget,
+                    100.0 * m.probe_budget
+                )
+            } else {
+                format!(
+                    "every {} steps, each evaluated in full",
+                    m.checkpoint_every_steps
+                )
+            },
         ),
         (
             "Probes".into(),
