@@ -187,13 +187,8 @@ impl Runner {
                 continue;
             }
             let job = job.clone();
-            {
-                let Ok(mut set) = self.in_flight.lock() else {
-                    return;
-                };
-                if !set.insert(job.id.clone()) {
-                    continue;
-                }
+            if !self.start_work(&job.id) {
+                continue;
             }
             let ctx = Arc::clone(&self.ctx);
             let in_flight = Arc::clone(&self.in_flight);
@@ -205,6 +200,15 @@ impl Runner {
             });
         }
         self.forward_owed_cancels().await;
+    }
+
+    /// Marks `job_id` as worked on by one of this runner's tasks (which removes it when done);
+    /// false when a task already is (or the set is unusable).
+    fn start_work(&self, job_id: &str) -> bool {
+        self.in_flight
+            .lock()
+            .map(|mut set| set.insert(job_id.to_string()))
+            .unwrap_or(false)
     }
 
     /// The base wait between checks that a paused job's backend holds it paused.
@@ -227,13 +231,8 @@ impl Runner {
         if !due || !self.leased(&job.id).await {
             return;
         }
-        {
-            let Ok(mut set) = self.in_flight.lock() else {
-                return;
-            };
-            if !set.insert(job.id.clone()) {
-                return;
-            }
+        if !self.start_work(&job.id) {
+            return;
         }
         let (ctx, in_flight, checks) = (
             Arc::clone(&self.ctx),
@@ -277,13 +276,8 @@ impl Runner {
             if !due {
                 continue;
             }
-            {
-                let Ok(mut set) = self.in_flight.lock() else {
-                    return;
-                };
-                if !set.insert(job.id.clone()) {
-                    continue;
-                }
+            if !self.start_work(&job.id) {
+                continue;
             }
             let (ctx, in_flight, retries) = (
                 Arc::clone(&self.ctx),

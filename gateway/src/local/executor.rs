@@ -374,7 +374,7 @@ impl Executor for LocalExecutor {
                 .unwrap_or(true);
             let last_mirrored = cur.monitor.last;
             let tail = cur.metrics.clone();
-            let (lines, tail, ckpts, resolved, outcome, records, recorded) = {
+            let (lines, tail, ckpts, resolved, outcome, records) = {
                 let (run, dir) = (run.clone(), dir.clone());
                 tokio::task::spawn_blocking(move || {
                     // The outcome first: it is written last, so when it is there every
@@ -384,8 +384,7 @@ impl Executor for LocalExecutor {
                         layout::read_json(&dir.join(layout::OUTCOME)).ok().flatten();
                     let resolved: Option<Resolved> =
                         layout::read_json(&dir.join("resolved.json")).ok().flatten();
-                    let recorded = record::steps(&dir);
-                    let fresh = recorded
+                    let fresh = record::steps(&dir)
                         .last()
                         .is_some_and(|s| last_mirrored.is_none_or(|l| *s > l));
                     let records = if fresh || !gauged {
@@ -395,7 +394,7 @@ impl Executor for LocalExecutor {
                     };
                     let ckpts = read_checkpoints(&run);
                     let (lines, tail) = progress::read_new_lines(&run, &tail);
-                    (lines, tail, ckpts, resolved, outcome, records, recorded)
+                    (lines, tail, ckpts, resolved, outcome, records)
                 })
                 .await
                 .map_err(|e| fail("internal_error", e.to_string()))?
@@ -462,12 +461,14 @@ impl Executor for LocalExecutor {
                 cur.pace.as_ref().and_then(|p| p.estimate(now, total_steps));
             obs.push(Observation::Progress(measured));
             let ft = LocalExecutor::fine_tuned(&job);
-            // With a rollback rule, a checkpoint is offered only once the monitor has its
-            // record: one that drifted is never listed, even for the length of its
-            // evaluation (its record and a rollback's decision are stored together).
+            let mirrored = this.mirror_monitor(&job, &records, &mut cur.monitor);
+            // With a rollback rule, a checkpoint is offered only in the write that mirrors its
+            // monitor record, or after it: one that drifted is never listed, even for the
+            // length of its evaluation (it is stored with the rollback that hides it).
             let gated = outcome.is_none() && has_rollback_rule(&job);
+            let mirrored_to = cur.monitor.last.unwrap_or(0);
             for (step, m) in &ckpts {
-                if gated && !recorded.contains(&(*step as u64)) {
+                if gated && (*step as u64) > mirrored_to {
                     break;
                 }
                 if *step > cur.checkpoint {
@@ -481,7 +482,6 @@ impl Executor for LocalExecutor {
                     cur.checkpoint = *step;
                 }
             }
-            let mirrored = this.mirror_monitor(&job, &records, &mut cur.monitor);
             obs.extend(mirrored.observations);
             if !mirrored.counts.is_empty() {
                 obs.push(Observation::MonitorCounts(mirrored.counts.clone()));
