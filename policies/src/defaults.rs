@@ -162,6 +162,12 @@ impl Default for Monitor {
 }
 
 impl Monitor {
+    /// Whether a `[[monitor.rules]]` entry rolls back (then checkpoints are offered only once
+    /// evaluated).
+    pub fn rolls_back(&self) -> bool {
+        self.rules.iter().any(|r| r.action == Action::Rollback)
+    }
+
     /// This monitor with `rules` instead of its own.
     pub fn with_rules(self, rules: Vec<MonitorRule>) -> Monitor {
         Monitor { rules, ..self }

@@ -123,16 +123,6 @@ impl LocalExecutor {
     }
 }
 
-/// Whether the job's recorded plan has a `[[monitor.rules]]` entry that rolls back.
-pub(crate) fn has_rollback_rule(job: &JobRecord) -> bool {
-    job.pipeline.plan().is_ok_and(|p| {
-        p.monitor
-            .rules
-            .iter()
-            .any(|r| r.action == policies::Action::Rollback)
-    })
-}
-
 /// The monitor settings of the job's recorded plan (no rules when it has none).
 fn monitor_settings(job: &JobRecord) -> monitor::MonitorSettings {
     job.pipeline
@@ -465,7 +455,8 @@ impl Executor for LocalExecutor {
             // With a rollback rule, a checkpoint is offered only in the write that mirrors its
             // monitor record, or after it: one that drifted is never listed, even for the
             // length of its evaluation (it is stored with the rollback that hides it).
-            let gated = outcome.is_none() && has_rollback_rule(&job);
+            let gated =
+                outcome.is_none() && job.pipeline.plan().is_ok_and(|p| p.monitor.rolls_back());
             let mirrored_to = cur.monitor.last.unwrap_or(0);
             for (step, m) in &ckpts {
                 if gated && (*step as u64) > mirrored_to {

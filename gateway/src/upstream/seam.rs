@@ -205,12 +205,7 @@ impl Executor for UpstreamExecutor {
                 UpstreamStatus::Failed | UpstreamStatus::Cancelled
             );
             let plan = job.pipeline.plan().ok();
-            let gated = plan.is_some_and(|p| {
-                p.monitor
-                    .rules
-                    .iter()
-                    .any(|r| r.action == policies::Action::Rollback)
-            });
+            let gated = plan.is_some_and(|p| p.monitor.rolls_back());
             if let (Some(mon), Some(plan), false) = (&monitor, plan, ended) {
                 let ms = st
                     .monitor
